@@ -1,0 +1,50 @@
+# Moonlander: `make demo` sets up everything and runs the demo; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup envtest demo test unit e2e lint typecheck fmt bench clean dev-clusters
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) ## Python environment and control-plane binaries
+	bash hack/envtest/build.sh >/dev/null
+
+envtest: ## build (or find cached) kube-apiserver, etcd, kubectl, helm
+	bash hack/envtest/build.sh
+
+demo: setup ## the seed's Pattern A end to end on local clusters
+	$(BIN)/moonlander demo --dir .demo
+
+dev-clusters: setup ## parent, child-a, child-b in the foreground (Ctrl-C stops them)
+	$(BIN)/moonlander dev-clusters up --dir .dev-clusters
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+e2e: setup
+	$(BIN)/pytest tests/e2e
+
+test: setup lint typecheck ## lint, types, unit and end-to-end tests on real API servers
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .demo .dev-clusters build dist src/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from moonlander.cli import main
+
+sys.exit(main())

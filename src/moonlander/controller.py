@@ -1,0 +1,179 @@
+"""The controller's moving parts: what it knows of Landings, what wakes them, the workers.
+
+kopf delivers watch events (operator.py); they land here as ``landing_event`` and
+``secret_event``. Each event only updates the in-memory view and enqueues keys; workers
+take keys from the queue and call the reconciler, then schedule the next attempt from the
+outcome: periodic resync when converged, capped exponential backoff with jitter while
+waiting or after a transient fault, nothing but a watched change for a permanent problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moonlander import api
+from moonlander.backoff import backoff_delay, jittered
+from moonlander.plan import Outcome, Retry
+from moonlander.reconcile import Reconciler, landing_key
+from moonlander.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    resync: float = 600.0  # converged Landings are re-checked this often (jittered)
+    backoff_base: float = 1.0
+    backoff_cap: float = 120.0
+    workers: int = 16
+
+
+def _trigger_view(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What in a Landing, when it changes, needs a reconcile (status writes do not)."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        tuple(meta.get("finalizers") or ()),
+    )
+
+
+class Controller:
+    def __init__(self, reconciler: Reconciler, timing: Timing = Timing()) -> None:
+        self.reconciler = reconciler
+        self.timing = timing
+        self.queue = WorkQueue()
+        self.landings: dict[str, Mapping[str, Any]] = {}
+        self._sources: dict[str, tuple[str, str]] = {}
+        self._by_source: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._attempts: dict[str, int] = defaultdict(int)
+        self._workers: list[asyncio.Task[None]] = []
+        self.last_outcomes: dict[str, Outcome] = {}
+
+    # -- events in ----------------------------------------------------------------------
+
+    def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = landing_key(meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self._forget(key)
+            return
+        previous = self.landings.get(key)
+        self.landings[key] = body
+        self._index_source(key, body)
+        if previous is None or _trigger_view(previous) != _trigger_view(body):
+            self.queue.add(key)
+
+    def secret_event(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        ref = (meta.get("namespace", ""), meta.get("name", ""))
+        for key in self._by_source.get(ref, ()):
+            self.queue.add(key)
+        # A Secret this controller landed in its own cluster: repair drift.
+        labels = meta.get("labels") or {}
+        if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
+            owner = (meta.get("annotations") or {}).get(api.OWNER_ANNOTATION)
+            if owner in self.landings:
+                self.queue.add(owner)
+
+    def wake(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key in self.landings:
+                self.queue.add(key)
+
+    def wake_parent_to_child(self) -> None:
+        for key, body in self.landings.items():
+            direction = (body.get("spec") or {}).get("direction") or api.Direction.PARENT_TO_CHILD
+            if direction == api.Direction.PARENT_TO_CHILD:
+                self.queue.add(key)
+
+    def _index_source(self, key: str, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        try:
+            ref = api.resolve_spec(meta["name"], meta["namespace"], body.get("spec")).source_ref
+        except api.SpecError:
+            ref = None
+        old = self._sources.get(key)
+        if old == ref:
+            return
+        if old is not None:
+            self._by_source[old].discard(key)
+            if not self._by_source[old]:
+                del self._by_source[old]
+        if ref is None:
+            self._sources.pop(key, None)
+        else:
+            self._sources[key] = ref
+            self._by_source[ref].add(key)
+
+    def _forget(self, key: str) -> None:
+        self.landings.pop(key, None)
+        old = self._sources.pop(key, None)
+        if old is not None:
+            self._by_source[old].discard(key)
+            if not self._by_source[old]:
+                del self._by_source[old]
+        self._attempts.pop(key, None)
+        self.last_outcomes.pop(key, None)
+        self.queue.forget(key)
+        self.reconciler.drift.release(key)
+
+    # -- workers ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.timing.workers):
+            self._workers.append(asyncio.create_task(self._work()))
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(BaseException):
+                await task
+        self._workers.clear()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.process(key)
+            except Exception:
+                log.exception("reconcile of %s failed unexpectedly", key)
+                self.queue.add_after(key, self._next_backoff(key))
+            finally:
+                self.queue.done(key)
+
+    async def process(self, key: str) -> Outcome | None:
+        body = self.landings.get(key)
+        if body is None:
+            return None
+        started = time.monotonic()
+        outcome = await self.reconciler.reconcile(body)
+        self.last_outcomes[key] = outcome
+        self._schedule(key, outcome)
+        log.debug("%s: %s in %.3fs", key, outcome.reason, time.monotonic() - started)
+        return outcome
+
+    def _schedule(self, key: str, outcome: Outcome) -> None:
+        if outcome.retry is Retry.BACKOFF:
+            delay = self._next_backoff(key)
+            if outcome.retry_after is not None:
+                delay = max(delay, outcome.retry_after)
+            self.queue.add_after(key, delay)
+            return
+        self._attempts.pop(key, None)
+        # Converged, or waiting for a watched change: the slow resync catches anything missed.
+        self.queue.add_after(key, jittered(self.timing.resync))
+
+    def _next_backoff(self, key: str) -> float:
+        self._attempts[key] += 1
+        return backoff_delay(
+            self._attempts[key], base=self.timing.backoff_base, cap=self.timing.backoff_cap
+        )

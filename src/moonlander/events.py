@@ -1,0 +1,67 @@
+"""Kubernetes Events on a Landing's transitions, posted without blocking the reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event
+
+from moonlander import api
+
+log = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    def __init__(self, client: AsyncClient, component: str = "moonlander") -> None:
+        self._client = client
+        self._component = component
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def record(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = body["metadata"]
+        now = dt.datetime.now(dt.UTC)
+        event = Event(
+            metadata=ObjectMeta(
+                name=f"{meta['name']}.{secrets.token_hex(8)}", namespace=meta["namespace"]
+            ),
+            involvedObject=ObjectReference(
+                apiVersion=api.API_VERSION,
+                kind=api.KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resourceVersion=meta.get("resourceVersion"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source=EventSource(component=self._component),
+            reportingComponent=self._component,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+        )
+        log.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], type_, reason, message)
+        task = asyncio.create_task(self._post(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, event: Event) -> None:
+        try:
+            await self._client.create(event)
+        except Exception as err:  # events are best effort; never fail a reconcile over one
+            log.debug("event not recorded: %s", type(err).__name__)
+
+    async def flush(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task

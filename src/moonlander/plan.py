@@ -1,0 +1,197 @@
+"""The reconcile decision, without I/O: what to write, whether it is ours, what status to say.
+
+``reconcile.py`` gathers the facts (source Secret, parent kubeconfig, what is in the target
+cluster) and asks this module what to do; everything here is testable without a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moonlander import api
+
+KAMAJI_KEY_ANNOTATION = "kamaji.clastix.io/kubeconfig-secret-key"
+
+
+class Reason(enum.StrEnum):
+    SYNCED = "Synced"
+    PROGRESSING = "Progressing"
+    SUSPENDED = "Suspended"
+    INVALID_SPEC = "InvalidSpec"
+    SOURCE_SECRET_NOT_FOUND = "SourceSecretNotFound"
+    SOURCE_KEY_NOT_FOUND = "SourceKeyNotFound"
+    CROSS_NAMESPACE_NOT_ALLOWED = "CrossNamespaceNotAllowed"
+    INVALID_KUBECONFIG = "InvalidKubeconfig"
+    PARENT_KUBECONFIG_UNAVAILABLE = "ParentKubeconfigUnavailable"
+    CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    CONFLICT = "Conflict"
+    TRANSIENT_ERROR = "TransientError"
+    DELETING = "Deleting"
+
+
+class Retry(enum.StrEnum):
+    RESYNC = "Resync"  # converged: come back at the periodic resync
+    BACKOFF = "Backoff"  # waiting or transient: capped exponential backoff
+    ON_CHANGE = "OnChange"  # permanent: wait for a watched change (or the slow resync)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ready: bool
+    reason: Reason
+    message: str
+    retry: Retry
+    retry_after: float | None = None  # a server's Retry-After, honoured as a lower bound
+
+
+class LandingProblem(Exception):
+    """A reason the Landing cannot converge now. The message never holds secret material."""
+
+    def __init__(
+        self, reason: Reason, message: str, retry: Retry, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.outcome = Outcome(False, reason, message, retry, retry_after)
+
+
+class Ownership(enum.Enum):
+    ABSENT = "absent"
+    OURS = "ours"
+    FOREIGN = "foreign"  # not written by Moonlander, or by another Landing
+
+
+def owner_value(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def select_source_key(
+    data: Mapping[str, Any], wanted: str | None, annotations: Mapping[str, str] | None = None
+) -> str:
+    """The key of the source Secret holding the kubeconfig.
+
+    An explicit ``kubeconfigSecretKey`` wins; then Kamaji's key-selecting annotation; then
+    the first of ``api.DEFAULT_SOURCE_KEYS`` present.
+    """
+    if wanted is not None:
+        if wanted in data:
+            return wanted
+        raise LandingProblem(
+            Reason.SOURCE_KEY_NOT_FOUND,
+            f"source Secret has no key {wanted!r} (keys: {', '.join(sorted(data)) or 'none'})",
+            Retry.ON_CHANGE,
+        )
+    hinted = (annotations or {}).get(KAMAJI_KEY_ANNOTATION)
+    if hinted and hinted in data:
+        return hinted
+    for key in api.DEFAULT_SOURCE_KEYS:
+        if key in data:
+            return key
+    raise LandingProblem(
+        Reason.SOURCE_KEY_NOT_FOUND,
+        f"source Secret has none of the keys {', '.join(api.DEFAULT_SOURCE_KEYS)} "
+        f"(keys: {', '.join(sorted(data)) or 'none'}); set spec.kubeconfigSecretKey",
+        Retry.ON_CHANGE,
+    )
+
+
+def decode_secret_value(data: Mapping[str, Any], key: str) -> bytes:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise LandingProblem(Reason.SOURCE_KEY_NOT_FOUND, f"key {key!r} is empty", Retry.ON_CHANGE)
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise LandingProblem(
+            Reason.INVALID_KUBECONFIG, f"key {key!r} is not valid base64", Retry.ON_CHANGE
+        ) from None
+
+
+def content_hash(kubeconfig: str) -> str:
+    return "sha256:" + hashlib.sha256(kubeconfig.encode()).hexdigest()
+
+
+def ownership(existing: Mapping[str, Any] | None, owner: str) -> Ownership:
+    if existing is None:
+        return Ownership.ABSENT
+    meta = existing.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY and (
+        annotations.get(api.OWNER_ANNOTATION) == owner
+    ):
+        return Ownership.OURS
+    return Ownership.FOREIGN
+
+
+def desired_secret(
+    *, name: str, namespace: str, owner: str, owner_uid: str, kubeconfig: str
+) -> dict[str, Any]:
+    """The landed Secret, as sent with server-side apply: keys ``kubeconfig`` and ``value``
+    hold the raw kubeconfig YAML once (the API's base64 is the only encoding)."""
+    encoded = base64.b64encode(kubeconfig.encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {api.MANAGED_BY_LABEL: api.MANAGED_BY},
+            "annotations": {
+                api.OWNER_ANNOTATION: owner,
+                api.OWNER_UID_ANNOTATION: owner_uid,
+                api.HASH_ANNOTATION: content_hash(kubeconfig),
+            },
+        },
+        "type": "Opaque",
+        "data": dict.fromkeys(api.WRITTEN_KEYS, encoded),
+    }
+
+
+def is_current(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """True when ``existing`` already holds everything ``desired`` says (extra fields that
+    others added are theirs to keep); then nothing is written."""
+    if existing.get("type", "Opaque") != desired["type"]:
+        return False
+    if (existing.get("data") or {}) != desired["data"]:
+        return False
+    meta = existing.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        have = meta.get(field) or {}
+        if any(have.get(k) != v for k, v in desired["metadata"][field].items()):
+            return False
+    return True
+
+
+def type_change_needed(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """A Secret's type is immutable: an adopted Secret of another type is replaced."""
+    return bool(existing.get("type", "Opaque") != desired["type"])
+
+
+def check_cross_namespace(
+    landing_namespace: str,
+    source_namespace: str,
+    source_annotations: Mapping[str, str] | None,
+    *,
+    allow_all: bool,
+) -> None:
+    """A Secret in another namespace is used only with that namespace's consent: an
+    annotation on the Secret naming the Landing's namespace (or ``*``), or an operator flag."""
+    if source_namespace == landing_namespace or allow_all:
+        return
+    granted = (source_annotations or {}).get(api.ALLOWED_NAMESPACES_ANNOTATION, "")
+    allowed = {n.strip() for n in granted.split(",") if n.strip()}
+    if "*" in allowed or landing_namespace in allowed:
+        return
+    raise LandingProblem(
+        Reason.CROSS_NAMESPACE_NOT_ALLOWED,
+        f"Secret {source_namespace}/… is in another namespace and does not grant namespace "
+        f"{landing_namespace!r} (annotation {api.ALLOWED_NAMESPACES_ANNOTATION})",
+        Retry.ON_CHANGE,
+    )

@@ -1,0 +1,46 @@
+"""The controller under test: ``moonlander run`` in the parent cluster, as a real process."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lightkube import AsyncClient
+
+from ..conftest import Plane
+from .harness import ControllerProcess, install_crd
+
+
+class Env:
+    """What a Landing test needs: the clusters, their admin clients and the controller."""
+
+    def __init__(self, plane: Plane, admin: dict[str, AsyncClient], controller: ControllerProcess) -> None:
+        self.plane = plane
+        self.admin = admin
+        self.controller = controller
+        self.parent_file = controller.parent_kubeconfig
+
+    @property
+    def local(self) -> AsyncClient:
+        return self.admin["parent"]
+
+    def kubeconfig_text(self, cluster: str) -> str:
+        return self.plane[cluster].kubeconfig.read_text()
+
+
+@pytest.fixture(scope="session")
+async def env(
+    plane: Plane, admin: dict[str, AsyncClient], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Env]:
+    await install_crd(admin["parent"])
+    workdir = tmp_path_factory.mktemp("controller")
+    parent_file = workdir / "parent-kubeconfig"
+    shutil.copy(plane["parent"].kubeconfig, parent_file)
+    controller = ControllerProcess(workdir, Path(plane["parent"].kubeconfig), parent_file)
+    controller.start()
+    controller.wait_started()
+    yield Env(plane, admin, controller)
+    code = controller.stop()
+    print(f"\ncontroller exited with {code}; log: {controller.log_path}")

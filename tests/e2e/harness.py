@@ -1,0 +1,220 @@
+"""Helpers for end-to-end tests: the controller as a real process, waiting, fault proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Secret
+
+from moonlander import api
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> T:
+    """Polls ``probe`` until it returns a truthy value or no longer raises AssertionError."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = await probe()
+            if result:
+                return result
+        except (AssertionError, ApiError) as err:
+            last = err
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}: {last!r}")
+
+
+async def install_crd(client: AsyncClient) -> None:
+    crd = CustomResourceDefinition.from_dict(yaml.safe_load(CRD_PATH.read_text()))
+    await client.apply(crd, field_manager="tests", force=True)
+    await client.wait(CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"])
+
+
+def secret_with(namespace: str, name: str, data: dict[str, str], **meta: Any) -> Secret:
+    return Secret(
+        metadata=ObjectMeta(name=name, namespace=namespace, **meta),
+        data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    )
+
+
+def decoded(secret: Secret, key: str) -> str:
+    return base64.b64decode((secret.data or {})[key]).decode()
+
+
+def landing(namespace: str, name: str, **spec: Any) -> Any:
+    return api.Landing.from_dict(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+async def ready_condition(client: AsyncClient, namespace: str, name: str) -> dict[str, Any] | None:
+    obj = await client.get(api.Landing, name, namespace=namespace)
+    for cond in (obj.status or {}).get("conditions", []) if obj.status else []:
+        if cond["type"] == "Ready":
+            return dict(cond)
+    return None
+
+
+async def wait_reason(
+    client: AsyncClient, namespace: str, name: str, reason: str, timeout: float = 30.0
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        cond = await ready_condition(client, namespace, name)
+        assert cond is not None and cond["reason"] == reason, cond
+        return cond
+
+    return await eventually(probe, timeout=timeout, what=f"{namespace}/{name} reason {reason}")
+
+
+class ControllerProcess:
+    """``moonlander run`` as a subprocess, logging at DEBUG to a file tests can scan."""
+
+    def __init__(self, workdir: Path, kubeconfig: Path, parent_kubeconfig: Path, *extra: str) -> None:
+        self.workdir = workdir
+        self.kubeconfig = kubeconfig
+        self.parent_kubeconfig = parent_kubeconfig
+        self.extra = extra
+        self.log_path = workdir / "controller.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_PROXY") and not k.endswith("_proxy")}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "moonlander",
+                    "--log-level=DEBUG",
+                    "run",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--parent-kubeconfig={self.parent_kubeconfig}",
+                    "--allow-loopback",
+                    "--max-backoff=4",
+                    "--resync-interval=60",
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            if "moonlander running" in self.log():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"controller did not start:\n{self.log_tail()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class FaultProxy:
+    """A TCP proxy in front of an API server that can be switched to blackhole connections
+    (accept, then never answer): the fault a real server cannot be made to produce."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.blackhole = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            if self.blackhole:
+                await asyncio.sleep(3600)
+                return
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(OSError, asyncio.CancelledError):
+                    while data := await src.read(65536):
+                        if self.blackhole:
+                            await asyncio.sleep(3600)
+                        dst.write(data)
+                        await dst.drain()
+                with contextlib.suppress(OSError):
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._conns.discard(task)
+            with contextlib.suppress(OSError):
+                writer.close()
+
+    def cut(self) -> None:
+        """Blackholes new and existing connections."""
+        self.blackhole = True
+        for task in list(self._conns):
+            task.cancel()
+
+    def restore(self) -> None:
+        self.blackhole = False
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+
+
+def kubeconfig_with_server(text: str, server: str) -> str:
+    doc = yaml.safe_load(text)
+    for cluster in doc["clusters"]:
+        cluster["cluster"]["server"] = server
+    return yaml.safe_dump(doc)
