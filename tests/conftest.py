@@ -97,3 +97,16 @@ async def namespace(admin: dict[str, AsyncClient]) -> str:
     for client in admin.values():
         await client.create(Namespace(metadata={"name": name}))  # type: ignore[arg-type]
     return name
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from .e2e.harness import MEASURED
+
+    if not MEASURED:
+        return
+    terminalreporter.section("measured latencies (seconds)")
+    for name, values in sorted(MEASURED.items()):
+        values = sorted(values)
+        terminalreporter.write_line(
+            f"{name:<40} n={len(values):<3} min={values[0]:.3f} median={values[len(values) // 2]:.3f} max={values[-1]:.3f}"
+        )

@@ -21,7 +21,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from httpcore2._backends.auto import AutoBackend
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import Cluster as LkCluster
+from lightkube.config.models import Context as LkContext
 from lightkube.config.models import User as LkUser
 
 from moonlander import api
@@ -144,7 +145,7 @@ def build_client(
         outer = _SNITransport(transport, creds.tls_server_name)
     config = SingleConfig(
         context_name="moonlander",
-        context=None,  # type: ignore[arg-type]
+        context=LkContext(cluster="moonlander", namespace="default"),
         cluster=LkCluster(server=creds.server),
         user=LkUser(token=creds.token) if creds.token else LkUser(),
     )
@@ -171,6 +172,15 @@ class Target:
     last_used: float = field(default_factory=time.monotonic)
     waiters: set[str] = field(default_factory=set)
     probe: asyncio.Task[None] | None = None
+    make_client: Callable[[], AsyncClient] | None = None
+    _watch_client: AsyncClient | None = None
+
+    def watch_client(self) -> AsyncClient:
+        """A client of its own for long-running watches, so they never hold a connection
+        that reconciles need."""
+        if self._watch_client is None:
+            self._watch_client = self.make_client() if self.make_client else self.client
+        return self._watch_client
 
     @property
     def reachable(self) -> bool:
@@ -198,8 +208,10 @@ class ClusterPool:
         key = creds.fingerprint()
         target = self._targets.get(key)
         if target is None:
-            client = build_client(creds, self.policy, timeout=self._timeout)
-            target = Target(key=key, server=creds.server, client=client)
+            def make() -> AsyncClient:
+                return build_client(creds, self.policy, timeout=self._timeout)
+
+            target = Target(key=key, server=creds.server, client=make(), make_client=make)
             self._targets[key] = target
         target.last_used = time.monotonic()
         return target
@@ -262,9 +274,7 @@ class ClusterPool:
 async def _close(target: Target) -> None:
     if target.probe is not None:
         target.probe.cancel()
-    with contextlib.suppress(Exception):
-        await target.client._client._client.aclose()
-
-
-def timed(coro: Awaitable[Any], seconds: float) -> Awaitable[Any]:
-    return asyncio.wait_for(coro, seconds)
+    for client in {target.client, target._watch_client}:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client._client.close()

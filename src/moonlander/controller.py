@@ -45,6 +45,14 @@ def _trigger_view(body: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
+    try:
+        return int(meta["resourceVersion"]) > int(than["resourceVersion"])
+    except (KeyError, ValueError):
+        return True
+
+
 class Controller:
     def __init__(self, reconciler: Reconciler, timing: Timing = Timing()) -> None:
         self.reconciler = reconciler
@@ -70,6 +78,14 @@ class Controller:
         self._index_source(key, body)
         if previous is None or _trigger_view(previous) != _trigger_view(body):
             self.queue.add(key)
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """Our own write of a Landing: remember it unless the watch already brought newer."""
+        meta = body["metadata"]
+        key = landing_key(meta["namespace"], meta["name"])
+        current = self.landings.get(key)
+        if current is None or _newer(meta, current["metadata"]):
+            self.landings[key] = body
 
     def secret_event(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}

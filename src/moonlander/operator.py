@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 from lightkube import AsyncClient, KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
 
 from moonlander import api
 from moonlander.clusters import ClusterPool, Target
@@ -43,11 +44,10 @@ class Options:
     parent_poll_interval: float = 1.0
 
 
-def local_config(path: Path | None) -> KubeConfig:
+def local_config(path: Path | None) -> SingleConfig:
     """The controller's own cluster: an operator-chosen file, else the pod's ServiceAccount."""
-    if path is not None:
-        return KubeConfig.from_file(path)
-    return KubeConfig.from_service_account()
+    config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_service_account()
+    return config.get()
 
 
 def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
@@ -104,6 +104,10 @@ async def run(options: Options) -> None:
     )
     parent.refresh()
     events = EventRecorder(local)
+    def observe(body: Any) -> None:
+        assert controller is not None
+        controller.observe(body)
+
     reconciler = Reconciler(
         local=local,
         local_target=local_target,
@@ -113,6 +117,7 @@ async def run(options: Options) -> None:
         events=events,
         policy=options.policy,
         allow_cross_namespace=options.allow_cross_namespace,
+        observe=observe,
     )
     controller = Controller(reconciler, options.timing)
     registry = build_registry(controller, options)

@@ -177,6 +177,7 @@ def type_change_needed(existing: Mapping[str, Any], desired: Mapping[str, Any]) 
 def check_cross_namespace(
     landing_namespace: str,
     source_namespace: str,
+    source_name: str,
     source_annotations: Mapping[str, str] | None,
     *,
     allow_all: bool,
@@ -191,7 +192,7 @@ def check_cross_namespace(
         return
     raise LandingProblem(
         Reason.CROSS_NAMESPACE_NOT_ALLOWED,
-        f"Secret {source_namespace}/… is in another namespace and does not grant namespace "
+        f"Secret {source_namespace}/{source_name} is in another namespace and does not grant namespace "
         f"{landing_namespace!r} (annotation {api.ALLOWED_NAMESPACES_ANNOTATION})",
         Retry.ON_CHANGE,
     )

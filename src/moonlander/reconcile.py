@@ -8,7 +8,7 @@ of secret material and a retry class; the caller schedules the next attempt.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,7 @@ class Reconciler:
         events: EventRecorder,
         policy: Policy,
         allow_cross_namespace: bool = False,
+        observe: Callable[[Mapping[str, Any]], None] = lambda _body: None,
     ) -> None:
         self.local = local
         self.local_target = local_target
@@ -118,6 +119,9 @@ class Reconciler:
         self.events = events
         self.policy = policy
         self.allow_cross_namespace = allow_cross_namespace
+        # Told about every Landing this reconciler writes, so the next reconcile does not
+        # act on a copy older than its own write while the watch event is still on its way.
+        self.observe = observe
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]
@@ -238,6 +242,7 @@ class Reconciler:
         plan.check_cross_namespace(
             landing_ns,
             spec.source_namespace,
+            spec.source_name,
             secret.metadata.annotations,
             allow_all=self.allow_cross_namespace,
         )
@@ -379,7 +384,10 @@ class Reconciler:
         if api.FINALIZER in finalizers:
             return
         patch = {"metadata": {"finalizers": [*finalizers, api.FINALIZER], "resourceVersion": meta["resourceVersion"]}}
-        await self.local.patch(LANDING, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE)
+        updated = await self.local.patch(
+            LANDING, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
+        )
+        self.observe(updated.to_dict())
 
     async def _remove_finalizer(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -433,14 +441,14 @@ class Reconciler:
                 outcome.message,
             )
         try:
-            await self.local.patch(
-                LANDING,
+            updated = await self.local.patch(
+                LANDING.Status,
                 meta["name"],
                 {"status": status},
                 namespace=meta["namespace"],
-                subresource="status",
                 patch_type=PatchType.MERGE,
             )
+            self.observe(updated.to_dict())
         except ApiError as err:
             if err.status.code != 404:  # deleted meanwhile: nothing to report on
                 raise

@@ -218,3 +218,45 @@ def kubeconfig_with_server(text: str, server: str) -> str:
     for cluster in doc["clusters"]:
         cluster["cluster"]["server"] = server
     return yaml.safe_dump(doc)
+
+
+# Latencies measured by the tests, printed in the terminal summary (tests/conftest.py).
+MEASURED: dict[str, list[float]] = {}
+
+
+def measure(name: str, seconds: float) -> None:
+    MEASURED.setdefault(name, []).append(seconds)
+
+
+async def mint_token_kubeconfig(
+    client: AsyncClient, server: str, ca_pem: bytes, namespace: str, name: str, cluster_role: str = "cluster-admin"
+) -> str:
+    """A token kubeconfig for a new ServiceAccount bound to ``cluster_role`` (test helper)."""
+    from lightkube.models.authentication_v1 import TokenRequestSpec
+    from lightkube.models.rbac_v1 import RoleRef, Subject
+    from lightkube.resources.core_v1 import ServiceAccount
+    from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
+
+    await client.create(ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)))
+    await client.create(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name=f"{namespace}-{name}"),
+            roleRef=RoleRef(apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role),
+            subjects=[Subject(kind="ServiceAccount", name=name, namespace=namespace)],
+        )
+    )
+    tr = await client.create(
+        ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)),
+        name=name,
+        namespace=namespace,
+    )
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+            "users": [{"name": name, "user": {"token": tr.status.token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        }
+    )
