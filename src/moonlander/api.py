@@ -85,13 +85,18 @@ def default_source_name(landing_name: str) -> str:
     return f"kubernetes-{landing_name}-admin-kubeconfig"
 
 
-def _string(spec: Mapping[str, Any], key: str, default: str | None) -> str | None:
+def _optional(spec: Mapping[str, Any], key: str) -> str | None:
     value = spec.get(key)
     if value is None or value == "":
-        return default
+        return None
     if not isinstance(value, str):
         raise SpecError(f"spec.{key} must be a string")
     return value
+
+
+def _string(spec: Mapping[str, Any], key: str, default: str) -> str:
+    value = _optional(spec, key)
+    return default if value is None else value
 
 
 def _check(value: str, pattern: re.Pattern[str], limit: int, field: str) -> str:
@@ -112,10 +117,9 @@ def resolve_spec(name: str, namespace: str, spec: Mapping[str, Any] | None) -> L
     spec = spec or {}
     source_name = _string(spec, "kubeconfigSecretName", default_source_name(name))
     source_namespace = _string(spec, "kubeconfigSecretNamespace", namespace)
-    source_key = _string(spec, "kubeconfigSecretKey", None)
+    source_key = _optional(spec, "kubeconfigSecretKey")
     write_name = _string(spec, "writeKubeconfigSecretName", DEFAULT_WRITE_NAME)
     target_namespace = _string(spec, "targetNamespace", namespace)
-    assert source_name and source_namespace and write_name and target_namespace
     try:
         direction = Direction(spec.get("direction") or Direction.PARENT_TO_CHILD)
     except ValueError:
@@ -133,7 +137,7 @@ def resolve_spec(name: str, namespace: str, spec: Mapping[str, Any] | None) -> L
         write_name=_check(write_name, _DNS_SUBDOMAIN, 253, "writeKubeconfigSecretName"),
         target_namespace=_check(target_namespace, _DNS_LABEL, 63, "targetNamespace"),
         direction=direction,
-        server=_string(spec, "server", None),
+        server=_optional(spec, "server"),
         deletion_policy=deletion_policy,
         suspend=_bool(spec, "suspend"),
         adopt_existing=_bool(spec, "adoptExisting"),

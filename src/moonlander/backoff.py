@@ -20,9 +20,9 @@ def backoff_delay(
     Landings spread out without ever collapsing to zero delay.
     """
     step = min(cap, base * (2 ** max(0, min(attempt - 1, 30))))
-    return step / 2 + (rng or _rng).uniform(0, step / 2)
+    return float(step / 2 + (rng or _rng).uniform(0, step / 2))
 
 
 def jittered(interval: float, fraction: float = 0.1, rng: random.Random | None = None) -> float:
     """``interval`` spread by +-``fraction``, so resyncs of many Landings do not align."""
-    return interval * (1 + (rng or _rng).uniform(-fraction, fraction))
+    return float(interval * (1 + (rng or _rng).uniform(-fraction, fraction)))

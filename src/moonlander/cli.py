@@ -9,7 +9,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from moonlander import __version__
@@ -103,6 +102,11 @@ def _check(args: argparse.Namespace) -> int:
     return check_file(Path(args.file), policy)
 
 
+def _version(_args: argparse.Namespace) -> int:
+    print(__version__)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moonlander",
@@ -164,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
 
     version = sub.add_parser("version", help="print the version")
-    version.set_defaults(func=lambda _args: print(__version__) or 0)
+    version.set_defaults(func=_version)
     return parser
 
 

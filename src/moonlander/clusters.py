@@ -134,9 +134,7 @@ def build_client(
     certificate) lives in our own transport. ``trust_env=False``: no proxies, no netrc.
     """
     limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=4)
-    transport = httpx2.AsyncHTTPTransport(
-        verify=ssl_context(creds), trust_env=False, limits=limits
-    )
+    transport = httpx2.AsyncHTTPTransport(verify=ssl_context(creds), trust_env=False, limits=limits)
     pool = transport._pool
     assert isinstance(pool, httpcore2.AsyncConnectionPool)
     pool._network_backend = GuardedBackend(policy)
@@ -208,6 +206,7 @@ class ClusterPool:
         key = creds.fingerprint()
         target = self._targets.get(key)
         if target is None:
+
             def make() -> AsyncClient:
                 return build_client(creds, self.policy, timeout=self._timeout)
 
@@ -271,10 +270,20 @@ class ClusterPool:
             await self.drop(key)
 
 
+def annotations_of(obj: Any) -> dict[str, str]:
+    """A lightkube object's annotations, {} when it has none."""
+    meta = getattr(obj, "metadata", None)
+    return dict(getattr(meta, "annotations", None) or {})
+
+
+async def close_client(client: AsyncClient) -> None:
+    await client._client.close()  # type: ignore[no-untyped-call]
+
+
 async def _close(target: Target) -> None:
     if target.probe is not None:
         target.probe.cancel()
     for client in {target.client, target._watch_client}:
         if client is not None:
             with contextlib.suppress(Exception):
-                await client._client.close()
+                await close_client(client)

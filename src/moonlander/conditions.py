@@ -23,7 +23,7 @@ def set_condition(
     observed_generation: int | None,
     now: str,
 ) -> list[dict[str, Any]]:
-    """Return ``conditions`` with ``type_`` set; lastTransitionTime moves only on a status change."""
+    """``conditions`` with ``type_`` set; lastTransitionTime moves only when status changes."""
     result: list[dict[str, Any]] = []
     previous: Mapping[str, Any] | None = None
     for cond in conditions:

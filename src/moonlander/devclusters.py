@@ -67,7 +67,9 @@ def find_assets() -> Path:
             text=True,
         )
         if proc.returncode != 0:
-            raise ControlPlaneError(f"hack/envtest/build.sh failed with exit code {proc.returncode}")
+            raise ControlPlaneError(
+                f"hack/envtest/build.sh failed with exit code {proc.returncode}"
+            )
         assets = Path(proc.stdout.strip().splitlines()[-1])
     for binary in ("kube-apiserver", "etcd", "kubectl"):
         if not os.access(assets / binary, os.X_OK):
@@ -220,7 +222,7 @@ class ControlPlane:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at spawn
+                    preexec_fn=_die_with_parent,
                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 )
             except OSError as err:
@@ -257,10 +259,12 @@ class ControlPlane:
                     f"etcd exited with code {proc.popen.returncode} (client port {client}, "
                     f"peer port {peer}):\n{proc.log_tail()}"
                 )
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp:  # noqa: S310
-                    if json.loads(resp.read()).get("health") == "true":
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp,  # noqa: S310
+            ):
+                if json.loads(resp.read()).get("health") == "true":
+                    return
             time.sleep(0.2)
         raise ControlPlaneError(f"etcd on port {client} not healthy after {ETCD_START_TIMEOUT}s")
 
@@ -320,7 +324,7 @@ class ControlPlane:
                     f"{proc.popen.returncode}:\n{proc.log_tail()}"
                 )
             try:
-                status, body = cluster.get("/readyz", timeout=3)
+                status, _ = cluster.get("/readyz", timeout=3)
                 if status == 200:
                     _, version = cluster.get("/version")
                     cluster.version = str(json.loads(version)["gitVersion"])

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import httpx2
 from lightkube import ApiError
@@ -21,11 +22,11 @@ from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
 from moonlander.backoff import backoff_delay
-from moonlander.clusters import Target
+from moonlander.clusters import Target, annotations_of
 
 log = logging.getLogger(__name__)
 
-_SELECTOR = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
+_SELECTOR: dict[str, Any] = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
 
 
 class _ClusterWatch:
@@ -55,7 +56,7 @@ class _ClusterWatch:
                     Secret, namespace=namespace or "*", labels=_SELECTOR, server_timeout=300
                 ):
                     failures = 0
-                    owner = (secret.metadata.annotations or {}).get(api.OWNER_ANNOTATION)
+                    owner = annotations_of(secret).get(api.OWNER_ANNOTATION)
                     if owner:
                         self.enqueue(owner)
             except ApiError as err:

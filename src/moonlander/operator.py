@@ -20,7 +20,7 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
 from moonlander import api
-from moonlander.clusters import ClusterPool, Target
+from moonlander.clusters import ClusterPool, Target, close_client
 from moonlander.controller import Controller, Timing
 from moonlander.drift import DriftWatches
 from moonlander.events import EventRecorder
@@ -47,7 +47,10 @@ class Options:
 def local_config(path: Path | None) -> SingleConfig:
     """The controller's own cluster: an operator-chosen file, else the pod's ServiceAccount."""
     config = KubeConfig.from_file(path) if path is not None else KubeConfig.from_service_account()
-    return config.get()
+    single = config.get()
+    if single is None:
+        raise SystemExit(f"{path}: no current context")
+    return single
 
 
 def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
@@ -69,7 +72,7 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
         return kopf.login_with_service_account(settings=settings, **kwargs)
 
     @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
-    def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:  # noqa: A002
+    def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
         controller.landing_event(type, dict(body))
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
@@ -100,10 +103,14 @@ async def run(options: Options) -> None:
     clusters = ClusterPool(options.policy, wake)
     drift = DriftWatches(enqueue)
     parent = ParentKubeconfig(
-        options.parent_kubeconfig, options.policy, parent_changed, interval=options.parent_poll_interval
+        options.parent_kubeconfig,
+        options.policy,
+        parent_changed,
+        interval=options.parent_poll_interval,
     )
     parent.refresh()
     events = EventRecorder(local)
+
     def observe(body: Any) -> None:
         assert controller is not None
         controller.observe(body)
@@ -152,4 +159,4 @@ async def run(options: Options) -> None:
         await drift.close()
         await events.flush()
         await clusters.close()
-        await local._client.close()
+        await close_client(local)

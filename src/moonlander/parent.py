@@ -42,9 +42,7 @@ class ParentKubeconfig:
     def current(self) -> Credentials:
         """The validated parent credentials, or a problem that says why there are none."""
         if self._creds is None:
-            raise LandingProblem(
-                Reason.PARENT_KUBECONFIG_UNAVAILABLE, self._problem, Retry.BACKOFF
-            )
+            raise LandingProblem(Reason.PARENT_KUBECONFIG_UNAVAILABLE, self._problem, Retry.BACKOFF)
         return self._creds
 
     def refresh(self) -> bool:
@@ -75,7 +73,11 @@ class ParentKubeconfig:
             if problem:
                 log.warning("%s", problem)
             else:
-                log.info("parent kubeconfig loaded from %s (server %s)", self.path, creds and creds.server)
+                log.info(
+                    "parent kubeconfig loaded from %s (server %s)",
+                    self.path,
+                    creds and creds.server,
+                )
         return changed
 
     async def watch(self) -> None:

@@ -23,7 +23,7 @@ class Reason(enum.StrEnum):
     PROGRESSING = "Progressing"
     SUSPENDED = "Suspended"
     INVALID_SPEC = "InvalidSpec"
-    SOURCE_SECRET_NOT_FOUND = "SourceSecretNotFound"
+    SOURCE_SECRET_NOT_FOUND = "SourceSecretNotFound"  # noqa: S105 - a reason, not a secret
     SOURCE_KEY_NOT_FOUND = "SourceKeyNotFound"
     CROSS_NAMESPACE_NOT_ALLOWED = "CrossNamespaceNotAllowed"
     INVALID_KUBECONFIG = "InvalidKubeconfig"
@@ -192,7 +192,7 @@ def check_cross_namespace(
         return
     raise LandingProblem(
         Reason.CROSS_NAMESPACE_NOT_ALLOWED,
-        f"Secret {source_namespace}/{source_name} is in another namespace and does not grant namespace "
-        f"{landing_namespace!r} (annotation {api.ALLOWED_NAMESPACES_ANNOTATION})",
+        f"Secret {source_namespace}/{source_name} is in another namespace and does not grant "
+        f"namespace {landing_namespace!r} (annotation {api.ALLOWED_NAMESPACES_ANNOTATION})",
         Retry.ON_CHANGE,
     )

@@ -10,20 +10,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpcore2
 import httpx2
 from lightkube import ApiError, AsyncClient
-from lightkube.types import PatchType
 from lightkube.resources.core_v1 import Namespace, Secret
+from lightkube.types import PatchType
 
 from moonlander import api, plan
-from moonlander.clusters import AddressPolicyError, ClusterPool, Target
+from moonlander.clusters import AddressPolicyError, ClusterPool, Target, annotations_of
 from moonlander.conditions import READY, find, now_rfc3339, set_condition
 from moonlander.drift import DriftWatches
 from moonlander.events import EventRecorder
-from moonlander.kubeconfig import Credentials, KubeconfigError, Policy, parse_kubeconfig, render_kubeconfig
+from moonlander.kubeconfig import (
+    Credentials,
+    KubeconfigError,
+    Policy,
+    parse_kubeconfig,
+    render_kubeconfig,
+)
 from moonlander.parent import ParentKubeconfig
 from moonlander.plan import LandingProblem, Outcome, Reason, Retry
 
@@ -136,7 +142,9 @@ class Reconciler:
             await self._write_status(body, outcome, None, None)
             return outcome
         if spec.suspend:
-            outcome = Outcome(False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE)
+            outcome = Outcome(
+                False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE
+            )
             await self._write_status(body, outcome, spec, _landed_from_status(body))
             return outcome
         landed: Landed | None = None
@@ -161,18 +169,22 @@ class Reconciler:
 
     # -- landing -------------------------------------------------------------------------
 
-    async def _land(self, body: Mapping[str, Any], spec: api.LandingSpec, key: str) -> tuple[Landed, Target]:
+    async def _land(
+        self, body: Mapping[str, Any], spec: api.LandingSpec, key: str
+    ) -> tuple[Landed, Target]:
         meta = body["metadata"]
         source = await self._read_source(meta["namespace"], spec)
         source_key = plan.select_source_key(
-            source.data or {}, spec.source_key, source.metadata.annotations
+            source.data or {}, spec.source_key, annotations_of(source)
         )
         raw = plan.decode_secret_value(source.data or {}, source_key)
         ref = f"source Secret {spec.source_namespace}/{spec.source_name} key {source_key!r}"
         try:
             source_creds = parse_kubeconfig(raw, self.policy)
         except KubeconfigError as err:
-            raise LandingProblem(Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE) from None
+            raise LandingProblem(
+                Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
+            ) from None
 
         payload: Credentials
         if spec.direction is api.Direction.PARENT_TO_CHILD:
@@ -185,7 +197,9 @@ class Reconciler:
             try:
                 payload = payload.with_server(spec.server, self.policy)
             except KubeconfigError as err:
-                raise LandingProblem(Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE) from None
+                raise LandingProblem(
+                    Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
+                ) from None
 
         kubeconfig = render_kubeconfig(payload, name=payload.context_name or "moonlander")
         owner = plan.owner_value(meta["namespace"], meta["name"])
@@ -243,7 +257,7 @@ class Reconciler:
             landing_ns,
             spec.source_namespace,
             spec.source_name,
-            secret.metadata.annotations,
+            annotations_of(secret),
             allow_all=self.allow_cross_namespace,
         )
         return secret
@@ -260,7 +274,9 @@ class Reconciler:
                 if create_err.status.code != 409:  # created meanwhile
                     raise
 
-    async def _get_secret(self, client: AsyncClient, name: str, namespace: str) -> dict[str, Any] | None:
+    async def _get_secret(
+        self, client: AsyncClient, name: str, namespace: str
+    ) -> dict[str, Any] | None:
         try:
             secret = await client.get(Secret, name, namespace=namespace)
         except ApiError as err:
@@ -296,9 +312,11 @@ class Reconciler:
                 return
             if plan.type_change_needed(existing, desired):
                 await client.delete(Secret, name, namespace=namespace)
-        await client.apply(Secret.from_dict(desired), force=True)
+        await client.apply(cast(Secret, Secret.from_dict(desired)), force=True)
         action = "Created" if existing is None else "Updated"
-        self.events.record(body, "Normal", action, f"{action.lower()} Secret {namespace}/{name} in {target.server}")
+        self.events.record(
+            body, "Normal", action, f"{action.lower()} Secret {namespace}/{name} in {target.server}"
+        )
 
     async def _move_if_relocated(
         self, body: Mapping[str, Any], spec: api.LandingSpec, target: Target, owner: str
@@ -311,7 +329,9 @@ class Reconciler:
             return
         await self._delete_if_ours(target.client, previous.name, previous.namespace, owner)
 
-    async def _delete_if_ours(self, client: AsyncClient, name: str, namespace: str, owner: str) -> bool:
+    async def _delete_if_ours(
+        self, client: AsyncClient, name: str, namespace: str, owner: str
+    ) -> bool:
         existing = await self._get_secret(client, name, namespace)
         if existing is None or plan.ownership(existing, owner) is not plan.Ownership.OURS:
             return False
@@ -361,9 +381,13 @@ class Reconciler:
             if landed is None:
                 return  # nothing was ever landed
             source = await self._read_source(meta["namespace"], spec)
-            source_key = plan.select_source_key(source.data or {}, spec.source_key, source.metadata.annotations)
+            source_key = plan.select_source_key(
+                source.data or {}, spec.source_key, annotations_of(source)
+            )
             try:
-                creds = parse_kubeconfig(plan.decode_secret_value(source.data or {}, source_key), self.policy)
+                creds = parse_kubeconfig(
+                    plan.decode_secret_value(source.data or {}, source_key), self.policy
+                )
             except KubeconfigError as err:
                 raise LandingProblem(Reason.INVALID_KUBECONFIG, str(err), Retry.BACKOFF) from None
             target = self.clusters.get(creds)
@@ -374,7 +398,9 @@ class Reconciler:
                 await self._delete_if_ours(target.client, landed.name, landed.namespace, owner)
         except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
             raise problem_from_error(err, f"cluster {target.server}") from None
-        self.events.record(body, "Normal", "Revoked", f"deleted Secret {spec.target} from {target.server}")
+        self.events.record(
+            body, "Normal", "Revoked", f"deleted Secret {spec.target} from {target.server}"
+        )
 
     # -- metadata and status -------------------------------------------------------------
 
@@ -383,7 +409,12 @@ class Reconciler:
         finalizers = list(meta.get("finalizers") or [])
         if api.FINALIZER in finalizers:
             return
-        patch = {"metadata": {"finalizers": [*finalizers, api.FINALIZER], "resourceVersion": meta["resourceVersion"]}}
+        patch = {
+            "metadata": {
+                "finalizers": [*finalizers, api.FINALIZER],
+                "resourceVersion": meta["resourceVersion"],
+            }
+        }
         updated = await self.local.patch(
             LANDING, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
         )
@@ -394,7 +425,13 @@ class Reconciler:
         finalizers = [f for f in meta.get("finalizers") or [] if f != api.FINALIZER]
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
         try:
-            await self.local.patch(LANDING, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE)
+            await self.local.patch(
+                LANDING,
+                meta["name"],
+                patch,
+                namespace=meta["namespace"],
+                patch_type=PatchType.MERGE,
+            )
         except ApiError as err:
             if err.status.code != 404:
                 raise

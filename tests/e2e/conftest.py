@@ -16,7 +16,9 @@ from .harness import ControllerProcess, install_crd
 class Env:
     """What a Landing test needs: the clusters, their admin clients and the controller."""
 
-    def __init__(self, plane: Plane, admin: dict[str, AsyncClient], controller: ControllerProcess) -> None:
+    def __init__(
+        self, plane: Plane, admin: dict[str, AsyncClient], controller: ControllerProcess
+    ) -> None:
         self.plane = plane
         self.admin = admin
         self.controller = controller

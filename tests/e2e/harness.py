@@ -27,7 +27,11 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
 ) -> T:
     """Polls ``probe`` until it returns a truthy value or no longer raises AssertionError."""
     deadline = time.monotonic() + timeout
@@ -93,7 +97,9 @@ async def wait_reason(
 class ControllerProcess:
     """``moonlander run`` as a subprocess, logging at DEBUG to a file tests can scan."""
 
-    def __init__(self, workdir: Path, kubeconfig: Path, parent_kubeconfig: Path, *extra: str) -> None:
+    def __init__(
+        self, workdir: Path, kubeconfig: Path, parent_kubeconfig: Path, *extra: str
+    ) -> None:
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.parent_kubeconfig = parent_kubeconfig
@@ -102,7 +108,11 @@ class ControllerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_PROXY") and not k.endswith("_proxy")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.endswith("_PROXY") and not k.endswith("_proxy")
+        }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -229,7 +239,12 @@ def measure(name: str, seconds: float) -> None:
 
 
 async def mint_token_kubeconfig(
-    client: AsyncClient, server: str, ca_pem: bytes, namespace: str, name: str, cluster_role: str = "cluster-admin"
+    client: AsyncClient,
+    server: str,
+    ca_pem: bytes,
+    namespace: str,
+    name: str,
+    cluster_role: str = "cluster-admin",
 ) -> str:
     """A token kubeconfig for a new ServiceAccount bound to ``cluster_role`` (test helper)."""
     from lightkube.models.authentication_v1 import TokenRequestSpec
@@ -241,12 +256,16 @@ async def mint_token_kubeconfig(
     await client.create(
         ClusterRoleBinding(
             metadata=ObjectMeta(name=f"{namespace}-{name}"),
-            roleRef=RoleRef(apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role),
+            roleRef=RoleRef(
+                apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role
+            ),
             subjects=[Subject(kind="ServiceAccount", name=name, namespace=namespace)],
         )
     )
     tr = await client.create(
-        ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)),
+        ServiceAccount.Token(
+            metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)
+        ),
         name=name,
         namespace=namespace,
     )
@@ -254,7 +273,15 @@ async def mint_token_kubeconfig(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                    },
+                }
+            ],
             "users": [{"name": name, "user": {"token": tr.status.token}}],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,

@@ -32,7 +32,9 @@ async def test_version_is_pinned_release(plane: Plane) -> None:
 async def test_object_in_one_cluster_is_absent_in_others(
     admin: dict[str, AsyncClient], namespace: str
 ) -> None:
-    cm = ConfigMap(metadata=ObjectMeta(name="only-in-child-a", namespace=namespace), data={"a": "1"})
+    cm = ConfigMap(
+        metadata=ObjectMeta(name="only-in-child-a", namespace=namespace), data={"a": "1"}
+    )
     await admin["child-a"].create(cm)
     got = await admin["child-a"].get(ConfigMap, "only-in-child-a", namespace=namespace)
     assert got.data == {"a": "1"}
@@ -48,17 +50,26 @@ async def test_token_request_returns_token_that_authenticates(
     client = admin["child-b"]
     await client.create(ServiceAccount(metadata=ObjectMeta(name="robot", namespace=namespace)))
     tr = await client.create(
-        ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=["https://kubernetes.default.svc"], expirationSeconds=600)),
+        ServiceAccount.Token(
+            metadata=ObjectMeta(),
+            spec=TokenRequestSpec(
+                audiences=["https://kubernetes.default.svc"], expirationSeconds=600
+            ),
+        ),
         name="robot",
         namespace=namespace,
     )
     token = tr.status.token
     assert token.count(".") == 2  # a JWT
-    review = await client.create(TokenReview(metadata=ObjectMeta(), spec=TokenReviewSpec(token=token)))
+    review = await client.create(
+        TokenReview(metadata=ObjectMeta(), spec=TokenReviewSpec(token=token))
+    )
     assert review.status.authenticated is True
     assert review.status.user.username == f"system:serviceaccount:{namespace}:robot"
     # The token is bound to child-b's issuer key: another cluster does not accept it.
-    other = await admin["child-a"].create(TokenReview(metadata=ObjectMeta(), spec=TokenReviewSpec(token=token)))
+    other = await admin["child-a"].create(
+        TokenReview(metadata=ObjectMeta(), spec=TokenReviewSpec(token=token))
+    )
     assert not other.status.authenticated
 
 
@@ -68,14 +79,22 @@ async def test_unprivileged_service_account_is_forbidden(
     client = admin["parent"]
     await client.create(ServiceAccount(metadata=ObjectMeta(name="nobody", namespace=namespace)))
     tr = await client.create(
-        ServiceAccount.Token(metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=["https://kubernetes.default.svc"])),
+        ServiceAccount.Token(
+            metadata=ObjectMeta(),
+            spec=TokenRequestSpec(audiences=["https://kubernetes.default.svc"]),
+        ),
         name="nobody",
         namespace=namespace,
     )
     ca = base64.b64encode(plane["parent"].ca_pem).decode()
     cfg = KubeConfig.from_dict(
         {
-            "clusters": [{"name": "c", "cluster": {"server": plane["parent"].url, "certificate-authority-data": ca}}],
+            "clusters": [
+                {
+                    "name": "c",
+                    "cluster": {"server": plane["parent"].url, "certificate-authority-data": ca},
+                }
+            ],
             "users": [{"name": "u", "user": {"token": tr.status.token}}],
             "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
             "current-context": "c",
@@ -91,7 +110,9 @@ async def test_unprivileged_service_account_is_forbidden(
         await sa_client._client.close()
 
 
-async def test_crd_with_cel_rule_rejects_bad_object(admin: dict[str, AsyncClient], namespace: str) -> None:
+async def test_crd_with_cel_rule_rejects_bad_object(
+    admin: dict[str, AsyncClient], namespace: str
+) -> None:
     client = admin["child-a"]
     group = f"{namespace}.smoke.test"
     crd = CustomResourceDefinition.from_dict(
@@ -113,7 +134,10 @@ async def test_crd_with_cel_rule_rejects_bad_object(admin: dict[str, AsyncClient
                                     "spec": {
                                         "type": "object",
                                         "x-kubernetes-validations": [
-                                            {"rule": "self.min <= self.max", "message": "min must not exceed max"}
+                                            {
+                                                "rule": "self.min <= self.max",
+                                                "message": "min must not exceed max",
+                                            }
                                         ],
                                         "properties": {
                                             "min": {"type": "integer"},
@@ -131,9 +155,13 @@ async def test_crd_with_cel_rule_rejects_bad_object(admin: dict[str, AsyncClient
     await client.create(crd)
     await client.wait(CustomResourceDefinition, f"widgets.{group}", for_conditions=["Established"])
     widget = create_namespaced_resource(group, "v1", "Widget", "widgets")
-    ok = widget.from_dict({"metadata": {"name": "ok", "namespace": namespace}, "spec": {"min": 1, "max": 2}})
+    ok = widget.from_dict(
+        {"metadata": {"name": "ok", "namespace": namespace}, "spec": {"min": 1, "max": 2}}
+    )
     await client.create(ok)
-    bad = widget.from_dict({"metadata": {"name": "bad", "namespace": namespace}, "spec": {"min": 3, "max": 2}})
+    bad = widget.from_dict(
+        {"metadata": {"name": "bad", "namespace": namespace}, "spec": {"min": 3, "max": 2}}
+    )
     with pytest.raises(ApiError) as err:
         await client.create(bad)
     assert err.value.status.code == 422
@@ -145,7 +173,15 @@ def test_kubectl_reaches_each_cluster(plane: Plane) -> None:
     assets = devclusters.find_assets()
     for name in ("parent", "child-a", "child-b"):
         out = subprocess.run(
-            [str(assets / "kubectl"), "--kubeconfig", str(plane[name].kubeconfig), "get", "ns", "-o", "json"],
+            [
+                str(assets / "kubectl"),
+                "--kubeconfig",
+                str(plane[name].kubeconfig),
+                "get",
+                "ns",
+                "-o",
+                "json",
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -162,7 +198,17 @@ def test_dev_clusters_up_writes_ready_and_leaves_no_process(tmp_path: Path) -> N
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moonlander", "dev-clusters", "up", "--dir", str(tmp_path), "--clusters", "solo"],
+        [
+            sys.executable,
+            "-m",
+            "moonlander",
+            "dev-clusters",
+            "up",
+            "--dir",
+            str(tmp_path),
+            "--clusters",
+            "solo",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -205,3 +251,20 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_demo_runs_pattern_a_end_to_end(tmp_path: Path) -> None:
+    """The README's main job: `moonlander demo` exits 0 only when the landed kubeconfig worked."""
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "moonlander", "demo", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Ready in" in proc.stdout
+    assert "reaches talos-root" in proc.stdout and "harvey-system" in proc.stdout
+    assert not (tmp_path / "clusters" / "ready").exists()  # cleaned up

@@ -77,12 +77,18 @@ async def namespaces_via(kubeconfig_text: str) -> set[str]:
         await client._client.close()
 
 
-async def test_pattern_a_verbatim_lands_parent_kubeconfig_in_child(env: Env, namespace: str, tmp_path: Path) -> None:
+async def test_pattern_a_verbatim_lands_parent_kubeconfig_in_child(
+    env: Env, namespace: str, tmp_path: Path
+) -> None:
     """Seed Pattern A: the parent's kubeconfig, written into child-a, reaches the parent."""
     local, child = env.local, env.admin["child-a"]
     # The CozyStack-shaped source Secret: kubernetes-<name>-admin-kubeconfig, key admin.conf.
     await local.create(
-        secret_with(namespace, "kubernetes-harvey-admin-kubeconfig", {"admin.conf": env.kubeconfig_text("child-a")})
+        secret_with(
+            namespace,
+            "kubernetes-harvey-admin-kubeconfig",
+            {"admin.conf": env.kubeconfig_text("child-a")},
+        )
     )
     target_ns = f"{namespace}-xp"  # does not exist in child-a yet: the controller creates it
     started = time.monotonic()
@@ -129,11 +135,15 @@ async def test_pattern_a_verbatim_lands_parent_kubeconfig_in_child(env: Env, nam
     assert not any(k.startswith("kopf.") for k in (obj.metadata.annotations or {}))
 
 
-async def test_pattern_b_verbatim_and_child_to_parent(env: Env, namespace: str, tmp_path: Path) -> None:
+async def test_pattern_b_verbatim_and_child_to_parent(
+    env: Env, namespace: str, tmp_path: Path
+) -> None:
     """Seed Pattern B as written (default direction), and as ChildToParent: the vcluster's
     kubeconfig landed where Moonlander runs, with the consumer's server rewritten."""
     local, child = env.local, env.admin["child-b"]
-    await local.create(secret_with(namespace, "vcluster-moo-admin", {"config": env.kubeconfig_text("child-b")}))
+    await local.create(
+        secret_with(namespace, "vcluster-moo-admin", {"config": env.kubeconfig_text("child-b")})
+    )
     await local.create(
         landing(
             namespace,
@@ -145,7 +155,10 @@ async def test_pattern_b_verbatim_and_child_to_parent(env: Env, namespace: str, 
     )
     await wait_reason(local, namespace, "vcluster-moo-access", "Synced")
     pattern_b = await landed(child, namespace, "vcluster-moo-kubeconfig")
-    assert yaml.safe_load(decoded(pattern_b, "value"))["clusters"][0]["cluster"]["server"] == env.plane["parent"].url
+    assert (
+        yaml.safe_load(decoded(pattern_b, "value"))["clusters"][0]["cluster"]["server"]
+        == env.plane["parent"].url
+    )
 
     # ChildToParent: moo's access lands in the local cluster's target namespace.
     server = env.plane["child-b"].url.replace("127.0.0.1", "localhost")
@@ -182,7 +195,11 @@ async def test_planet_b_waits_for_source_then_lands(env: Env, namespace: str) ->
     await asyncio.sleep(3)  # Planet B appears a few seconds later
     started = time.monotonic()
     await local.create(
-        secret_with(namespace, "kubernetes-planet-b-admin-kubeconfig", {"super-admin.conf": env.kubeconfig_text("child-a")})
+        secret_with(
+            namespace,
+            "kubernetes-planet-b-admin-kubeconfig",
+            {"super-admin.conf": env.kubeconfig_text("child-a")},
+        )
     )
     await wait_reason(local, namespace, "planet-b", "Synced", timeout=15)
     measure("source appears->Ready (Planet B)", time.monotonic() - started)
@@ -197,7 +214,9 @@ async def test_source_rotation_is_propagated(env: Env, namespace: str) -> None:
     """ChildToParent: a rotated child credential reaches the landed Secret within seconds."""
     local, child = env.local, env.admin["child-a"]
     await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-a")}))
-    await local.create(landing(namespace, "rot", kubeconfigSecretName="src", direction="ChildToParent"))
+    await local.create(
+        landing(namespace, "rot", kubeconfigSecretName="src", direction="ChildToParent")
+    )
     await wait_reason(local, namespace, "rot", "Synced")
     first = decoded(await landed(local, namespace, api.DEFAULT_WRITE_NAME), "value")
 
@@ -205,7 +224,12 @@ async def test_source_rotation_is_propagated(env: Env, namespace: str) -> None:
         child, env.plane["child-a"].url, env.plane["child-a"].ca_pem, namespace, "rotated"
     )
     started = time.monotonic()
-    await local.patch(Secret, "src", {"data": {"value": base64.b64encode(rotated.encode()).decode()}}, namespace=namespace)
+    await local.patch(
+        Secret,
+        "src",
+        {"data": {"value": base64.b64encode(rotated.encode()).decode()}},
+        namespace=namespace,
+    )
 
     async def propagated() -> bool:
         secret = await get_secret(local, namespace, api.DEFAULT_WRITE_NAME)
@@ -221,13 +245,19 @@ async def test_source_rotation_is_propagated(env: Env, namespace: str) -> None:
 async def test_parent_kubeconfig_swap_is_propagated(env: Env, namespace: str) -> None:
     """The mounted parent kubeconfig changes by symlink swap, as kubelet does it."""
     local = env.local
-    await local.create(secret_with(namespace, "kubernetes-swap-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(
+        secret_with(
+            namespace, "kubernetes-swap-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}
+        )
+    )
     await local.create(landing(namespace, "swap"))
     await wait_reason(local, namespace, "swap", "Synced")
     child = env.admin["child-b"]
     before = decoded(await landed(child, namespace, api.DEFAULT_WRITE_NAME), "value")
 
-    minted = await mint_token_kubeconfig(local, env.plane["parent"].url, env.plane["parent"].ca_pem, namespace, "parent-robot")
+    minted = await mint_token_kubeconfig(
+        local, env.plane["parent"].url, env.plane["parent"].ca_pem, namespace, "parent-robot"
+    )
     original = env.parent_file.read_text()
     mount = env.parent_file.parent / f"mount-{namespace}"
     (mount / "..v1").mkdir(parents=True)
@@ -265,7 +295,13 @@ def _symlink_temp(path: Path, target: Path) -> Path:
 
 async def test_drift_deleted_and_edited_secret_is_repaired(env: Env, namespace: str) -> None:
     local, child = env.local, env.admin["child-a"]
-    await local.create(secret_with(namespace, "kubernetes-drift-admin-kubeconfig", {"kubeconfig": env.kubeconfig_text("child-a")}))
+    await local.create(
+        secret_with(
+            namespace,
+            "kubernetes-drift-admin-kubeconfig",
+            {"kubeconfig": env.kubeconfig_text("child-a")},
+        )
+    )
     await local.create(landing(namespace, "drift"))
     await wait_reason(local, namespace, "drift", "Synced")
     good = await landed(child, namespace, api.DEFAULT_WRITE_NAME)
@@ -278,7 +314,12 @@ async def test_drift_deleted_and_edited_secret_is_repaired(env: Env, namespace: 
     assert restored.data["kubeconfig"] == good_value
 
     started = time.monotonic()
-    await child.patch(Secret, api.DEFAULT_WRITE_NAME, {"data": {"kubeconfig": base64.b64encode(b"tampered").decode()}}, namespace=namespace)
+    await child.patch(
+        Secret,
+        api.DEFAULT_WRITE_NAME,
+        {"data": {"kubeconfig": base64.b64encode(b"tampered").decode()}},
+        namespace=namespace,
+    )
 
     async def repaired() -> bool:
         secret = await get_secret(child, namespace, api.DEFAULT_WRITE_NAME)
@@ -290,15 +331,26 @@ async def test_drift_deleted_and_edited_secret_is_repaired(env: Env, namespace: 
 
 async def test_nothing_written_when_nothing_changed(env: Env, namespace: str) -> None:
     local, child = env.local, env.admin["child-b"]
-    await local.create(secret_with(namespace, "kubernetes-idle-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(
+        secret_with(
+            namespace, "kubernetes-idle-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}
+        )
+    )
     await local.create(landing(namespace, "idle"))
     await wait_reason(local, namespace, "idle", "Synced")
     await asyncio.sleep(1)
     secret_rv = (await landed(child, namespace, api.DEFAULT_WRITE_NAME)).metadata.resourceVersion
-    landing_rv = (await local.get(api.Landing, "idle", namespace=namespace)).metadata.resourceVersion
+    landing_rv = (
+        await local.get(api.Landing, "idle", namespace=namespace)
+    ).metadata.resourceVersion
     reconciles = env.controller.log().count(f"{namespace}/idle: Synced in")
     # Touch the source without changing the kubeconfig: the controller reconciles (watch)...
-    await local.patch(Secret, "kubernetes-idle-admin-kubeconfig", {"metadata": {"labels": {"touched": "1"}}}, namespace=namespace)
+    await local.patch(
+        Secret,
+        "kubernetes-idle-admin-kubeconfig",
+        {"metadata": {"labels": {"touched": "1"}}},
+        namespace=namespace,
+    )
 
     async def reconciled() -> bool:
         return env.controller.log().count(f"{namespace}/idle: Synced in") > reconciles
@@ -306,14 +358,24 @@ async def test_nothing_written_when_nothing_changed(env: Env, namespace: str) ->
     await eventually(reconciled, timeout=10, what="a reconcile after the touch")
     await asyncio.sleep(1)
     # ... and writes nothing: neither the landed Secret nor the Landing's status.
-    assert (await landed(child, namespace, api.DEFAULT_WRITE_NAME)).metadata.resourceVersion == secret_rv
-    assert (await local.get(api.Landing, "idle", namespace=namespace)).metadata.resourceVersion == landing_rv
+    assert (
+        await landed(child, namespace, api.DEFAULT_WRITE_NAME)
+    ).metadata.resourceVersion == secret_rv
+    assert (
+        await local.get(api.Landing, "idle", namespace=namespace)
+    ).metadata.resourceVersion == landing_rv
 
 
 async def test_foreign_secret_is_left_untouched_unless_adopted(env: Env, namespace: str) -> None:
     local, child = env.local, env.admin["child-a"]
     await child.create(secret_with(namespace, "theirs", {"kubeconfig": "not ours"}))
-    await local.create(secret_with(namespace, "kubernetes-foreign-admin-kubeconfig", {"value": env.kubeconfig_text("child-a")}))
+    await local.create(
+        secret_with(
+            namespace,
+            "kubernetes-foreign-admin-kubeconfig",
+            {"value": env.kubeconfig_text("child-a")},
+        )
+    )
     await local.create(landing(namespace, "foreign", writeKubeconfigSecretName="theirs"))
     cond = await wait_reason(local, namespace, "foreign", "Conflict")
     assert "adoptExisting" in cond["message"]
@@ -327,7 +389,15 @@ async def test_foreign_secret_is_left_untouched_unless_adopted(env: Env, namespa
     assert decoded(await landed(child, namespace, "theirs"), "kubeconfig") == "not ours"
 
     # With the explicit opt-in, the Secret is taken over.
-    await local.create(landing(namespace, "adopter", writeKubeconfigSecretName="theirs", kubeconfigSecretName="kubernetes-foreign-admin-kubeconfig", adoptExisting=True))
+    await local.create(
+        landing(
+            namespace,
+            "adopter",
+            writeKubeconfigSecretName="theirs",
+            kubeconfigSecretName="kubernetes-foreign-admin-kubeconfig",
+            adoptExisting=True,
+        )
+    )
     await wait_reason(local, namespace, "adopter", "Synced")
     adopted = await landed(child, namespace, "theirs")
     assert yaml.safe_load(decoded(adopted, "kubeconfig"))["kind"] == "Config"
@@ -345,8 +415,18 @@ async def _gone(client: AsyncClient, namespace: str, name: str) -> bool:
 async def test_deletion_with_delete_and_orphan(env: Env, namespace: str) -> None:
     local, child = env.local, env.admin["child-b"]
     await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-b")}))
-    await local.create(landing(namespace, "del", kubeconfigSecretName="src", writeKubeconfigSecretName="del"))
-    await local.create(landing(namespace, "orph", kubeconfigSecretName="src", writeKubeconfigSecretName="orph", deletionPolicy="Orphan"))
+    await local.create(
+        landing(namespace, "del", kubeconfigSecretName="src", writeKubeconfigSecretName="del")
+    )
+    await local.create(
+        landing(
+            namespace,
+            "orph",
+            kubeconfigSecretName="src",
+            writeKubeconfigSecretName="orph",
+            deletionPolicy="Orphan",
+        )
+    )
     await wait_reason(local, namespace, "del", "Synced")
     await wait_reason(local, namespace, "orph", "Synced")
     await landed(child, namespace, "del")
@@ -360,36 +440,73 @@ async def test_deletion_with_delete_and_orphan(env: Env, namespace: str) -> None
     assert await get_secret(child, namespace, "orph") is not None
 
 
-async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(env: Env, namespace: str) -> None:
+async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(
+    env: Env, namespace: str
+) -> None:
     local = env.local
     proxy = FaultProxy(env.plane["child-a"].port)
     await proxy.start()
     try:
-        via_proxy = kubeconfig_with_server(env.kubeconfig_text("child-a"), f"https://127.0.0.1:{proxy.port}")
-        await local.create(secret_with(namespace, "kubernetes-dead-admin-kubeconfig", {"value": via_proxy}))
+        via_proxy = kubeconfig_with_server(
+            env.kubeconfig_text("child-a"), f"https://127.0.0.1:{proxy.port}"
+        )
+        await local.create(
+            secret_with(namespace, "kubernetes-dead-admin-kubeconfig", {"value": via_proxy})
+        )
         await local.create(landing(namespace, "dead"))
         await wait_reason(local, namespace, "dead", "Synced")
         proxy.cut()  # blackhole: connections hang, nothing answers
-        await local.patch(api.Landing, "dead", {"spec": {"writeKubeconfigSecretName": "moved"}}, namespace=namespace, patch_type=_merge())
+        await local.patch(
+            api.Landing,
+            "dead",
+            {"spec": {"writeKubeconfigSecretName": "moved"}},
+            namespace=namespace,
+            patch_type=_merge(),
+        )
         cond = await wait_reason(local, namespace, "dead", "ClusterUnreachable", timeout=40)
         assert f"127.0.0.1:{proxy.port}" in cond["message"]
 
         # Meanwhile Landings on a healthy child converge as fast as ever.
-        await local.create(secret_with(namespace, "kubernetes-alive-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}))
+        await local.create(
+            secret_with(
+                namespace,
+                "kubernetes-alive-admin-kubeconfig",
+                {"value": env.kubeconfig_text("child-b")},
+            )
+        )
         for i in range(5):
             started = time.monotonic()
-            await local.create(landing(namespace, f"alive-{i}", kubeconfigSecretName="kubernetes-alive-admin-kubeconfig", writeKubeconfigSecretName=f"alive-{i}"))
+            await local.create(
+                landing(
+                    namespace,
+                    f"alive-{i}",
+                    kubeconfigSecretName="kubernetes-alive-admin-kubeconfig",
+                    writeKubeconfigSecretName=f"alive-{i}",
+                )
+            )
             await wait_reason(local, namespace, f"alive-{i}", "Synced", timeout=10)
             measure("create->Ready while another child is dead", time.monotonic() - started)
 
         # Deleting while unreachable: the Landing says so and keeps its finalizer ...
         await local.delete(api.Landing, "dead", namespace=namespace)
         cond = await wait_reason(local, namespace, "dead", "ClusterUnreachable", timeout=40)
-        await eventually(lambda: _message_has(local, namespace, "dead", "Orphan"), timeout=40, what="deletion message")
+        await eventually(
+            lambda: _message_has(local, namespace, "dead", "Orphan"),
+            timeout=40,
+            what="deletion message",
+        )
         assert not await _gone(local, namespace, "dead")
         # ... until switching to Orphan releases it.
-        await local.patch(api.Landing, "dead", {"spec": {"deletionPolicy": "Orphan"}}, namespace=namespace, patch_type=_merge())
-        await eventually(lambda: _gone(local, namespace, "dead"), timeout=30, what="orphaned Landing released")
+        await local.patch(
+            api.Landing,
+            "dead",
+            {"spec": {"deletionPolicy": "Orphan"}},
+            namespace=namespace,
+            patch_type=_merge(),
+        )
+        await eventually(
+            lambda: _gone(local, namespace, "dead"), timeout=30, what="orphaned Landing released"
+        )
     finally:
         await proxy.close()
 
@@ -401,8 +518,12 @@ async def test_cluster_coming_back_is_noticed_quickly(env: Env, namespace: str) 
     await proxy.start()
     proxy.cut()
     try:
-        via_proxy = kubeconfig_with_server(env.kubeconfig_text("child-b"), f"https://127.0.0.1:{proxy.port}")
-        await local.create(secret_with(namespace, "kubernetes-late-admin-kubeconfig", {"value": via_proxy}))
+        via_proxy = kubeconfig_with_server(
+            env.kubeconfig_text("child-b"), f"https://127.0.0.1:{proxy.port}"
+        )
+        await local.create(
+            secret_with(namespace, "kubernetes-late-admin-kubeconfig", {"value": via_proxy})
+        )
         await local.create(landing(namespace, "late"))
         await wait_reason(local, namespace, "late", "ClusterUnreachable", timeout=40)
         await asyncio.sleep(8)
@@ -432,16 +553,30 @@ async def test_permanent_problems_wait_for_a_change(env: Env, namespace: str) ->
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "c", "cluster": {"server": env.plane["child-a"].url}}],
-            "users": [{"name": "u", "user": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/bin/sh"}}}],
+            "users": [
+                {
+                    "name": "u",
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1",
+                            "command": "/bin/sh",
+                        }
+                    },
+                }
+            ],
             "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
             "current-context": "c",
         }
     )
-    await local.create(secret_with(namespace, "kubernetes-bad-admin-kubeconfig", {"value": hostile}))
+    await local.create(
+        secret_with(namespace, "kubernetes-bad-admin-kubeconfig", {"value": hostile})
+    )
     await local.create(landing(namespace, "bad"))
     cond = await wait_reason(local, namespace, "bad", "InvalidKubeconfig")
     assert "exec" in cond["message"]
-    await local.create(secret_with(namespace, "kubernetes-nokey-admin-kubeconfig", {"something": "x"}))
+    await local.create(
+        secret_with(namespace, "kubernetes-nokey-admin-kubeconfig", {"something": "x"})
+    )
     await local.create(landing(namespace, "nokey"))
     cond = await wait_reason(local, namespace, "nokey", "SourceKeyNotFound")
     assert "kubeconfigSecretKey" in cond["message"]
@@ -452,33 +587,56 @@ async def test_permanent_problems_wait_for_a_change(env: Env, namespace: str) ->
     assert (await local.get(api.Landing, "bad", namespace=namespace)).metadata.resourceVersion == rv
     assert env.controller.log().count(f"{namespace}/bad: InvalidKubeconfig") <= log_lines + 1
     # Fixing the Secret is a change the watch delivers: it lands right away.
-    await local.patch(Secret, "kubernetes-nokey-admin-kubeconfig", {"data": {"value": base64.b64encode(env.kubeconfig_text("child-a").encode()).decode()}}, namespace=namespace)
+    await local.patch(
+        Secret,
+        "kubernetes-nokey-admin-kubeconfig",
+        {"data": {"value": base64.b64encode(env.kubeconfig_text("child-a").encode()).decode()}},
+        namespace=namespace,
+    )
     await wait_reason(local, namespace, "nokey", "Synced", timeout=10)
 
 
 async def test_suspend_stops_repair_until_resumed(env: Env, namespace: str) -> None:
     local, child = env.local, env.admin["child-a"]
-    await local.create(secret_with(namespace, "kubernetes-sus-admin-kubeconfig", {"value": env.kubeconfig_text("child-a")}))
+    await local.create(
+        secret_with(
+            namespace, "kubernetes-sus-admin-kubeconfig", {"value": env.kubeconfig_text("child-a")}
+        )
+    )
     await local.create(landing(namespace, "sus"))
     await wait_reason(local, namespace, "sus", "Synced")
-    await local.patch(api.Landing, "sus", {"spec": {"suspend": True}}, namespace=namespace, patch_type=_merge())
+    await local.patch(
+        api.Landing, "sus", {"spec": {"suspend": True}}, namespace=namespace, patch_type=_merge()
+    )
     cond = await wait_reason(local, namespace, "sus", "Suspended")
     assert cond["status"] == "Unknown"
     await child.delete(Secret, api.DEFAULT_WRITE_NAME, namespace=namespace)
     await asyncio.sleep(2)
     assert await get_secret(child, namespace, api.DEFAULT_WRITE_NAME) is None
-    await local.patch(api.Landing, "sus", {"spec": {"suspend": False}}, namespace=namespace, patch_type=_merge())
+    await local.patch(
+        api.Landing, "sus", {"spec": {"suspend": False}}, namespace=namespace, patch_type=_merge()
+    )
     await wait_reason(local, namespace, "sus", "Synced")
     await landed(child, namespace, api.DEFAULT_WRITE_NAME)
 
 
 async def test_renamed_target_moves_the_secret(env: Env, namespace: str) -> None:
     local, child = env.local, env.admin["child-b"]
-    await local.create(secret_with(namespace, "kubernetes-mv-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(
+        secret_with(
+            namespace, "kubernetes-mv-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}
+        )
+    )
     await local.create(landing(namespace, "mv", writeKubeconfigSecretName="first"))
     await wait_reason(local, namespace, "mv", "Synced")
     await landed(child, namespace, "first")
-    await local.patch(api.Landing, "mv", {"spec": {"writeKubeconfigSecretName": "second"}}, namespace=namespace, patch_type=_merge())
+    await local.patch(
+        api.Landing,
+        "mv",
+        {"spec": {"writeKubeconfigSecretName": "second"}},
+        namespace=namespace,
+        patch_type=_merge(),
+    )
     await landed(child, namespace, "second")
 
     async def first_gone() -> bool:
@@ -491,7 +649,13 @@ async def test_renamed_target_moves_the_secret(env: Env, namespace: str) -> None
 
 async def test_status_and_events_hold_no_secret_material(env: Env, namespace: str) -> None:
     local = env.local
-    await local.create(secret_with(namespace, "kubernetes-quiet-admin-kubeconfig", {"value": env.kubeconfig_text("child-a")}))
+    await local.create(
+        secret_with(
+            namespace,
+            "kubernetes-quiet-admin-kubeconfig",
+            {"value": env.kubeconfig_text("child-a")},
+        )
+    )
     await local.create(landing(namespace, "quiet"))
     await wait_reason(local, namespace, "quiet", "Synced")
     obj = await local.get(api.Landing, "quiet", namespace=namespace)
@@ -519,14 +683,24 @@ async def test_cross_namespace_requires_a_grant(env: Env, namespace: str) -> Non
     other = f"{namespace}-other"
     await local.create(Namespace(metadata=ObjectMeta(name=other)))
     await local.create(secret_with(other, "shared", {"value": env.kubeconfig_text("child-a")}))
-    await local.create(landing(namespace, "xns", kubeconfigSecretName="shared", kubeconfigSecretNamespace=other))
+    await local.create(
+        landing(namespace, "xns", kubeconfigSecretName="shared", kubeconfigSecretNamespace=other)
+    )
     cond = await wait_reason(local, namespace, "xns", "CrossNamespaceNotAllowed")
     assert other in cond["message"]
     assert await get_secret(env.admin["child-a"], namespace, api.DEFAULT_WRITE_NAME) is None
     await local.patch(
-        Secret, "shared", {"metadata": {"annotations": {api.ALLOWED_NAMESPACES_ANNOTATION: f"x, {namespace}"}}}, namespace=other
+        Secret,
+        "shared",
+        {"metadata": {"annotations": {api.ALLOWED_NAMESPACES_ANNOTATION: f"x, {namespace}"}}},
+        namespace=other,
     )
     await wait_reason(local, namespace, "xns", "Synced", timeout=10)
     # Removing the grant stops the landing and says why.
-    await local.patch(Secret, "shared", {"metadata": {"annotations": {api.ALLOWED_NAMESPACES_ANNOTATION: "x"}}}, namespace=other)
+    await local.patch(
+        Secret,
+        "shared",
+        {"metadata": {"annotations": {api.ALLOWED_NAMESPACES_ANNOTATION: "x"}}},
+        namespace=other,
+    )
     await wait_reason(local, namespace, "xns", "CrossNamespaceNotAllowed", timeout=10)
