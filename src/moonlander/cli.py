@@ -1,4 +1,4 @@
-"""Command line: ``moonlander run | demo | dev-clusters | check | version``."""
+"""Command line: ``moonlander run | demo | dev-clusters | check | mint | version``."""
 
 from __future__ import annotations
 
@@ -102,6 +102,26 @@ def _check(args: argparse.Namespace) -> int:
     return check_file(Path(args.file), policy)
 
 
+def _mint(args: argparse.Namespace) -> int:
+    from moonlander.minting import mint_command
+
+    return asyncio.run(
+        mint_command(
+            admin_kubeconfig=args.kubeconfig,
+            name=args.name,
+            namespace=args.namespace,
+            cluster_role=args.cluster_role,
+            roles=args.role,
+            expiration=args.expiration,
+            audience=args.audience,
+            server=args.server,
+            output=args.output,
+            revoke_only=args.revoke,
+            policy=_policy(args),
+        )
+    )
+
+
 def _version(_args: argparse.Namespace) -> int:
     print(__version__)
     return 0
@@ -166,6 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--kubeconfig", type=Path, help="cluster to read --secret from")
     _add_policy_flags(check)
     check.set_defaults(func=_check)
+
+    mint = sub.add_parser(
+        "mint",
+        help="create a least-privilege ServiceAccount and print a kubeconfig with its token",
+    )
+    mint.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig")
+    mint.add_argument("--name", required=True, help="ServiceAccount name")
+    mint.add_argument("--namespace", default="moonlander-system", help="its namespace")
+    mint.add_argument("--cluster-role", help="ClusterRole bound cluster-wide")
+    mint.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="KIND/NAME@NS[,NS...]",
+        help="Role or ClusterRole bound in these namespaces (repeatable)",
+    )
+    mint.add_argument("--expiration", type=int, default=3600, help="token lifetime (s)")
+    mint.add_argument("--audience", help="token audience (default https://kubernetes.default.svc)")
+    mint.add_argument("--server", help="API server URL written into the kubeconfig")
+    mint.add_argument("--output", type=Path, help="write the kubeconfig here (mode 0600)")
+    mint.add_argument("--revoke", action="store_true", help="delete the identity instead")
+    _add_policy_flags(mint)
+    mint.set_defaults(func=_mint)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)

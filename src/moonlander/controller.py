@@ -87,8 +87,8 @@ class Controller:
         if current is None or _newer(meta, current["metadata"]):
             self.landings[key] = body
 
-    def secret_event(self, body: Mapping[str, Any]) -> None:
-        meta = body.get("metadata") or {}
+    def secret_event(self, meta: Mapping[str, Any]) -> None:
+        """A Secret in the local cluster changed (``meta``: its metadata, never its data)."""
         ref = (meta.get("namespace", ""), meta.get("name", ""))
         for key in self._by_source.get(ref, ()):
             self.queue.add(key)

@@ -171,6 +171,20 @@ def admin_kubeconfig(name: str, url: str, ca_pem: bytes, admin: pki.KeyPair) -> 
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+# What the controller's ServiceAccount (namespace moonlander-system) does with Secrets is
+# audited with full responses, so tests can prove which Secrets it read, and how.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: RequestResponse
+    userGroups: ["system:serviceaccounts:moonlander-system"]
+    resources: [{group: "", resources: ["secrets"]}]
+  - level: None
+"""
+
+
 def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
     path.write_bytes(data)
     path.chmod(mode)
@@ -286,6 +300,7 @@ class ControlPlane:
         _write(certs / "admin.key", admin.key_pem)
         _write(certs / "sa.pub", sa.cert_pem, 0o644)
         _write(certs / "sa.key", sa.key_pem)
+        _write(certs / "audit-policy.yaml", AUDIT_POLICY.encode(), 0o644)
         url = f"https://127.0.0.1:{port}"
         kubeconfig = self.directory / f"{name}.kubeconfig"
         _write(kubeconfig, admin_kubeconfig(name, url, ca.cert_pem, admin).encode())
@@ -309,6 +324,8 @@ class ControlPlane:
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--audit-policy-file={certs / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.directory / f'{name}-audit.log'}",
             *spec.extra_args,
         ]
         proc = self._spawn(f"{name}-apiserver", args)

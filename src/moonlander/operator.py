@@ -27,6 +27,7 @@ from moonlander.events import EventRecorder
 from moonlander.kubeconfig import Policy
 from moonlander.parent import ParentKubeconfig
 from moonlander.reconcile import Reconciler
+from moonlander.sources import SecretMetadataWatch
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,6 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
     def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
         controller.landing_event(type, dict(body))
-
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    def _secret(body: kopf.Body, **_: Any) -> None:
-        controller.secret_event(body)
 
     return registry
 
@@ -133,8 +130,11 @@ async def run(options: Options) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    secrets = SecretMetadataWatch(
+        local, lambda _type, meta: controller.secret_event(meta), options.namespaces
+    )
     controller.start()
-    background = [asyncio.create_task(parent.watch())]
+    background = [asyncio.create_task(parent.watch()), asyncio.create_task(secrets.run())]
     operator = asyncio.create_task(
         kopf.operator(
             registry=registry,

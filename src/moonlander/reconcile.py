@@ -32,6 +32,7 @@ from moonlander.kubeconfig import (
 )
 from moonlander.parent import ParentKubeconfig
 from moonlander.plan import LandingProblem, Outcome, Reason, Retry
+from moonlander.sources import get_metadata
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,26 @@ class Reconciler:
 
     async def _read_source(self, landing_ns: str, spec: api.LandingSpec) -> Secret:
         where = f"source Secret {spec.source_namespace}/{spec.source_name}"
+        if spec.source_namespace != landing_ns and not self.allow_cross_namespace:
+            # Another namespace's Secret: check its grant on the metadata alone, so a Secret
+            # that has not granted access is never read.
+            try:
+                meta = await get_metadata(self.local, spec.source_namespace, spec.source_name)
+            except (httpx2.HTTPError, httpcore2.ConnectError) as err:
+                raise problem_from_error(err, where) from None
+            if meta is None:
+                raise LandingProblem(
+                    Reason.SOURCE_SECRET_NOT_FOUND,
+                    f"{where} does not exist yet; waiting for it",
+                    Retry.BACKOFF,
+                )
+            plan.check_cross_namespace(
+                landing_ns,
+                spec.source_namespace,
+                spec.source_name,
+                meta.get("annotations"),
+                allow_all=False,
+            )
         try:
             secret = await self.local.get(Secret, spec.source_name, namespace=spec.source_namespace)
         except ApiError as err:

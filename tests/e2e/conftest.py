@@ -10,7 +10,7 @@ import pytest
 from lightkube import AsyncClient
 
 from ..conftest import Plane
-from .harness import ControllerProcess, install_crd
+from .harness import ControllerProcess, controller_kubeconfig, install_crd
 
 
 class Env:
@@ -40,7 +40,13 @@ async def env(
     workdir = tmp_path_factory.mktemp("controller")
     parent_file = workdir / "parent-kubeconfig"
     shutil.copy(plane["parent"].kubeconfig, parent_file)
-    controller = ControllerProcess(workdir, Path(plane["parent"].kubeconfig), parent_file)
+    # The controller runs as a ServiceAccount bound to exactly the shipped RBAC.
+    identity = workdir / "controller-kubeconfig"
+    identity.write_text(
+        await controller_kubeconfig(admin["parent"], plane["parent"].url, plane["parent"].ca_pem)
+    )
+    identity.chmod(0o600)
+    controller = ControllerProcess(workdir, identity, parent_file)
     controller.start()
     controller.wait_started()
     yield Env(plane, admin, controller)

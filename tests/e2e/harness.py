@@ -23,6 +23,7 @@ from moonlander import api
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
+RBAC_PATH = ROOT / "config" / "rbac" / "role.yaml"
 T = TypeVar("T")
 
 
@@ -51,6 +52,21 @@ async def install_crd(client: AsyncClient) -> None:
     crd = CustomResourceDefinition.from_dict(yaml.safe_load(CRD_PATH.read_text()))
     await client.apply(crd, field_manager="tests", force=True)
     await client.wait(CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"])
+
+
+async def controller_kubeconfig(client: AsyncClient, server: str, ca_pem: bytes) -> str:
+    """A kubeconfig for ServiceAccount moonlander-system/moonlander bound to exactly the
+    shipped ClusterRole (config/rbac/role.yaml): the e2e controller runs with it."""
+    from lightkube.resources.core_v1 import Namespace
+    from lightkube.resources.rbac_authorization_v1 import ClusterRole
+
+    role = ClusterRole.from_dict(yaml.safe_load(RBAC_PATH.read_text()))
+    await client.apply(role, field_manager="tests", force=True)
+    with contextlib.suppress(ApiError):
+        await client.create(Namespace(metadata=ObjectMeta(name="moonlander-system")))
+    return await mint_token_kubeconfig(
+        client, server, ca_pem, "moonlander-system", "moonlander", role.metadata.name, 6 * 3600
+    )
 
 
 def secret_with(namespace: str, name: str, data: dict[str, str], **meta: Any) -> Secret:
@@ -245,6 +261,7 @@ async def mint_token_kubeconfig(
     namespace: str,
     name: str,
     cluster_role: str = "cluster-admin",
+    expiration: int = 3600,
 ) -> str:
     """A token kubeconfig for a new ServiceAccount bound to ``cluster_role`` (test helper)."""
     from lightkube.models.authentication_v1 import TokenRequestSpec
@@ -264,7 +281,7 @@ async def mint_token_kubeconfig(
     )
     tr = await client.create(
         ServiceAccount.Token(
-            metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=3600)
+            metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration)
         ),
         name=name,
         namespace=namespace,
@@ -287,3 +304,19 @@ async def mint_token_kubeconfig(
             "current-context": name,
         }
     )
+
+
+CONTROLLER_USER = "system:serviceaccount:moonlander-system:moonlander"
+
+
+def audit_events(directory: Path, cluster: str) -> list[dict[str, Any]]:
+    """The parent's audit log: what the controller's ServiceAccount did with Secrets."""
+    import json
+
+    path = directory / f"{cluster}-audit.log"
+    events = []
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("user", {}).get("username") == CONTROLLER_USER:
+            events.append(event)
+    return events

@@ -25,6 +25,7 @@ from moonlander import api, devclusters
 from .conftest import Env
 from .harness import (
     FaultProxy,
+    audit_events,
     decoded,
     eventually,
     kubeconfig_with_server,
@@ -679,6 +680,8 @@ def _secret_fragments(env: Env) -> list[str]:
 
 
 async def test_cross_namespace_requires_a_grant(env: Env, namespace: str) -> None:
+    """A tenant Landing naming another tenant's Secret without a grant is refused, and the
+    Secret is never read: the API server's audit log shows only metadata-only reads of it."""
     local = env.local
     other = f"{namespace}-other"
     await local.create(Namespace(metadata=ObjectMeta(name=other)))
@@ -687,8 +690,23 @@ async def test_cross_namespace_requires_a_grant(env: Env, namespace: str) -> Non
         landing(namespace, "xns", kubeconfigSecretName="shared", kubeconfigSecretNamespace=other)
     )
     cond = await wait_reason(local, namespace, "xns", "CrossNamespaceNotAllowed")
-    assert other in cond["message"]
+    assert f"{other}/shared" in cond["message"]
     assert await get_secret(env.admin["child-a"], namespace, api.DEFAULT_WRITE_NAME) is None
+
+    def reads_of_shared() -> list[str]:
+        return [
+            e["responseObject"]["kind"]
+            for e in audit_events(env.plane.directory, "parent")
+            if e.get("objectRef", {}).get("namespace") == other
+            and e.get("objectRef", {}).get("name") == "shared"
+            and "responseObject" in e
+        ]
+
+    await asyncio.sleep(1)  # the audit log is written asynchronously
+    refused_reads = reads_of_shared()
+    assert refused_reads, "the controller did not look at the Secret's metadata"
+    assert set(refused_reads) == {"PartialObjectMetadata"}, refused_reads
+
     await local.patch(
         Secret,
         "shared",
@@ -696,6 +714,8 @@ async def test_cross_namespace_requires_a_grant(env: Env, namespace: str) -> Non
         namespace=other,
     )
     await wait_reason(local, namespace, "xns", "Synced", timeout=10)
+    await asyncio.sleep(1)
+    assert "Secret" in reads_of_shared()  # granted: now it is read in full
     # Removing the grant stops the landing and says why.
     await local.patch(
         Secret,
@@ -704,3 +724,12 @@ async def test_cross_namespace_requires_a_grant(env: Env, namespace: str) -> Non
         namespace=other,
     )
     await wait_reason(local, namespace, "xns", "CrossNamespaceNotAllowed", timeout=10)
+
+
+async def test_secret_watch_carries_metadata_only(env: Env) -> None:
+    """The controller lists and watches Secrets as metadata: no Secret list response with data."""
+    events = audit_events(env.plane.directory, "parent")
+    lists = [e for e in events if e["verb"] in ("list", "watch")]
+    assert lists, "no Secret list/watch by the controller was audited"
+    kinds = {e["responseObject"]["kind"] for e in lists if "responseObject" in e}
+    assert kinds <= {"PartialObjectMetadataList"}, kinds
