@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx2.Timeout(15.0, connect=5.0)
 MAX_CONNECTIONS = 8  # per cluster credential, whatever the number of Landings
-PROBE_MAX_DELAY = 10.0
+PROBE_MAX_DELAY = 5.0
 
 
 class AddressPolicyError(httpcore2.ConnectError):

@@ -122,6 +122,7 @@ class ControllerProcess:
         self.extra = extra
         self.log_path = workdir / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_env: dict[str, str] = {}
 
     def start(self) -> None:
         env = {
@@ -129,6 +130,7 @@ class ControllerProcess:
             for k, v in os.environ.items()
             if not k.endswith("_PROXY") and not k.endswith("_proxy")
         }
+        env.update(self.extra_env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -245,6 +247,10 @@ def kubeconfig_with_server(text: str, server: str) -> str:
         cluster["cluster"]["server"] = server
     return yaml.safe_dump(doc)
 
+
+# Secret values the tests plant; the final scan (test_zz_secret_scan.py) looks for them
+# in logs, events, status and metrics.
+PLANTED: list[str] = []
 
 # Latencies measured by the tests, printed in the terminal summary (tests/conftest.py).
 MEASURED: dict[str, list[float]] = {}

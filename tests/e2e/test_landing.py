@@ -24,6 +24,7 @@ from moonlander import api, devclusters
 
 from .conftest import Env
 from .harness import (
+    PLANTED,
     FaultProxy,
     audit_events,
     decoded,
@@ -224,6 +225,7 @@ async def test_source_rotation_is_propagated(env: Env, namespace: str) -> None:
     rotated = await mint_token_kubeconfig(
         child, env.plane["child-a"].url, env.plane["child-a"].ca_pem, namespace, "rotated"
     )
+    PLANTED.append(yaml.safe_load(rotated)["users"][0]["user"]["token"])
     started = time.monotonic()
     await local.patch(
         Secret,
@@ -259,6 +261,7 @@ async def test_parent_kubeconfig_swap_is_propagated(env: Env, namespace: str) ->
     minted = await mint_token_kubeconfig(
         local, env.plane["parent"].url, env.plane["parent"].ca_pem, namespace, "parent-robot"
     )
+    PLANTED.append(yaml.safe_load(minted)["users"][0]["user"]["token"])
     original = env.parent_file.read_text()
     mount = env.parent_file.parent / f"mount-{namespace}"
     (mount / "..v1").mkdir(parents=True)
