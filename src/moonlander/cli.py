@@ -68,6 +68,14 @@ def _run(args: argparse.Namespace) -> int:
             backoff_cap=args.max_backoff,
             workers=args.workers,
         ),
+        health_port=args.health_port,
+        metrics_port=args.metrics_port,
+        bind_address=args.bind_address,
+        leader_elect=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_election_id=args.leader_election_id,
+        webhook_port=args.webhook_port,
+        webhook_cert_dir=args.webhook_cert_dir,
     )
     asyncio.run(run(options))
     return 0
@@ -164,6 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--resync-interval", type=float, default=600.0, help="seconds between periodic checks"
     )
     run.add_argument("--max-backoff", type=float, default=120.0, help="cap of retry delays (s)")
+    run.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    run.add_argument(
+        "--bind-address",
+        default="0.0.0.0",  # noqa: S104 - kubelet probes and Prometheus scrapes come from outside the pod
+        help="address for health, metrics and webhook",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="only the holder of a coordination.k8s.io Lease reconciles (for replicas > 1)",
+    )
+    run.add_argument(
+        "--leader-election-namespace", help="namespace of the Lease (default: $POD_NAMESPACE)"
+    )
+    run.add_argument("--leader-election-id", default="moonlander-leader", help="name of the Lease")
+    run.add_argument(
+        "--webhook-port", type=int, help="serve the validating admission webhook (/validate)"
+    )
+    run.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        help="directory with tls.crt and tls.key for the webhook "
+        "(default /tmp/k8s-webhook-server/serving-certs)",
+    )
     _add_policy_flags(run)
     run.set_defaults(func=_run)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from moonlander import api
 from moonlander.backoff import backoff_delay, jittered
+from moonlander.metrics import Metrics
 from moonlander.plan import Outcome, Retry
 from moonlander.reconcile import Reconciler, landing_key
 from moonlander.workqueue import WorkQueue
@@ -54,9 +55,16 @@ def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
 
 
 class Controller:
-    def __init__(self, reconciler: Reconciler, timing: Timing = Timing()) -> None:
+    def __init__(
+        self, reconciler: Reconciler, timing: Timing = Timing(), metrics: Metrics | None = None
+    ) -> None:
         self.reconciler = reconciler
         self.timing = timing
+        self.metrics = metrics
+        self._stopping = False
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.queue = WorkQueue()
         self.landings: dict[str, Mapping[str, Any]] = {}
         self._sources: dict[str, tuple[str, str]] = {}
@@ -147,7 +155,11 @@ class Controller:
         for _ in range(self.timing.workers):
             self._workers.append(asyncio.create_task(self._work()))
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Takes no new work; reconciles in flight get ``grace`` seconds to finish."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -156,14 +168,21 @@ class Controller:
         self._workers.clear()
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             key = await self.queue.get()
+            if self._stopping:
+                return
+            self._busy += 1
+            self._idle.clear()
             try:
                 await self.process(key)
             except Exception:
                 log.exception("reconcile of %s failed unexpectedly", key)
                 self.queue.add_after(key, self._next_backoff(key))
             finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
                 self.queue.done(key)
 
     async def process(self, key: str) -> Outcome | None:
@@ -172,9 +191,14 @@ class Controller:
             return None
         started = time.monotonic()
         outcome = await self.reconciler.reconcile(body)
-        self.last_outcomes[key] = outcome
-        self._schedule(key, outcome)
-        log.debug("%s: %s in %.3fs", key, outcome.reason, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        if key in self.landings:  # not deleted meanwhile
+            self.last_outcomes[key] = outcome
+            self._schedule(key, outcome)
+        if self.metrics is not None:
+            self.metrics.reconciles.labels(outcome.reason.value).inc()
+            self.metrics.duration.observe(elapsed)
+        log.debug("%s: %s in %.3fs", key, outcome.reason, elapsed)
         return outcome
 
     def _schedule(self, key: str, outcome: Outcome) -> None:

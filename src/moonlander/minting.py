@@ -829,7 +829,7 @@ def parse_role_flag(text: str) -> dict[str, Any]:
     """``--role KIND/NAME@ns1,ns2`` as a ``roles`` item of the spec."""
     kind, slash, rest = text.partition("/")
     name, at, namespaces = rest.rpartition("@")
-    if not slash or not at or not name:
+    if not kind or not slash or not at or not name:
         raise SpecError(f"--role {text[:80]!r}: expected KIND/NAME@NAMESPACE[,NAMESPACE...]")
     return {"kind": kind, "name": name, "namespaces": [n for n in namespaces.split(",") if n]}
 

@@ -3,14 +3,23 @@
 The kopf handlers are deliberately thin: they hand each watch event to the controller and
 return. kopf stores nothing on Landings (no change handlers, so no progress or diff-base
 annotations); the controller owns its finalizer, retries and status.
+
+Process lifecycle: the health and metrics endpoints start first; with ``--leader-elect``
+the replica then waits for the Lease and only its holder watches and reconciles. SIGTERM
+stops new work, lets reconciles in flight finish (each write is one atomic server-side
+apply, so nothing is left half-written), releases the Lease and exits. Losing the Lease
+exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,19 +28,22 @@ import kopf
 from lightkube import AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
-from moonlander import api
+from moonlander import admission, api, health
 from moonlander.clusters import ClusterPool, Target, close_client
 from moonlander.controller import Controller, Timing
 from moonlander.drift import DriftWatches
 from moonlander.events import EventRecorder
 from moonlander.kubeconfig import Policy
+from moonlander.leader import LeaderElector, LeaseConfig
+from moonlander.metrics import ClusterHealth, Metrics, Snapshot
 from moonlander.parent import ParentKubeconfig
 from moonlander.reconcile import Reconciler
-from moonlander.sources import SecretMetadataWatch
+from moonlander.sources import SecretMetadataWatch, get_metadata
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PARENT_KUBECONFIG = Path("/etc/moonlander/parent-kubeconfig")
+SHUTDOWN_GRACE = 20.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,14 @@ class Options:
     allow_cross_namespace: bool = False
     timing: Timing = field(default_factory=Timing)
     parent_poll_interval: float = 1.0
+    health_port: int | None = None
+    metrics_port: int | None = None
+    bind_address: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from the kubelet/Prometheus
+    leader_elect: bool = False
+    leader_election_namespace: str | None = None
+    leader_election_id: str = "moonlander-leader"
+    webhook_port: int | None = None
+    webhook_cert_dir: Path | None = None
 
 
 def local_config(path: Path | None) -> SingleConfig:
@@ -54,7 +74,9 @@ def local_config(path: Path | None) -> SingleConfig:
     return single
 
 
-def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
+def build_registry(
+    controller: Controller, options: Options, local: AsyncClient
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -64,6 +86,14 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
+        if options.webhook_port is not None:
+            cert_dir = options.webhook_cert_dir or Path("/tmp/k8s-webhook-server/serving-certs")  # noqa: S108
+            settings.admission.server = kopf.WebhookServer(
+                addr=options.bind_address,
+                port=options.webhook_port,
+                certfile=str(cert_dir / "tls.crt"),
+                pkeyfile=str(cert_dir / "tls.key"),
+            )
 
     @kopf.on.login(registry=registry)
     def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -76,42 +106,52 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
         controller.landing_event(type, dict(body))
 
+    if options.webhook_port is not None:
+
+        async def metadata(namespace: str, name: str) -> Any:
+            return await get_metadata(local, namespace, name)
+
+        @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
+        async def _validate(spec: kopf.Spec, name: str, namespace: str | None, **_: Any) -> None:
+            found = await admission.problems(
+                name,
+                namespace or "",
+                dict(spec),
+                policy=options.policy,
+                allow_cross_namespace=options.allow_cross_namespace,
+                secret_metadata=metadata,
+            )
+            if found:
+                raise kopf.AdmissionError("; ".join(found), code=422)
+
     return registry
+
+
+def _identity() -> str:
+    return f"{socket.gethostname()}_{os.getpid()}"
 
 
 async def run(options: Options) -> None:
     config = local_config(options.kubeconfig)
     local = AsyncClient(config, field_manager=api.FIELD_MANAGER, trust_env=False)
     local_target = Target(key="local", server=config.cluster.server, client=local, local=True)
-    controller: Controller | None = None
+    metrics = Metrics()
+    probes = health.Probes()
+    holder: dict[str, Controller] = {}
 
-    def wake(keys: Any) -> None:
-        assert controller is not None
-        controller.wake(keys)
+    def controller() -> Controller:
+        return holder["controller"]
 
-    def enqueue(key: str) -> None:
-        assert controller is not None
-        controller.wake([key])
-
-    def parent_changed() -> None:
-        assert controller is not None
-        controller.wake_parent_to_child()
-
-    clusters = ClusterPool(options.policy, wake)
-    drift = DriftWatches(enqueue)
+    clusters = ClusterPool(options.policy, lambda keys: controller().wake(keys))
+    drift = DriftWatches(lambda key: controller().wake([key]))
     parent = ParentKubeconfig(
         options.parent_kubeconfig,
         options.policy,
-        parent_changed,
+        lambda: controller().wake_parent_to_child(),
         interval=options.parent_poll_interval,
     )
     parent.refresh()
     events = EventRecorder(local)
-
-    def observe(body: Any) -> None:
-        assert controller is not None
-        controller.observe(body)
-
     reconciler = Reconciler(
         local=local,
         local_target=local_target,
@@ -121,42 +161,110 @@ async def run(options: Options) -> None:
         events=events,
         policy=options.policy,
         allow_cross_namespace=options.allow_cross_namespace,
-        observe=observe,
+        observe=lambda body: controller().observe(body),
+        metrics=metrics,
     )
-    controller = Controller(reconciler, options.timing)
-    registry = build_registry(controller, options)
+    holder["controller"] = Controller(reconciler, options.timing, metrics)
+    ctl = controller()
+    secrets = SecretMetadataWatch(
+        local, lambda _type, meta: ctl.secret_event(meta), options.namespaces
+    )
+    kopf_ready = asyncio.Event()
+    elector: LeaderElector | None = None
+    if options.leader_elect:
+        namespace = options.leader_election_namespace or os.environ.get("POD_NAMESPACE")
+        if not namespace:
+            raise SystemExit("--leader-elect needs --leader-election-namespace or $POD_NAMESPACE")
+        elector = LeaderElector(
+            local, LeaseConfig(options.leader_election_id, namespace, _identity())
+        )
+
+    def snapshot() -> Snapshot:
+        reasons: dict[str, int] = {}
+        for outcome in ctl.last_outcomes.values():
+            reasons[outcome.reason.value] = reasons.get(outcome.reason.value, 0) + 1
+        return Snapshot(
+            reasons=reasons,
+            token_expiry=dict(reconciler.token_expiry),
+            clusters=[ClusterHealth(t.server, t.reachable) for t in clusters.targets()],
+            queue_depth=len(ctl.queue),
+            leader=elector.is_leader.is_set() if elector else True,
+        )
+
+    metrics.watch_state(snapshot)
+    # A standby replica is ready (healthy, waiting for the Lease); the leader is ready once
+    # its watches have listed what exists.
+    leading = elector.is_leader.is_set if elector else (lambda: True)
+    probes.add("landing watch", lambda: not leading() or kopf_ready.is_set())
+    probes.add("secret watch", lambda: not leading() or secrets.ready.is_set())
+    runner = await health.serve(
+        probes,
+        metrics,
+        health_port=options.health_port,
+        metrics_port=options.metrics_port,
+        host=options.bind_address,
+    )
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    secrets = SecretMetadataWatch(
-        local, lambda _type, meta: controller.secret_event(meta), options.namespaces
-    )
-    controller.start()
-    background = [asyncio.create_task(parent.watch()), asyncio.create_task(secrets.run())]
-    operator = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            standalone=True,
-            clusterwide=not options.namespaces,
-            namespaces=list(options.namespaces),
-            stop_flag=stop,
-        )
-    )
-    log.info(
-        "moonlander running: local %s, parent kubeconfig %s, namespaces %s",
-        config.cluster.server,
-        options.parent_kubeconfig,
-        ",".join(options.namespaces) or "all",
-    )
+    background: list[asyncio.Task[Any]] = []
     try:
+        if elector is not None:
+            background.append(asyncio.create_task(elector.run()))
+            log.info("waiting for the leader Lease %s", elector.config.name)
+            waiter = asyncio.create_task(elector.is_leader.wait())
+            await asyncio.wait(
+                {waiter, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
+            )
+            if stop.is_set():
+                return
+            background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
+        registry = build_registry(ctl, options, local)
+        ctl.start()
+        background += [asyncio.create_task(parent.watch()), asyncio.create_task(secrets.run())]
+        operator = asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                standalone=True,
+                clusterwide=not options.namespaces,
+                namespaces=list(options.namespaces),
+                stop_flag=stop,
+                ready_flag=kopf_ready,
+            )
+        )
+        log.info(
+            "moonlander running: local %s, parent kubeconfig %s, namespaces %s",
+            config.cluster.server,
+            options.parent_kubeconfig,
+            ",".join(options.namespaces) or "all",
+        )
         await operator
+        log.info("shutting down")
     finally:
+        started = time.monotonic()
+        if "controller" in holder:
+            await ctl.stop(grace=SHUTDOWN_GRACE)
         for task in background:
             task.cancel()
-        await controller.stop()
+        if elector is not None:
+            await elector.release()
         await drift.close()
         await events.flush()
         await clusters.close()
+        if runner is not None:
+            await runner.cleanup()
         await close_client(local)
+        log.info("stopped in %.1fs", time.monotonic() - started)
+
+
+async def _exit_when_lost(elector: LeaderElector, stop: asyncio.Event) -> None:
+    await elector.lost.wait()
+    log.error("lost the leader Lease; exiting so that only one replica reconciles")
+    stop.set()
+    # Do not wait for a graceful shutdown: another replica may already be reconciling.
+    await asyncio.sleep(2)
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    os._exit(1)

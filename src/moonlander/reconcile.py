@@ -30,6 +30,7 @@ from moonlander.kubeconfig import (
     parse_kubeconfig,
     render_kubeconfig,
 )
+from moonlander.metrics import Metrics
 from moonlander.parent import ParentKubeconfig
 from moonlander.plan import LandingProblem, Outcome, Reason, Retry
 from moonlander.sources import get_metadata
@@ -117,6 +118,7 @@ class Reconciler:
         policy: Policy,
         allow_cross_namespace: bool = False,
         observe: Callable[[Mapping[str, Any]], None] = lambda _body: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.local = local
         self.local_target = local_target
@@ -129,6 +131,9 @@ class Reconciler:
         # Told about every Landing this reconciler writes, so the next reconcile does not
         # act on a copy older than its own write while the watch event is still on its way.
         self.observe = observe
+        self.metrics = metrics
+        # (namespace, name) -> unix time the token a Landing minted expires, for metrics.
+        self.token_expiry: dict[tuple[str, str], float] = {}
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]
@@ -335,9 +340,14 @@ class Reconciler:
                 await client.delete(Secret, name, namespace=namespace)
         await client.apply(cast(Secret, Secret.from_dict(desired)), force=True)
         action = "Created" if existing is None else "Updated"
+        self._count_write("Secret", action)
         self.events.record(
             body, "Normal", action, f"{action.lower()} Secret {namespace}/{name} in {target.server}"
         )
+
+    def _count_write(self, kind: str, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.writes.labels(kind, action.lower()).inc()
 
     async def _move_if_relocated(
         self, body: Mapping[str, Any], spec: api.LandingSpec, target: Target, owner: str
@@ -358,6 +368,7 @@ class Reconciler:
             return False
         try:
             await client.delete(Secret, name, namespace=namespace)
+            self._count_write("Secret", "deleted")
         except ApiError as err:
             if err.status.code != 404:
                 raise
@@ -440,6 +451,7 @@ class Reconciler:
             LANDING, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
         )
         self.observe(updated.to_dict())
+        self._count_write("Landing", "finalizer")
 
     async def _remove_finalizer(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
@@ -507,6 +519,7 @@ class Reconciler:
                 patch_type=PatchType.MERGE,
             )
             self.observe(updated.to_dict())
+            self._count_write("Landing", "status")
         except ApiError as err:
             if err.status.code != 404:  # deleted meanwhile: nothing to report on
                 raise

@@ -275,15 +275,20 @@ async def mint_token_kubeconfig(
     from lightkube.resources.core_v1 import ServiceAccount
     from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
-    await client.create(ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)))
-    await client.create(
+    # Server-side apply: idempotent when clusters are reused (MOONLANDER_TEST_CLUSTERS).
+    await client.apply(
+        ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)),
+        field_manager="tests",
+    )
+    await client.apply(
         ClusterRoleBinding(
             metadata=ObjectMeta(name=f"{namespace}-{name}"),
             roleRef=RoleRef(
                 apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role
             ),
             subjects=[Subject(kind="ServiceAccount", name=name, namespace=namespace)],
-        )
+        ),
+        field_manager="tests",
     )
     tr = await client.create(
         ServiceAccount.Token(

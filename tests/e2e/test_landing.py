@@ -289,6 +289,13 @@ async def test_parent_kubeconfig_swap_is_propagated(env: Env, namespace: str) ->
         env.parent_file.unlink()
         env.parent_file.write_text(original)
 
+    async def restored() -> bool:
+        secret = await get_secret(child, namespace, api.DEFAULT_WRITE_NAME)
+        return secret is not None and decoded(secret, "value") == before
+
+    # Later tests expect the original parent kubeconfig to be landed again.
+    await eventually(restored, timeout=15, what="original parent kubeconfig landed again")
+
 
 def _symlink_temp(path: Path, target: Path) -> Path:
     tmp = path.with_name(path.name + ".tmp")

@@ -1,0 +1,93 @@
+"""Prometheus metrics. Labels carry reasons, namespaces, names and server URLs: never secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    server: str
+    reachable: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the controller knows right now, read at scrape time."""
+
+    reasons: dict[str, int]  # Landings by Ready reason
+    token_expiry: dict[tuple[str, str], float]  # (namespace, name) -> unix time
+    clusters: list[ClusterHealth]
+    queue_depth: int
+    leader: bool
+
+
+class _StateCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        snap = self._snapshot()
+        landings = GaugeMetricFamily(
+            "moonlander_landings",
+            "Landings by the reason of their Ready condition",
+            labels=["reason"],
+        )
+        for reason, count in sorted(snap.reasons.items()):
+            landings.add_metric([reason], count)
+        yield landings
+        expiry = GaugeMetricFamily(
+            "moonlander_token_expiry_timestamp_seconds",
+            "When the token a Landing minted expires (unix time)",
+            labels=["namespace", "name"],
+        )
+        for (namespace, name), when in sorted(snap.token_expiry.items()):
+            expiry.add_metric([namespace, name], when)
+        yield expiry
+        reachable = GaugeMetricFamily(
+            "moonlander_cluster_reachable",
+            "1 when the cluster's API server answered the last call, 0 while it is unreachable",
+            labels=["server"],
+        )
+        for cluster in snap.clusters:
+            reachable.add_metric([cluster.server], 1.0 if cluster.reachable else 0.0)
+        yield reachable
+        yield GaugeMetricFamily(
+            "moonlander_queue_depth", "Landings waiting for a worker", value=snap.queue_depth
+        )
+        yield GaugeMetricFamily(
+            "moonlander_leader",
+            "1 when this replica holds the leader Lease",
+            value=float(snap.leader),
+        )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter(
+            "moonlander_reconciles_total",
+            "Reconciles by result (the Ready reason they ended with)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "moonlander_reconcile_duration_seconds",
+            "Time one reconcile took",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.writes = Counter(
+            "moonlander_writes_total",
+            "Objects written (created, updated or deleted) in any cluster",
+            ["kind", "action"],
+            registry=self.registry,
+        )
+
+    def watch_state(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.registry.register(_StateCollector(snapshot))
