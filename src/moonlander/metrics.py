@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -70,6 +70,8 @@ class _StateCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # Resident memory, CPU seconds and open fds of this process, for capacity planning.
+        ProcessCollector(registry=self.registry)
         self.reconciles = Counter(
             "moonlander_reconciles_total",
             "Reconciles by result (the Ready reason they ended with)",

@@ -405,6 +405,8 @@ def build_kubeconfig(
 
 @dataclass(frozen=True, order=True)
 class ObjectRef:
+    """An object of an identity; ``namespace`` is None for cluster-scoped kinds."""
+
     kind: str
     name: str
     namespace: str | None = None

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpcore2
+import httpx2
 import kopf
-from lightkube import AsyncClient, KubeConfig
+from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
 from moonlander import admission, api, health
+from moonlander.backoff import backoff_delay
 from moonlander.clusters import ClusterPool, Target, close_client
 from moonlander.controller import Controller, Timing
 from moonlander.drift import DriftWatches
@@ -195,7 +198,11 @@ async def run(options: Options) -> None:
     # A standby replica is ready (healthy, waiting for the Lease); the leader is ready once
     # its watches have listed what exists.
     leading = elector.is_leader.is_set if elector else (lambda: True)
-    probes.add("landing watch", lambda: not leading() or kopf_ready.is_set())
+    landings_listable = asyncio.Event()
+    probes.add(
+        "landing watch",
+        lambda: not leading() or (kopf_ready.is_set() and landings_listable.is_set()),
+    )
     probes.add("secret watch", lambda: not leading() or secrets.ready.is_set())
     runner = await health.serve(
         probes,
@@ -223,7 +230,11 @@ async def run(options: Options) -> None:
             background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
         registry = build_registry(ctl, options, local)
         ctl.start()
-        background += [asyncio.create_task(parent.watch()), asyncio.create_task(secrets.run())]
+        background += [
+            asyncio.create_task(parent.watch()),
+            asyncio.create_task(secrets.run()),
+            asyncio.create_task(_until_listable(local, options.namespaces, landings_listable)),
+        ]
         operator = asyncio.create_task(
             kopf.operator(
                 registry=registry,
@@ -257,6 +268,31 @@ async def run(options: Options) -> None:
             await runner.cleanup()
         await close_client(local)
         log.info("stopped in %.1fs", time.monotonic() - started)
+
+
+async def _until_listable(
+    client: AsyncClient, namespaces: tuple[str, ...], done: asyncio.Event
+) -> None:
+    """Readiness: kopf does not say when its watch is established, but a Landing list that
+    succeeds proves the CRD is installed and RBAC lets this identity watch it."""
+    failures = 0
+    while True:
+        try:
+            for namespace in namespaces or ("*",):
+                async for _ in client.list(api.Landing, namespace=namespace, chunk_size=1):
+                    break
+            done.set()
+            return
+        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError) as err:
+            failures += 1
+            log.warning("cannot list Landings yet: %s", _describe(err))
+        await asyncio.sleep(backoff_delay(failures, cap=10.0))
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, ApiError):
+        return f"{err.status.code} {err.status.reason}"
+    return type(err).__name__
 
 
 async def _exit_when_lost(elector: LeaderElector, stop: asyncio.Event) -> None:

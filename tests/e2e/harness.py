@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
+from moonlander.devclusters import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
@@ -123,6 +126,8 @@ class ControllerProcess:
         self.log_path = workdir / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_env: dict[str, str] = {}
+        self.health_port = free_port()
+        self.metrics_port = free_port()
 
     def start(self) -> None:
         env = {
@@ -144,6 +149,9 @@ class ControllerProcess:
                     "--allow-loopback",
                     "--max-backoff=4",
                     "--resync-interval=60",
+                    f"--health-port={self.health_port}",
+                    f"--metrics-port={self.metrics_port}",
+                    "--bind-address=127.0.0.1",
                     *self.extra,
                 ],
                 stdout=log,
@@ -159,6 +167,15 @@ class ControllerProcess:
                 return
             time.sleep(0.2)
         raise AssertionError(f"controller did not start:\n{self.log_tail()}")
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        """GET from the controller's health or metrics endpoint."""
+        port = self.metrics_port if path == "/metrics" else self.health_port
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
 
     def log(self) -> str:
         try:

@@ -1,0 +1,327 @@
+"""Running it for months: metrics, probes, leader election, graceful shutdown, admission.
+
+Controllers other than the session's run against child-a as their "own" cluster (with the
+Landing CRD installed there), so they never compete with the session controller.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Namespace
+
+from moonlander import devclusters, pki
+
+from .conftest import Env
+from .harness import (
+    ControllerProcess,
+    eventually,
+    install_crd,
+    landing,
+    secret_with,
+    wait_reason,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name{labels}`` in Prometheus text format (label order free)."""
+    for line in text.splitlines():
+        found = re.fullmatch(
+            r"(?P<name>[a-zA-Z_:][\w:]*)(\{(?P<labels>.*)\})? (?P<value>\S+)", line
+        )
+        if not found or found.group("name") != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', found.group("labels") or ""))
+        if have == labels:
+            return float(found.group("value"))
+    return None
+
+
+async def test_metrics_and_probes_of_the_running_controller(env: Env, namespace: str) -> None:
+    local = env.local
+    await local.create(
+        secret_with(
+            namespace, "kubernetes-m-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}
+        )
+    )
+    await local.create(landing(namespace, "m"))
+    await wait_reason(local, namespace, "m", "Synced")
+    assert env.controller.http_get("/healthz") == (200, "ok\n")
+    assert env.controller.http_get("/readyz") == (200, "ok\n")
+    status, text = env.controller.http_get("/metrics")
+    assert status == 200
+    synced = metric(text, "moonlander_reconciles_total", result="Synced")
+    assert synced is not None and synced >= 1
+    assert (metric(text, "moonlander_landings", reason="Synced") or 0) >= 1
+    assert (metric(text, "moonlander_reconcile_duration_seconds_count") or 0) >= synced
+    assert metric(text, "moonlander_cluster_reachable", server=env.plane["child-b"].url) == 1.0
+    assert (metric(text, "moonlander_writes_total", kind="Secret", action="created") or 0) >= 1
+    assert metric(text, "moonlander_leader") == 1.0
+    rss = metric(text, "process_resident_memory_bytes")
+    assert rss is not None and rss > 10_000_000
+
+
+async def _crd_in(client: AsyncClient) -> None:
+    await install_crd(client)
+
+
+async def test_readiness_waits_for_the_landing_watch(env: Env, tmp_path: Path) -> None:
+    """/readyz says not ready while Landings cannot be watched (no CRD yet), then ready."""
+    child = env.admin["child-a"]
+    controller = ControllerProcess(
+        tmp_path, env.plane["child-a"].kubeconfig, env.parent_file, "--namespace=readiness"
+    )
+    controller.start()
+    try:
+        controller.wait_started()
+
+        async def answered() -> tuple[int, str] | None:
+            try:
+                return controller.http_get("/readyz")
+            except OSError:
+                return None
+
+        status, text = await eventually(answered, what="readyz answers")
+        try:
+            await child.get(CustomResourceDefinition, "landings.moons.kingdon.ci")
+            crd_exists = True
+        except ApiError:
+            crd_exists = False
+        if not crd_exists:
+            assert status == 503 and "landing watch" in text, (status, text)
+            assert controller.http_get("/healthz")[0] == 200  # alive, just not ready
+        await _crd_in(child)
+
+        async def ready() -> bool:
+            return controller.http_get("/readyz")[0] == 200
+
+        await eventually(ready, timeout=30, what="ready after the CRD appears")
+    finally:
+        assert controller.stop() == 0, controller.log_tail()
+
+
+async def test_leader_election_hands_over(env: Env, tmp_path: Path) -> None:
+    """Two replicas: only the Lease holder reconciles; when it dies the other takes over
+    and converges; a replica stopped with SIGTERM releases the Lease."""
+    child, local_name = env.admin["child-a"], "child-a"
+    await _crd_in(child)
+    ns = f"le-{int(time.time() * 1000) % 10**9}"
+    await child.create(Namespace(metadata=ObjectMeta(name=ns)))
+    await child.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    replicas = []
+    for i in range(2):
+        workdir = tmp_path / f"r{i}"
+        workdir.mkdir()
+        replica = ControllerProcess(
+            workdir,
+            env.plane[local_name].kubeconfig,
+            env.parent_file,
+            f"--namespace={ns}",
+            "--leader-elect",
+            f"--leader-election-namespace={ns}",
+        )
+        replica.start()
+        replicas.append(replica)
+    try:
+
+        async def one_leader() -> ControllerProcess | None:
+            # Both replicas up and answering; exactly one of them holds the Lease.
+            values = [metric(_scrape(r), "moonlander_leader") for r in replicas]
+            if sorted(v for v in values if v is not None) != [0.0, 1.0]:
+                return None
+            return replicas[values.index(1.0)]
+
+        leader = await eventually(one_leader, timeout=60, what="a single leader")
+        standby = next(r for r in replicas if r is not leader)
+        assert standby.http_get("/readyz")[0] == 200  # standby is healthy and ready
+        await child.create(
+            landing(
+                ns,
+                "first",
+                kubeconfigSecretName="src",
+                direction="ChildToParent",
+                writeKubeconfigSecretName="first",
+            )
+        )
+        await wait_reason(child, ns, "first", "Synced")
+        assert "first" not in standby.log()
+
+        assert leader.proc is not None
+        leader.proc.send_signal(signal.SIGKILL)
+        leader.proc.wait()
+        killed = time.monotonic()
+        await child.create(
+            landing(
+                ns,
+                "second",
+                kubeconfigSecretName="src",
+                direction="ChildToParent",
+                writeKubeconfigSecretName="second",
+            )
+        )
+        await wait_reason(child, ns, "second", "Synced", timeout=60)
+        takeover = time.monotonic() - killed
+        assert "acquired leader Lease" in standby.log()
+        lease = await child.get(Lease, "moonlander-leader", namespace=ns)
+        assert lease.spec.leaseTransitions >= 1
+        print(f"takeover after SIGKILL of the leader: {takeover:.1f}s")
+
+        # Graceful: SIGTERM releases the Lease and exits 0.
+        assert standby.stop() == 0
+        assert "released leader Lease" in standby.log()
+        lease = await child.get(Lease, "moonlander-leader", namespace=ns)
+        assert not lease.spec.holderIdentity
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def _scrape(replica: ControllerProcess) -> str:
+    try:
+        return replica.http_get("/metrics")[1]
+    except OSError:
+        return ""
+
+
+async def test_cel_rules_reject_bad_landings(env: Env, namespace: str) -> None:
+    from lightkube import ApiError
+    from lightkube.types import PatchType
+
+    from moonlander import api
+
+    local = env.local
+    with pytest.raises(ApiError) as err:
+        await local.create(landing(namespace, "plain", server="http://example.com"))
+    assert err.value.status.code == 422 and "https" in (err.value.status.message or "")
+    with pytest.raises(ApiError) as err:
+        await local.create(landing(namespace, "bad-name", targetNamespace="Not_Valid"))
+    assert err.value.status.code == 422
+    await local.create(landing(namespace, "fixed", direction="ChildToParent"))
+    with pytest.raises(ApiError) as err:
+        await local.patch(
+            api.Landing,
+            "fixed",
+            {"spec": {"direction": "ParentToChild"}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+    assert "immutable" in (err.value.status.message or "")
+
+
+async def test_webhook_rejects_what_cel_cannot_check(env: Env, tmp_path: Path) -> None:
+    """The validating webhook, registered with the real API server over TLS, rejects a
+    Landing whose server the address policy denies and an ungranted cross-namespace
+    reference, through `kubectl apply`."""
+    child = env.admin["child-a"]
+    await _crd_in(child)
+    ns = f"wh-{int(time.time() * 1000) % 10**9}"
+    other = f"{ns}-other"
+    for name in (ns, other):
+        await child.create(
+            Namespace(metadata=ObjectMeta(name=name, labels={"moonlander-webhook-test": ns}))
+        )
+    await child.create(secret_with(other, "theirs", {"value": "x"}))
+    ca = pki.CertificateAuthority("webhook-ca")
+    serving = ca.issue("127.0.0.1", server=True)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "tls.crt").write_bytes(serving.cert_pem)
+    (certs / "tls.key").write_bytes(serving.key_pem)
+    port = devclusters.free_port()
+    controller = ControllerProcess(
+        tmp_path,
+        env.plane["child-a"].kubeconfig,
+        env.parent_file,
+        f"--namespace={ns}",
+        f"--webhook-port={port}",
+        f"--webhook-cert-dir={certs}",
+    )
+    controller.start()
+    config_name = f"moonlander-{ns}"
+    try:
+        controller.wait_started()
+        await child.create(
+            ValidatingWebhookConfiguration.from_dict(
+                {
+                    "metadata": {"name": config_name},
+                    "webhooks": [
+                        {
+                            "name": "landings.moons.kingdon.ci",
+                            "clientConfig": {
+                                "url": f"https://127.0.0.1:{port}/validate",
+                                "caBundle": base64.b64encode(ca.cert_pem).decode(),
+                            },
+                            "rules": [
+                                {
+                                    "apiGroups": ["moons.kingdon.ci"],
+                                    "apiVersions": ["v1alpha1"],
+                                    "operations": ["CREATE", "UPDATE"],
+                                    "resources": ["landings"],
+                                }
+                            ],
+                            "namespaceSelector": {"matchLabels": {"moonlander-webhook-test": ns}},
+                            "admissionReviewVersions": ["v1"],
+                            "sideEffects": "None",
+                            "failurePolicy": "Fail",
+                            "timeoutSeconds": 10,
+                        }
+                    ],
+                }
+            )
+        )
+        kubectl = [
+            str(devclusters.find_assets() / "kubectl"),
+            "--kubeconfig",
+            str(env.plane["child-a"].kubeconfig),
+        ]
+
+        def apply(spec: dict[str, object], name: str) -> subprocess.CompletedProcess[str]:
+            doc = {
+                "apiVersion": "moons.kingdon.ci/v1alpha1",
+                "kind": "Landing",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": spec,
+            }
+            return subprocess.run(
+                [*kubectl, "apply", "-f", "-"],
+                input=yaml.safe_dump(doc),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        async def serving_webhook() -> bool:
+            out = apply({"server": "https://kubernetes.example.com:6443"}, "good")
+            return out.returncode == 0
+
+        await eventually(
+            serving_webhook, timeout=30, interval=0.5, what="webhook admits a good Landing"
+        )
+        metadata = apply({"server": "https://169.254.169.254"}, "imds")
+        assert metadata.returncode != 0
+        assert "admission webhook" in metadata.stderr and "169.254.169.254" in metadata.stderr
+        userinfo = apply({"server": "https://user:pw@kubernetes.example.com"}, "userinfo")
+        assert userinfo.returncode != 0 and "user name or password" in userinfo.stderr
+        xns = apply({"kubeconfigSecretNamespace": other, "kubeconfigSecretName": "theirs"}, "xns")
+        assert xns.returncode != 0 and "does not grant" in xns.stderr
+        missing = apply(
+            {"kubeconfigSecretNamespace": other, "kubeconfigSecretName": "later"}, "later"
+        )
+        assert missing.returncode == 0, missing.stderr  # Planet B: may appear later
+    finally:
+        await child.delete(ValidatingWebhookConfiguration, config_name)
+        assert controller.stop() == 0, controller.log_tail()
