@@ -21,7 +21,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,6 +274,11 @@ def annotations_of(obj: Any) -> dict[str, str]:
     """A lightkube object's annotations, {} when it has none."""
     meta = getattr(obj, "metadata", None)
     return dict(getattr(meta, "annotations", None) or {})
+
+
+def annotations_of_dict(obj: Mapping[str, Any]) -> dict[str, str]:
+    """An object's annotations from its JSON form, {} when it has none."""
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
 
 
 async def close_client(client: AsyncClient) -> None:

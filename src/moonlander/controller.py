@@ -146,8 +146,8 @@ class Controller:
                 del self._by_source[old]
         self._attempts.pop(key, None)
         self.last_outcomes.pop(key, None)
+        self.reconciler.forget(key)
         self.queue.forget(key)
-        self.reconciler.drift.release(key)
 
     # -- workers ------------------------------------------------------------------------
 
@@ -210,7 +210,10 @@ class Controller:
             return
         self._attempts.pop(key, None)
         # Converged, or waiting for a watched change: the slow resync catches anything missed.
-        self.queue.add_after(key, jittered(self.timing.resync))
+        delay = jittered(self.timing.resync)
+        if outcome.requeue_after is not None:
+            delay = min(delay, outcome.requeue_after)
+        self.queue.add_after(key, delay)
 
     def _next_backoff(self, key: str) -> float:
         self._attempts[key] += 1

@@ -1,11 +1,11 @@
-"""Watches on landed Secrets in remote clusters, so edits and deletions are repaired.
+"""Watches on what Moonlander wrote in other clusters, so edits and deletions are repaired.
 
-One cluster-wide watch per target cluster, selecting only Secrets labelled as managed by
-Moonlander, on a connection of its own (so a watch never takes a connection the reconciles
-need). If the credential may not watch Secrets cluster-wide, it falls back to one watch per
-namespace that Landings write to. A watch lives while at least one Landing lands in that
-cluster. Landed Secrets in the controller's own cluster are seen by the operator's Secret
-watch instead.
+Landed Secrets in target clusters, and minted ServiceAccounts in the clusters they grant
+access to, are watched with a label selector (only objects managed by Moonlander). One
+cluster-wide watch per (cluster, kind), on a connection of its own so that a watch never
+takes a connection the reconciles need; if the credential may not watch cluster-wide it
+falls back to one watch per namespace of interest. A watch lives while at least one
+Landing needs it. Objects in the controller's own cluster are seen by its own watches.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx2
 from lightkube import ApiError
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.core_v1 import Secret, ServiceAccount
 
 from moonlander import api
 from moonlander.backoff import backoff_delay
@@ -27,13 +27,16 @@ from moonlander.clusters import Target, annotations_of
 log = logging.getLogger(__name__)
 
 _SELECTOR: dict[str, Any] = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
+KINDS: dict[str, Any] = {"Secret": Secret, "ServiceAccount": ServiceAccount}
+WatchKey = tuple[str, str]  # (target key, kind)
 
 
 class _ClusterWatch:
-    def __init__(self, target: Target, enqueue: Callable[[str], None]) -> None:
+    def __init__(self, target: Target, kind: str, enqueue: Callable[[str], None]) -> None:
         self.target = target
+        self.kind = kind
         self.enqueue = enqueue
-        self.landings: dict[str, str] = {}  # landing key -> namespace it lands in
+        self.landings: dict[str, str] = {}  # landing key -> namespace of interest
         self.namespaced = False  # fell back to per-namespace watches
         self.tasks: dict[str | None, asyncio.Task[None]] = {}  # None: the cluster-wide watch
 
@@ -50,19 +53,21 @@ class _ClusterWatch:
     async def _run(self, namespace: str | None) -> None:
         failures = 0
         client = self.target.watch_client()
+        resource = KINDS[self.kind]
         while True:
             try:
-                async for _op, secret in client.watch(
-                    Secret, namespace=namespace or "*", labels=_SELECTOR, server_timeout=300
+                async for _op, obj in client.watch(
+                    resource, namespace=namespace or "*", labels=_SELECTOR, server_timeout=300
                 ):
                     failures = 0
-                    owner = annotations_of(secret).get(api.OWNER_ANNOTATION)
+                    owner = annotations_of(obj).get(api.OWNER_ANNOTATION)
                     if owner:
                         self.enqueue(owner)
             except ApiError as err:
                 if err.status.code == 403 and namespace is None:
                     log.info(
-                        "cannot watch Secrets cluster-wide in %s; watching per namespace",
+                        "cannot watch %ss cluster-wide in %s; watching per namespace",
+                        self.kind,
                         self.target.server,
                     )
                     self.namespaced = True
@@ -70,10 +75,10 @@ class _ClusterWatch:
                     self.sync()
                     return
                 failures += 1
-                log.debug("drift watch on %s: %s", self.target.server, err.status.code)
+                log.debug("%s watch on %s: %s", self.kind, self.target.server, err.status.code)
             except httpx2.HTTPError as err:
                 failures += 1
-                log.debug("drift watch on %s: %s", self.target.server, type(err).__name__)
+                log.debug("%s watch on %s: %s", self.kind, self.target.server, type(err).__name__)
             await asyncio.sleep(backoff_delay(max(failures, 1), cap=30.0))
 
     def close(self) -> list[asyncio.Task[None]]:
@@ -87,45 +92,55 @@ class _ClusterWatch:
 class DriftWatches:
     def __init__(self, enqueue: Callable[[str], None]) -> None:
         self._enqueue = enqueue
-        self._clusters: dict[str, _ClusterWatch] = {}
-        self._by_landing: dict[str, str] = {}  # landing key -> target key
+        self._watches: dict[WatchKey, _ClusterWatch] = {}
+        self._by_landing: dict[str, set[WatchKey]] = {}
 
-    def watch(self, target: Target, namespace: str, landing_key: str) -> None:
-        if target.local:
-            self.release(landing_key)
-            return
-        if self._by_landing.get(landing_key) not in (None, target.key):
-            self.release(landing_key)
-        cluster = self._clusters.get(target.key)
-        if cluster is None:
-            cluster = self._clusters[target.key] = _ClusterWatch(target, self._enqueue)
-        if cluster.landings.get(landing_key) == namespace:
-            return
-        cluster.landings[landing_key] = namespace
-        self._by_landing[landing_key] = target.key
-        cluster.sync()
+    def track(self, landing_key: str, wanted: Iterable[tuple[Target, str, str]]) -> None:
+        """Declares what this Landing wrote, as (cluster, namespace, kind): watches it
+        needs start, and those it no longer needs are released."""
+        keys: set[WatchKey] = set()
+        for target, namespace, kind in wanted:
+            if target.local:
+                continue
+            wkey = (target.key, kind)
+            keys.add(wkey)
+            watch = self._watches.get(wkey)
+            if watch is None:
+                watch = self._watches[wkey] = _ClusterWatch(target, kind, self._enqueue)
+            if watch.landings.get(landing_key) != namespace:
+                watch.landings[landing_key] = namespace
+                watch.sync()
+        for stale in self._by_landing.get(landing_key, set()) - keys:
+            self._drop(stale, landing_key)
+        if keys:
+            self._by_landing[landing_key] = keys
+        else:
+            self._by_landing.pop(landing_key, None)
 
     def release(self, landing_key: str) -> None:
-        key = self._by_landing.pop(landing_key, None)
-        cluster = self._clusters.get(key) if key else None
-        if cluster is None:
+        for wkey in self._by_landing.pop(landing_key, set()):
+            self._drop(wkey, landing_key)
+
+    def _drop(self, wkey: WatchKey, landing_key: str) -> None:
+        watch = self._watches.get(wkey)
+        if watch is None:
             return
-        cluster.landings.pop(landing_key, None)
-        if cluster.landings:
-            cluster.sync()
+        watch.landings.pop(landing_key, None)
+        if watch.landings:
+            watch.sync()
         else:
-            del self._clusters[key]  # type: ignore[arg-type]
-            cluster.close()
+            del self._watches[wkey]
+            watch.close()
 
     def in_use(self) -> set[str]:
-        return set(self._clusters)
+        return {wkey[0] for wkey in self._watches}
 
     def watch_count(self) -> int:
-        return sum(len(c.tasks) for c in self._clusters.values())
+        return sum(len(w.tasks) for w in self._watches.values())
 
     async def close(self) -> None:
-        tasks = [t for c in self._clusters.values() for t in c.close()]
-        self._clusters.clear()
+        tasks = [t for w in self._watches.values() for t in w.close()]
+        self._watches.clear()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task

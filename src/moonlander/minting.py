@@ -19,7 +19,9 @@ token (TokenReview) are replaced by messages built from the status code alone.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import logging
 import os
 import re
@@ -81,7 +83,7 @@ MIN_EXPIRATION: Final = 600  # the TokenRequest API refuses less
 MAX_EXPIRATION: Final = 365 * 24 * 3600
 DEFAULT_RENEW_FRACTION: Final = 0.2
 MIN_RENEW_FRACTION: Final = 0.05
-MAX_RENEW_FRACTION: Final = 0.9
+MAX_RENEW_FRACTION: Final = 0.99  # up to 0.99: tests watch renewals happen within seconds
 
 # On a landed Secret, so that a restarted controller knows when to renew without the token.
 TOKEN_ISSUED_AT_ANNOTATION: Final = f"{api.GROUP}/token-issued-at"
@@ -381,6 +383,22 @@ def token_times(annotations: Mapping[str, str] | None) -> tuple[datetime, dateti
     if issued.tzinfo is None or expires.tzinfo is None or expires <= issued:
         return None
     return issued, expires
+
+
+def token_service_account_uid(token: str) -> str | None:
+    """The ServiceAccount uid a token was issued for, read from its (unverified) claims.
+
+    Only for our own landed token: a ServiceAccount deleted and recreated under the same name
+    has a new uid, and the API server may still accept the old token for a few seconds from
+    its authentication cache, so the uid is the reliable sign that a new token is needed.
+    """
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        uid = claims["kubernetes.io"]["serviceaccount"]["uid"]
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+    return uid if isinstance(uid, str) else None
 
 
 def _rfc3339(moment: datetime) -> str:

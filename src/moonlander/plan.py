@@ -49,6 +49,7 @@ class Outcome:
     message: str
     retry: Retry
     retry_after: float | None = None  # a server's Retry-After, honoured as a lower bound
+    requeue_after: float | None = None  # converged, but due again then (token renewal)
 
 
 class LandingProblem(Exception):
@@ -131,7 +132,13 @@ def ownership(existing: Mapping[str, Any] | None, owner: str) -> Ownership:
 
 
 def desired_secret(
-    *, name: str, namespace: str, owner: str, owner_uid: str, kubeconfig: str
+    *,
+    name: str,
+    namespace: str,
+    owner: str,
+    owner_uid: str,
+    kubeconfig: str,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The landed Secret, as sent with server-side apply: keys ``kubeconfig`` and ``value``
     hold the raw kubeconfig YAML once (the API's base64 is the only encoding)."""
@@ -147,6 +154,7 @@ def desired_secret(
                 api.OWNER_ANNOTATION: owner,
                 api.OWNER_UID_ANNOTATION: owner_uid,
                 api.HASH_ANNOTATION: content_hash(kubeconfig),
+                **(annotations or {}),
             },
         },
         "type": "Opaque",

@@ -10,16 +10,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpcore2
 import httpx2
 from lightkube import ApiError, AsyncClient
-from lightkube.resources.core_v1 import Namespace, Secret
+from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 from lightkube.types import PatchType
 
-from moonlander import api, plan
-from moonlander.clusters import AddressPolicyError, ClusterPool, Target, annotations_of
+from moonlander import api, minting, plan
+from moonlander.clusters import (
+    AddressPolicyError,
+    ClusterPool,
+    Target,
+    annotations_of,
+    annotations_of_dict,
+)
 from moonlander.conditions import READY, find, now_rfc3339, set_condition
 from moonlander.drift import DriftWatches
 from moonlander.events import EventRecorder
@@ -27,6 +34,7 @@ from moonlander.kubeconfig import (
     Credentials,
     KubeconfigError,
     Policy,
+    check_server,
     parse_kubeconfig,
     render_kubeconfig,
 )
@@ -48,9 +56,12 @@ class Landed:
     name: str
     source_key: str
     content_hash: str
+    service_account: str | None = None  # namespace/name of a minted ServiceAccount
+    token_expires_at: datetime | None = None
+    token_renew_at: datetime | None = None
 
     def as_status(self) -> dict[str, str]:
-        return {
+        status = {
             "cluster": self.cluster,
             "server": self.server,
             "namespace": self.namespace,
@@ -58,6 +69,12 @@ class Landed:
             "sourceKey": self.source_key,
             "contentHash": self.content_hash,
         }
+        if self.service_account:
+            status["serviceAccount"] = self.service_account
+        if self.token_expires_at and self.token_renew_at:
+            status["tokenExpiresAt"] = now_rfc3339(self.token_expires_at)
+            status["tokenRenewAt"] = now_rfc3339(self.token_renew_at)
+        return status
 
 
 def landing_key(namespace: str, name: str) -> str:
@@ -158,11 +175,16 @@ class Reconciler:
         try:
             await self._ensure_finalizer(body)
             landed, target = await self._land(body, spec, key)
+            renew_in = None
+            if landed.token_renew_at is not None:
+                renew_in = max(1.0, (landed.token_renew_at - datetime.now(UTC)).total_seconds())
+                self.token_expiry[(ns, name)] = landed.token_expires_at.timestamp()  # type: ignore[union-attr]
             outcome = Outcome(
                 True,
                 Reason.SYNCED,
                 f"landed in {landed.cluster} as {spec.target} (source key {landed.source_key!r})",
                 Retry.RESYNC,
+                requeue_after=renew_in,
             )
         except LandingProblem as problem:
             outcome = problem.outcome
@@ -173,25 +195,46 @@ class Reconciler:
         await self._write_status(body, outcome, spec, landed or _landed_from_status(body))
         return outcome
 
+    def forget(self, key: str) -> None:
+        """The Landing is gone: drop what is kept about it."""
+        namespace, _, name = key.partition("/")
+        self.token_expiry.pop((namespace, name), None)
+        self.drift.release(key)
+
     # -- landing -------------------------------------------------------------------------
 
-    async def _land(
-        self, body: Mapping[str, Any], spec: api.LandingSpec, key: str
-    ) -> tuple[Landed, Target]:
-        meta = body["metadata"]
-        source = await self._read_source(meta["namespace"], spec)
-        source_key = plan.select_source_key(
-            source.data or {}, spec.source_key, annotations_of(source)
-        )
-        raw = plan.decode_secret_value(source.data or {}, source_key)
+    async def _source_credentials(
+        self, landing_ns: str, spec: api.LandingSpec
+    ) -> tuple[str, Credentials]:
+        """The source Secret's key and its validated kubeconfig."""
+        source = await self._read_source(landing_ns, spec)
+        data = source.data or {}
+        source_key = plan.select_source_key(data, spec.source_key, annotations_of(source))
+        raw = plan.decode_secret_value(data, source_key)
         ref = f"source Secret {spec.source_namespace}/{spec.source_name} key {source_key!r}"
         try:
-            source_creds = parse_kubeconfig(raw, self.policy)
+            return source_key, parse_kubeconfig(raw, self.policy)
         except KubeconfigError as err:
             raise LandingProblem(
                 Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
             ) from None
 
+    def _mint_spec(self, body: Mapping[str, Any]) -> minting.MintSpec | None:
+        try:
+            return minting.parse_mint_spec(
+                (body.get("spec") or {}).get("serviceAccount"),
+                landing_namespace=body["metadata"]["namespace"],
+            )
+        except api.SpecError as err:
+            raise LandingProblem(Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE) from None
+
+    async def _land(
+        self, body: Mapping[str, Any], spec: api.LandingSpec, key: str
+    ) -> tuple[Landed, Target]:
+        meta = body["metadata"]
+        source_key, source_creds = await self._source_credentials(meta["namespace"], spec)
+        mint_spec = self._mint_spec(body)
+        # The payload grants access to one cluster; the Secret is written into another.
         payload: Credentials
         if spec.direction is api.Direction.PARENT_TO_CHILD:
             payload = self.parent.current()
@@ -201,51 +244,162 @@ class Reconciler:
             target = self.local_target
         if spec.server:
             try:
-                payload = payload.with_server(spec.server, self.policy)
+                server = check_server(spec.server, self.policy)
             except KubeconfigError as err:
                 raise LandingProblem(
                     Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
                 ) from None
-
-        kubeconfig = render_kubeconfig(payload, name=payload.context_name or "moonlander")
+        else:
+            server = payload.server
+        self._fail_fast(target)
         owner = plan.owner_value(meta["namespace"], meta["name"])
-        desired = plan.desired_secret(
-            name=spec.write_name,
-            namespace=spec.target_namespace,
-            owner=owner,
-            owner_uid=meta.get("uid", ""),
-            kubeconfig=kubeconfig,
+        token: minting.MintedToken | None = None
+        try:
+            await self._move_if_relocated(body, spec, target, owner)
+            existing = await self._get_secret(target.client, spec.write_name, spec.target_namespace)
+            if mint_spec is None:
+                kubeconfig = render_kubeconfig(
+                    payload.with_server(server, self.policy),
+                    name=payload.context_name or "moonlander",
+                )
+            else:
+                kubeconfig, token = await self._minted_kubeconfig(
+                    body, mint_spec, payload, server, existing, owner, key
+                )
+            desired = plan.desired_secret(
+                name=spec.write_name,
+                namespace=spec.target_namespace,
+                owner=owner,
+                owner_uid=meta.get("uid", ""),
+                kubeconfig=kubeconfig,
+                annotations=token.annotations() if token else None,
+            )
+            await self._apply(target, desired, owner, spec.adopt_existing, body, existing)
+        except LandingProblem:
+            raise
+        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+            raise await self._target_problem(target, err, key) from None
+        watches: list[tuple[Target, str, str]] = [(target, spec.target_namespace, "Secret")]
+        if mint_spec is not None:
+            granting = self.clusters.get(payload)
+            watches.append((granting, mint_spec.namespace, "ServiceAccount"))
+        self.drift.track(key, watches)
+        return (
+            Landed(
+                cluster=target.server,
+                server=server,
+                namespace=spec.target_namespace,
+                name=spec.write_name,
+                source_key=source_key,
+                content_hash=plan.content_hash(kubeconfig),
+                service_account=f"{mint_spec.namespace}/{mint_spec.name}" if mint_spec else None,
+                token_expires_at=token.expires_at if token else None,
+                token_renew_at=token.renew_at(mint_spec.renew_before_fraction)
+                if token and mint_spec
+                else None,
+            ),
+            target,
         )
+
+    def _fail_fast(self, target: Target) -> None:
         if not target.reachable:
             raise LandingProblem(
                 Reason.CLUSTER_UNREACHABLE,
                 f"cluster {target.server} is unreachable ({target.last_error[:200]}); retrying",
                 Retry.BACKOFF,
             )
+
+    async def _target_problem(self, target: Target, err: BaseException, key: str) -> LandingProblem:
+        problem = problem_from_error(err, f"cluster {target.server}")
+        if problem.outcome.reason is Reason.CLUSTER_UNREACHABLE:
+            self.clusters.record_failure(target, problem.outcome.message, key)
+        if problem.outcome.reason is Reason.UNAUTHORIZED and not target.local:
+            await self.clusters.drop(target.key)
+        return problem
+
+    async def _minted_kubeconfig(
+        self,
+        body: Mapping[str, Any],
+        mint_spec: minting.MintSpec,
+        granting_creds: Credentials,
+        server: str,
+        existing: Mapping[str, Any] | None,
+        owner: str,
+        key: str,
+    ) -> tuple[str, minting.MintedToken]:
+        """A kubeconfig for the Landing's own ServiceAccount in the cluster it grants access
+        to: the identity is created or repaired, and the token already landed is kept until
+        it is due for renewal or no longer authenticates."""
+        granting = self.clusters.get(granting_creds)
+        self._fail_fast(granting)
+        meta = body["metadata"]
         try:
-            await self._move_if_relocated(body, spec, target, owner)
-            await self._apply(target, desired, owner, spec.adopt_existing, body)
+            await minting.ensure_identity(
+                granting.client, mint_spec, owner=owner, owner_uid=meta.get("uid", "")
+            )
+            if meta.get("generation") != (body.get("status") or {}).get("observedGeneration"):
+                await minting.prune(granting.client, mint_spec, owner=owner)  # spec changed
+            current = await self._reusable_token(granting, mint_spec, existing, owner)
+            token = current or await minting.mint_token(granting.client, mint_spec)
         except LandingProblem:
             raise
         except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
-            problem = problem_from_error(err, f"cluster {target.server}")
-            if problem.outcome.reason is Reason.CLUSTER_UNREACHABLE:
-                self.clusters.record_failure(target, problem.outcome.message, key)
-            if problem.outcome.reason is Reason.UNAUTHORIZED and not target.local:
-                await self.clusters.drop(target.key)
-            raise problem from None
-        self.drift.watch(target, spec.target_namespace, key)
-        return (
-            Landed(
-                cluster=target.server,
-                server=payload.server,
-                namespace=spec.target_namespace,
-                name=spec.write_name,
-                source_key=source_key,
-                content_hash=plan.content_hash(kubeconfig),
-            ),
-            target,
+            raise await self._target_problem(granting, err, key) from None
+        if current is None:
+            renewed = existing is not None and minting.token_times(annotations_of_dict(existing))
+            self.events.record(
+                body,
+                "Normal",
+                "TokenRenewed" if renewed else "TokenMinted",
+                f"minted a token for ServiceAccount {mint_spec.namespace}/{mint_spec.name} in "
+                f"{granting.server}, expires {now_rfc3339(token.expires_at)}",
+            )
+        try:
+            kubeconfig = minting.build_kubeconfig(
+                server, granting_creds.ca_data, token, self.policy, name=mint_spec.name
+            )
+        except KubeconfigError as err:
+            raise LandingProblem(
+                Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
+            ) from None
+        return kubeconfig, token
+
+    async def _reusable_token(
+        self,
+        granting: Target,
+        mint_spec: minting.MintSpec,
+        existing: Mapping[str, Any] | None,
+        owner: str,
+    ) -> minting.MintedToken | None:
+        """The token in the landed Secret, if it is ours, not yet due for renewal, and still
+        accepted by its cluster (a deleted ServiceAccount invalidates it)."""
+        if existing is None or plan.ownership(existing, owner) is not plan.Ownership.OURS:
+            return None
+        times = minting.token_times(annotations_of_dict(existing))
+        if times is None:
+            return None
+        try:
+            text = plan.decode_secret_value(existing.get("data") or {}, api.WRITTEN_KEYS[0])
+            creds = parse_kubeconfig(text, self.policy)
+        except (LandingProblem, KubeconfigError):
+            return None
+        if not creds.token:
+            return None
+        token = minting.MintedToken(token=creds.token, issued_at=times[0], expires_at=times[1])
+        if token.needs_renewal(datetime.now(UTC), mint_spec.renew_before_fraction):
+            return None
+        account = await granting.client.get(
+            ServiceAccount, mint_spec.name, namespace=mint_spec.namespace
         )
+        if minting.token_service_account_uid(token.token) != (
+            account.metadata and account.metadata.uid
+        ):
+            log.info("ServiceAccount of %s was recreated; minting a new token", owner)
+            return None
+        if not await minting.token_is_valid(granting.client, token.token, mint_spec):
+            log.info("the landed token for %s no longer authenticates; minting a new one", owner)
+            return None
+        return token
 
     async def _read_source(self, landing_ns: str, spec: api.LandingSpec) -> Secret:
         where = f"source Secret {spec.source_namespace}/{spec.source_name}"
@@ -318,11 +472,11 @@ class Reconciler:
         owner: str,
         adopt: bool,
         body: Mapping[str, Any],
+        existing: Mapping[str, Any] | None,
     ) -> None:
         client = target.client
         name = desired["metadata"]["name"]
         namespace = desired["metadata"]["namespace"]
-        existing = await self._get_secret(client, name, namespace)
         if existing is None:
             await self._ensure_namespace(client, namespace)
         else:
@@ -406,23 +560,34 @@ class Reconciler:
     async def _revoke(self, body: Mapping[str, Any], spec: api.LandingSpec) -> None:
         meta = body["metadata"]
         owner = plan.owner_value(meta["namespace"], meta["name"])
+        landed = _landed_from_status(body)
+        if landed is None:
+            return  # nothing was ever landed
+        mint_spec = self._mint_spec(body)
         if spec.direction is api.Direction.CHILD_TO_PARENT:
             target = self.local_target
         else:
-            landed = _landed_from_status(body)
-            if landed is None:
-                return  # nothing was ever landed
-            source = await self._read_source(meta["namespace"], spec)
-            source_key = plan.select_source_key(
-                source.data or {}, spec.source_key, annotations_of(source)
-            )
+            _, child_creds = await self._source_credentials(meta["namespace"], spec)
+            target = self.clusters.get(child_creds)
+        if mint_spec is not None:
+            # The ServiceAccount and its RBAC live in the cluster access was granted to.
+            if spec.direction is api.Direction.PARENT_TO_CHILD:
+                granting_creds = self.parent.current()
+            else:
+                _, granting_creds = await self._source_credentials(meta["namespace"], spec)
+            granting = self.clusters.get(granting_creds)
             try:
-                creds = parse_kubeconfig(
-                    plan.decode_secret_value(source.data or {}, source_key), self.policy
+                removed = await minting.revoke(granting.client, mint_spec, owner=owner)
+            except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+                raise problem_from_error(err, f"cluster {granting.server}") from None
+            if removed:
+                self.events.record(
+                    body,
+                    "Normal",
+                    "Revoked",
+                    f"deleted ServiceAccount {mint_spec.namespace}/{mint_spec.name} and "
+                    f"{len(removed) - 1} RBAC objects from {granting.server}",
                 )
-            except KubeconfigError as err:
-                raise LandingProblem(Reason.INVALID_KUBECONFIG, str(err), Retry.BACKOFF) from None
-            target = self.clusters.get(creds)
         try:
             await self._delete_if_ours(target.client, spec.write_name, spec.target_namespace, owner)
             landed = _landed_from_status(body)

@@ -129,7 +129,7 @@ def test_every_field() -> None:
         ({"name": "r", "clusterRole": "view", "expirationSeconds": "3600"}, "integer"),
         ({"name": "r", "clusterRole": "view", "expirationSeconds": True}, "integer"),
         ({"name": "r", "clusterRole": "view", "renewBeforeFraction": 0.01}, "between 0.05"),
-        ({"name": "r", "clusterRole": "view", "renewBeforeFraction": 0.95}, "between 0.05"),
+        ({"name": "r", "clusterRole": "view", "renewBeforeFraction": 0.995}, "between 0.05"),
         ({"name": "r", "clusterRole": "view", "renewBeforeFraction": "0.2"}, "number"),
         ({"name": "r", "clusterRole": "view", "serviceAccountName": "x"}, "unknown field"),
     ],
@@ -202,7 +202,7 @@ def test_renewal_at_default_fraction() -> None:
     ),
     lifetime=st.integers(min_value=1, max_value=2**32),  # seconds
     micros=st.integers(min_value=0, max_value=999_999),
-    fraction=st.floats(min_value=0.05, max_value=0.9),
+    fraction=st.floats(min_value=0.05, max_value=0.99),
 )
 def test_renewal_is_after_issue_and_before_expiry(
     issued: datetime, lifetime: int, micros: int, fraction: float
