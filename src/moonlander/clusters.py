@@ -195,11 +195,13 @@ class ClusterPool:
         *,
         idle_ttl: float = 900.0,
         timeout: httpx2.Timeout = DEFAULT_TIMEOUT,
+        instrument: Callable[[AsyncClient, str], None] = lambda _client, _server: None,
     ) -> None:
         self.policy = policy
         self._wake = wake
         self._idle_ttl = idle_ttl
         self._timeout = timeout
+        self._instrument = instrument
         self._targets: dict[str, Target] = {}
 
     def get(self, creds: Credentials) -> Target:
@@ -208,7 +210,9 @@ class ClusterPool:
         if target is None:
 
             def make() -> AsyncClient:
-                return build_client(creds, self.policy, timeout=self._timeout)
+                client = build_client(creds, self.policy, timeout=self._timeout)
+                self._instrument(client, creds.server)
+                return client
 
             target = Target(key=key, server=creds.server, client=make(), make_client=make)
             self._targets[key] = target

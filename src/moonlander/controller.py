@@ -37,13 +37,10 @@ class Timing:
 
 
 def _trigger_view(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What in a Landing, when it changes, needs a reconcile (status writes do not)."""
+    """What in a Landing, when it changes, needs a reconcile: its spec (generation) and its
+    deletion. Status writes and our own finalizer do not."""
     meta = body.get("metadata") or {}
-    return (
-        meta.get("generation"),
-        meta.get("deletionTimestamp"),
-        tuple(meta.get("finalizers") or ()),
-    )
+    return (meta.get("generation"), meta.get("deletionTimestamp"))
 
 
 def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
@@ -69,6 +66,8 @@ class Controller:
         self.landings: dict[str, Mapping[str, Any]] = {}
         self._sources: dict[str, tuple[str, str]] = {}
         self._by_source: dict[tuple[str, str], set[str]] = defaultdict(set)
+        # resourceVersion of every Secret the metadata watch has seen (names only, no data).
+        self._source_versions: dict[tuple[str, str], str] = {}
         self._attempts: dict[str, int] = defaultdict(int)
         self._workers: list[asyncio.Task[None]] = []
         self.last_outcomes: dict[str, Outcome] = {}
@@ -87,6 +86,9 @@ class Controller:
         if previous is None or _trigger_view(previous) != _trigger_view(body):
             self.queue.add(key)
 
+    def source_version(self, namespace: str, name: str) -> str | None:
+        return self._source_versions.get((namespace, name))
+
     def observe(self, body: Mapping[str, Any]) -> None:
         """Our own write of a Landing: remember it unless the watch already brought newer."""
         meta = body["metadata"]
@@ -95,16 +97,22 @@ class Controller:
         if current is None or _newer(meta, current["metadata"]):
             self.landings[key] = body
 
-    def secret_event(self, meta: Mapping[str, Any]) -> None:
+    def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
         """A Secret in the local cluster changed (``meta``: its metadata, never its data)."""
         ref = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self._source_versions.pop(ref, None)
+            self.reconciler.forget_source(ref)
+        else:
+            self._source_versions[ref] = str(meta.get("resourceVersion", ""))
         for key in self._by_source.get(ref, ()):
             self.queue.add(key)
         # A Secret this controller landed in its own cluster: repair drift.
         labels = meta.get("labels") or {}
         if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
             owner = (meta.get("annotations") or {}).get(api.OWNER_ANNOTATION)
-            if owner in self.landings:
+            echo = self.reconciler.is_echo("local", *ref, str(meta.get("resourceVersion", "")))
+            if owner in self.landings and not echo:
                 self.queue.add(owner)
 
     def wake(self, keys: Iterable[str]) -> None:

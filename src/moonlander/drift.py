@@ -20,7 +20,7 @@ import httpx2
 from lightkube import ApiError
 from lightkube.resources.core_v1 import Secret, ServiceAccount
 
-from moonlander import api
+from moonlander import api, plan
 from moonlander.backoff import backoff_delay
 from moonlander.clusters import Target, annotations_of
 
@@ -29,13 +29,18 @@ log = logging.getLogger(__name__)
 _SELECTOR: dict[str, Any] = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
 KINDS: dict[str, Any] = {"Secret": Secret, "ServiceAccount": ServiceAccount}
 WatchKey = tuple[str, str]  # (target key, kind)
+# (target key, namespace, name, resourceVersion, content digest or None) -> our own write?
+EchoCheck = Callable[[str, str, str, str, str | None], bool]
 
 
 class _ClusterWatch:
-    def __init__(self, target: Target, kind: str, enqueue: Callable[[str], None]) -> None:
+    def __init__(
+        self, target: Target, kind: str, enqueue: Callable[[str], None], is_echo: EchoCheck
+    ) -> None:
         self.target = target
         self.kind = kind
         self.enqueue = enqueue
+        self.is_echo = is_echo
         self.landings: dict[str, str] = {}  # landing key -> namespace of interest
         self.namespaced = False  # fell back to per-namespace watches
         self.tasks: dict[str | None, asyncio.Task[None]] = {}  # None: the cluster-wide watch
@@ -56,12 +61,23 @@ class _ClusterWatch:
         resource = KINDS[self.kind]
         while True:
             try:
-                async for _op, obj in client.watch(
+                async for op, obj in client.watch(
                     resource, namespace=namespace or "*", labels=_SELECTOR, server_timeout=300
                 ):
                     failures = 0
                     owner = annotations_of(obj).get(api.OWNER_ANNOTATION)
-                    if owner:
+                    meta = obj.metadata
+                    if not owner or meta is None:
+                        continue
+                    digest = plan.secret_digest(obj.to_dict()) if self.kind == "Secret" else None
+                    echo = op != "DELETED" and self.is_echo(
+                        self.target.key,
+                        meta.namespace or "",
+                        meta.name or "",
+                        meta.resourceVersion or "",
+                        digest,
+                    )
+                    if not echo:
                         self.enqueue(owner)
             except ApiError as err:
                 if err.status.code == 403 and namespace is None:
@@ -90,8 +106,13 @@ class _ClusterWatch:
 
 
 class DriftWatches:
-    def __init__(self, enqueue: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        enqueue: Callable[[str], None],
+        is_echo: EchoCheck = lambda _t, _ns, _n, _v, _d: False,
+    ) -> None:
         self._enqueue = enqueue
+        self._is_echo = is_echo
         self._watches: dict[WatchKey, _ClusterWatch] = {}
         self._by_landing: dict[str, set[WatchKey]] = {}
 
@@ -106,7 +127,9 @@ class DriftWatches:
             keys.add(wkey)
             watch = self._watches.get(wkey)
             if watch is None:
-                watch = self._watches[wkey] = _ClusterWatch(target, kind, self._enqueue)
+                watch = self._watches[wkey] = _ClusterWatch(
+                    target, kind, self._enqueue, self._is_echo
+                )
             if watch.landings.get(landing_key) != namespace:
                 watch.landings[landing_key] = namespace
                 watch.sync()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
@@ -90,6 +91,22 @@ class Metrics:
             ["kind", "action"],
             registry=self.registry,
         )
+
+        self.requests = Counter(
+            "moonlander_api_requests_total",
+            "Requests sent to API servers (watches count once, when they start)",
+            ["cluster", "method"],
+            registry=self.registry,
+        )
+
+    def count_requests(self, client: Any, cluster: str) -> None:
+        """Counts every request a lightkube client sends, by HTTP method."""
+        counter = self.requests
+
+        async def hook(request: Any) -> None:
+            counter.labels(cluster, request.method).inc()
+
+        client._client._client.event_hooks["request"].append(hook)
 
     def watch_state(self, snapshot: Callable[[], Snapshot]) -> None:
         self.registry.register(_StateCollector(snapshot))

@@ -145,8 +145,14 @@ async def run(options: Options) -> None:
     def controller() -> Controller:
         return holder["controller"]
 
-    clusters = ClusterPool(options.policy, lambda keys: controller().wake(keys))
-    drift = DriftWatches(lambda key: controller().wake([key]))
+    metrics.count_requests(local, "local")
+    clusters = ClusterPool(
+        options.policy, lambda keys: controller().wake(keys), instrument=metrics.count_requests
+    )
+    drift = DriftWatches(
+        lambda key: controller().wake([key]),
+        lambda *write: controller().reconciler.is_echo(*write),
+    )
     parent = ParentKubeconfig(
         options.parent_kubeconfig,
         options.policy,
@@ -169,9 +175,8 @@ async def run(options: Options) -> None:
     )
     holder["controller"] = Controller(reconciler, options.timing, metrics)
     ctl = controller()
-    secrets = SecretMetadataWatch(
-        local, lambda _type, meta: ctl.secret_event(meta), options.namespaces
-    )
+    reconciler.source_version = ctl.source_version
+    secrets = SecretMetadataWatch(local, ctl.secret_event, options.namespaces)
     kopf_ready = asyncio.Event()
     elector: LeaderElector | None = None
     if options.leader_elect:

@@ -7,13 +7,22 @@ cluster) and asks this module what to do; everything here is testable without a 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from moonlander import api
+from moonlander.kubeconfig import (
+    Credentials,
+    KubeconfigError,
+    Policy,
+    check_server,
+    credentials_from_token,
+)
 
 KAMAJI_KEY_ANNOTATION = "kamaji.clastix.io/kubeconfig-secret-key"
 
@@ -162,6 +171,19 @@ def desired_secret(
     }
 
 
+def secret_digest(secret: Mapping[str, Any]) -> str:
+    """A digest of what makes a landed Secret ours and current: data and ownership marks."""
+    meta = secret.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    marks = [
+        (meta.get("labels") or {}).get(api.MANAGED_BY_LABEL, ""),
+        annotations.get(api.OWNER_ANNOTATION, ""),
+        annotations.get(api.HASH_ANNOTATION, ""),
+    ]
+    data = sorted((secret.get("data") or {}).items())
+    return hashlib.sha256(repr((marks, data)).encode()).hexdigest()
+
+
 def is_current(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """True when ``existing`` already holds everything ``desired`` says (extra fields that
     others added are theirs to keep); then nothing is written."""
@@ -204,3 +226,76 @@ def check_cross_namespace(
         f"namespace {landing_namespace!r} (annotation {api.ALLOWED_NAMESPACES_ANNOTATION})",
         Retry.ON_CHANGE,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Producers without a kubeconfig: a bearer token and a CA (OCM managed-serviceaccount, the
+# classic kubernetes.io/service-account-token Secret)
+# --------------------------------------------------------------------------------------------
+
+TOKEN_KEY = "token"  # noqa: S105 - a key name
+CA_KEY = "ca.crt"
+NAMESPACE_KEY = "namespace"
+# Keys that mean "this Secret holds a kubeconfig": the default search plus Kamaji's in-cluster
+# variants, which are only ever picked explicitly (kubeconfigSecretKey or Kamaji's annotation).
+KUBECONFIG_KEYS = (*api.DEFAULT_SOURCE_KEYS, "admin.svc", "super-admin.svc")
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_token_secret(data: Mapping[str, Any]) -> bool:
+    """True for a Secret holding a bare token: ``token`` and ``ca.crt`` and no kubeconfig
+    key. Such Secrets carry no server address; ``spec.server`` must supply it."""
+    return TOKEN_KEY in data and CA_KEY in data and not any(k in data for k in KUBECONFIG_KEYS)
+
+
+def credentials_from_token_secret(
+    data: Mapping[str, Any], server: str | None, policy: Policy
+) -> Credentials:
+    """Credentials from a token Secret's ``data`` (base64 values, as read from the API).
+
+    ``server`` is the Landing's ``spec.server``: neither OCM nor the classic token Secret
+    says where the API server is. ``ca.crt`` is PEM; without it the system roots verify the
+    server. The classic Secret's ``namespace`` becomes the kubeconfig's default namespace,
+    as it is for a pod using that ServiceAccount.
+    """
+    if not server:
+        raise LandingProblem(
+            Reason.SOURCE_KEY_NOT_FOUND,
+            "source Secret holds a token and ca.crt but no kubeconfig and no server address; "
+            "set spec.server",
+            Retry.ON_CHANGE,
+        )
+    try:
+        server = check_server(server, policy)
+    except KubeconfigError as err:
+        raise LandingProblem(Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE) from None
+    if TOKEN_KEY not in data:
+        raise LandingProblem(
+            Reason.SOURCE_KEY_NOT_FOUND,
+            f"source Secret has no key {TOKEN_KEY!r} (keys: {', '.join(sorted(data)) or 'none'})",
+            Retry.ON_CHANGE,
+        )
+    try:
+        token = decode_secret_value(data, TOKEN_KEY).decode("ascii")
+    except UnicodeDecodeError:
+        raise LandingProblem(
+            Reason.INVALID_KUBECONFIG, f"key {TOKEN_KEY!r} is not ASCII", Retry.ON_CHANGE
+        ) from None
+    ca = decode_secret_value(data, CA_KEY) if data.get(CA_KEY) else None
+    namespace = None
+    if data.get(NAMESPACE_KEY):
+        raw_ns = decode_secret_value(data, NAMESPACE_KEY).decode("utf-8", "replace").strip()
+        if not _NAMESPACE_NAME.fullmatch(raw_ns):
+            raise LandingProblem(
+                Reason.INVALID_KUBECONFIG,
+                f"key {NAMESPACE_KEY!r} is not a valid namespace name",
+                Retry.ON_CHANGE,
+            )
+        namespace = raw_ns
+    try:
+        creds = credentials_from_token(server, ca, token, policy)
+    except KubeconfigError as err:
+        raise LandingProblem(
+            Reason.INVALID_KUBECONFIG, f"token Secret: {err}", Retry.ON_CHANGE
+        ) from None
+    return dataclasses.replace(creds, namespace=namespace)

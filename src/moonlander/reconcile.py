@@ -136,6 +136,7 @@ class Reconciler:
         allow_cross_namespace: bool = False,
         observe: Callable[[Mapping[str, Any]], None] = lambda _body: None,
         metrics: Metrics | None = None,
+        source_version: Callable[[str, str], str | None] = lambda _ns, _name: None,
     ) -> None:
         self.local = local
         self.local_target = local_target
@@ -149,8 +150,21 @@ class Reconciler:
         # act on a copy older than its own write while the watch event is still on its way.
         self.observe = observe
         self.metrics = metrics
+        # Source Secrets as last read, by (namespace, name): (resourceVersion, Secret). Reused
+        # while the metadata watch reports the same version, so a reconcile of an unchanged
+        # source costs no read. Only sources of Landings are kept.
+        self.source_version = source_version
+        self._sources: dict[tuple[str, str], tuple[str, Secret]] = {}
         # (namespace, name) -> unix time the token a Landing minted expires, for metrics.
         self.token_expiry: dict[tuple[str, str], float] = {}
+        # Namespaces known to exist in each target, so they are not looked up every time.
+        self._namespaces: set[tuple[str, str]] = set()
+        # (target, namespace, name, resourceVersion) of Secrets this reconciler wrote: the
+        # drift watch's echo of our own write is not a change to repair.
+        self.own_writes: set[tuple[str, str, str, str]] = set()
+        # What we last wrote to each landed Secret (digest of data and ownership marks): a
+        # watch event showing exactly that is our own write, whatever order it arrives in.
+        self.own_digests: dict[tuple[str, str, str], str] = {}
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]
@@ -194,6 +208,22 @@ class Reconciler:
             self.clusters.record_success(target)
         await self._write_status(body, outcome, spec, landed or _landed_from_status(body))
         return outcome
+
+    def is_echo(
+        self, target_key: str, namespace: str, name: str, version: str, digest: str | None = None
+    ) -> bool:
+        """True for the watch event of a Secret as this reconciler wrote it: by content when
+        the event carries it (remote watches), else once by resourceVersion."""
+        if digest is not None:
+            return self.own_digests.get((target_key, namespace, name)) == digest
+        entry = (target_key, namespace, name, version)
+        if entry in self.own_writes:
+            self.own_writes.discard(entry)
+            return True
+        return False
+
+    def forget_source(self, ref: tuple[str, str]) -> None:
+        self._sources.pop(ref, None)
 
     def forget(self, key: str) -> None:
         """The Landing is gone: drop what is kept about it."""
@@ -423,9 +453,20 @@ class Reconciler:
                 meta.get("annotations"),
                 allow_all=False,
             )
+        ref = (spec.source_namespace, spec.source_name)
+        cached = self._sources.get(ref)
         try:
-            secret = await self.local.get(Secret, spec.source_name, namespace=spec.source_namespace)
+            if cached is not None and cached[0] == self.source_version(*ref):
+                secret = cached[1]  # unchanged since we read it, as the metadata watch says
+            else:
+                secret = await self.local.get(
+                    Secret, spec.source_name, namespace=spec.source_namespace
+                )
+                version = secret.metadata.resourceVersion if secret.metadata else None
+                if version:
+                    self._sources[ref] = (version, secret)
         except ApiError as err:
+            self._sources.pop(ref, None)
             if err.status.code == 404:
                 raise LandingProblem(
                     Reason.SOURCE_SECRET_NOT_FOUND,
@@ -442,7 +483,10 @@ class Reconciler:
         )
         return secret
 
-    async def _ensure_namespace(self, client: AsyncClient, namespace: str) -> None:
+    async def _ensure_namespace(self, target: Target, namespace: str) -> None:
+        if (target.key, namespace) in self._namespaces:
+            return
+        client = target.client
         try:
             await client.get(Namespace, namespace)
         except ApiError as err:
@@ -453,6 +497,7 @@ class Reconciler:
             except ApiError as create_err:
                 if create_err.status.code != 409:  # created meanwhile
                     raise
+        self._namespaces.add((target.key, namespace))
 
     async def _get_secret(
         self, client: AsyncClient, name: str, namespace: str
@@ -478,7 +523,7 @@ class Reconciler:
         name = desired["metadata"]["name"]
         namespace = desired["metadata"]["namespace"]
         if existing is None:
-            await self._ensure_namespace(client, namespace)
+            await self._ensure_namespace(target, namespace)
         else:
             ownership = plan.ownership(existing, owner)
             if ownership is plan.Ownership.FOREIGN and not adopt:
@@ -492,12 +537,22 @@ class Reconciler:
                 return
             if plan.type_change_needed(existing, desired):
                 await client.delete(Secret, name, namespace=namespace)
-        await client.apply(cast(Secret, Secret.from_dict(desired)), force=True)
-        action = "Created" if existing is None else "Updated"
-        self._count_write("Secret", action)
-        self.events.record(
-            body, "Normal", action, f"{action.lower()} Secret {namespace}/{name} in {target.server}"
-        )
+        try:
+            written = await client.apply(cast(Secret, Secret.from_dict(desired)), force=True)
+        except ApiError as err:
+            if err.status.code == 404:  # the namespace went away since we saw it
+                self._namespaces.discard((target.key, namespace))
+            raise
+        self.own_digests[(target.key, namespace, name)] = plan.secret_digest(desired)
+        if written.metadata and written.metadata.resourceVersion:
+            if len(self.own_writes) > 10_000:  # echoes lost to watch restarts: start afresh
+                self.own_writes.clear()
+            self.own_writes.add((target.key, namespace, name, written.metadata.resourceVersion))
+        self._count_write("Secret", "Created" if existing is None else "Updated")
+        if existing is not None:  # a first landing is reported by the Synced transition
+            self.events.record(
+                body, "Normal", "Updated", f"updated Secret {namespace}/{name} in {target.server}"
+            )
 
     def _count_write(self, kind: str, action: str) -> None:
         if self.metrics is not None:

@@ -1,0 +1,486 @@
+"""``make bench``: how fast and how cheaply Moonlander converges, on real local clusters.
+
+For each case (N Landings over M child clusters) it starts the controller as a process,
+creates the Landings, and measures: time until all are Ready and create->Ready latency;
+propagation latency after the parent kubeconfig changes (every Landing) and after source
+Secrets change (a set of ChildToParent Landings); API requests and writes per Landing
+over an idle period that includes a full resync; the controller's peak RSS and CPU
+seconds; TCP connections per remote cluster. In the same run, a minimal async script does
+only the unavoidable calls for the same N Landings (read the source, apply the target
+Secret, patch status) at the same concurrency: the lower bound the controller is compared
+to. Results: a table on stdout and a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Namespace, Secret
+from lightkube.types import PatchType
+
+from moonlander import api, plan
+from moonlander.devclusters import ClusterSpec, ControlPlane, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY = 16  # the controller's default --workers, and the lower bound's concurrency
+RESYNC = 20.0
+SOURCE_CHANGES = 20
+
+
+@dataclass
+class Case:
+    landings: int
+    children: int
+    all_ready_s: float = 0.0
+    create_phase_s: float = 0.0
+    ready_p50_s: float = 0.0
+    ready_p99_s: float = 0.0
+    lower_bound_s: float = 0.0
+    ratio_to_lower_bound: float = 0.0
+    parent_change_p50_s: float = 0.0
+    parent_change_p99_s: float = 0.0
+    source_change_p50_s: float = 0.0
+    source_change_p99_s: float = 0.0
+    idle_seconds: float = 0.0
+    idle_requests_per_landing: float = 0.0
+    idle_writes: float = 0.0
+    peak_rss_mb: float = 0.0
+    cpu_seconds: float = 0.0
+    connections_per_cluster: dict[str, int] = field(default_factory=dict)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def kubeconfig_dict(text: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(text))
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def bounded(calls: list[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
+        async with sem:
+            return await call()
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310
+        return str(resp.read().decode())
+
+
+def metric_sum(text: str, name: str, **match: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in match.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(peak RSS in MB, CPU seconds) of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def connections(pid: int, ports: dict[str, int]) -> dict[str, int]:
+    """Established TCP connections from ``pid`` to each cluster's port."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    counts = dict.fromkeys(ports, 0)
+    by_port = {port: name for name, port in ports.items()}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            remote_port = int(cols[2].rsplit(":", 1)[1], 16)
+            if cols[3] == "01" and cols[9] in inodes and remote_port in by_port:
+                counts[by_port[remote_port]] += 1
+    return counts
+
+
+class Bench:
+    def __init__(self, workdir: Path, plane: ControlPlane) -> None:
+        self.workdir = workdir
+        self.plane = plane
+        self.admin = {
+            name: AsyncClient(KubeConfig.from_file(c.kubeconfig), field_manager="bench")
+            for name, c in plane.clusters.items()
+        }
+
+    @property
+    def local(self) -> AsyncClient:
+        return self.admin["parent"]
+
+    async def setup(self) -> None:
+        crd = CustomResourceDefinition.from_dict(
+            yaml.safe_load((ROOT / "config/crd/bases/moons.kingdon.ci_landings.yaml").read_text())
+        )
+        await self.local.apply(crd, force=True)
+        await self.local.wait(CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"])
+
+    async def namespace(self, name: str) -> None:
+        for client in self.admin.values():
+            with contextlib.suppress(ApiError):
+                await client.create(Namespace(metadata=ObjectMeta(name=name)))
+
+    def start_controller(self, ns: str, parent_file: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"controller-{ns}.log").open("wb")
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "moonlander", "--log-level=WARNING", "run",
+                f"--kubeconfig={self.plane.clusters['parent'].kubeconfig}",
+                f"--parent-kubeconfig={parent_file}",
+                f"--namespace={ns}",
+                "--allow-loopback",
+                f"--metrics-port={metrics_port}",
+                f"--health-port={metrics_port}",
+                "--bind-address=127.0.0.1",
+                f"--resync-interval={RESYNC}",
+                f"--workers={CONCURRENCY}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_ready_endpoint(self, port: int) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("controller did not become ready")
+
+    async def run_case(self, n: int, m: int) -> Case:
+        case = Case(landings=n, children=m)
+        ns = f"bench-{n}-{m}"
+        await self.namespace(ns)
+        children = [f"child-{i}" for i in range(1, m + 1)]
+        for child in children:
+            await self.local.create(
+                Secret(
+                    metadata=ObjectMeta(name=f"{child}-admin", namespace=ns),
+                    data={"value": b64(self.plane.clusters[child].kubeconfig.read_text())},
+                )
+            )
+        parent_file = self.workdir / f"parent-{ns}"
+        parent_file.write_text(self.plane.clusters["parent"].kubeconfig.read_text())
+        port = free_port()
+        controller = self.start_controller(ns, parent_file, port)
+        try:
+            await self.wait_ready_endpoint(port)
+            ready_at: dict[str, float] = {}
+            created_at: dict[str, float] = {}
+            watcher = asyncio.create_task(self._watch_ready(ns, ready_at))
+            started = time.monotonic()
+
+            def create(i: int) -> Callable[[], Awaitable[None]]:
+                async def call() -> None:
+                    name = f"ld-{i}"
+                    await self.local.create(
+                        api.Landing.from_dict(
+                            {
+                                "metadata": {"name": name, "namespace": ns},
+                                "spec": {
+                                    "kubeconfigSecretName": f"{children[i % m]}-admin",
+                                    "writeKubeconfigSecretName": f"lk-{i}",
+                                },
+                            }
+                        )
+                    )
+                    created_at[name] = time.monotonic()
+
+                return call
+
+            await bounded([create(i) for i in range(n)], 32)
+            case.create_phase_s = time.monotonic() - started
+            while len(ready_at) < n:
+                await asyncio.sleep(0.05)
+            case.all_ready_s = max(ready_at.values()) - started
+            lat = [ready_at[k] - created_at[k] for k in created_at]
+            case.ready_p50_s, case.ready_p99_s = pct(lat, 0.5), pct(lat, 0.99)
+            watcher.cancel()
+
+            # Idle: a period that includes a full resync of every Landing.
+            before = scrape(port)
+            idle_start = time.monotonic()
+            await asyncio.sleep(RESYNC * 1.25)
+            after = scrape(port)
+            case.idle_seconds = time.monotonic() - idle_start
+            requests = metric_sum(after, "moonlander_api_requests_total") - metric_sum(
+                before, "moonlander_api_requests_total"
+            )
+            case.idle_requests_per_landing = requests / n
+            case.idle_writes = metric_sum(after, "moonlander_writes_total") - metric_sum(
+                before, "moonlander_writes_total"
+            )
+
+            case.parent_change_p50_s, case.parent_change_p99_s = await self._parent_change(
+                ns, n, m, children, parent_file
+            )
+            case.source_change_p50_s, case.source_change_p99_s = await self._source_change(ns, children)
+            ports = {c: self.plane.clusters[c].port for c in children}
+            case.connections_per_cluster = connections(controller.pid, ports)
+            case.peak_rss_mb, case.cpu_seconds = proc_stats(controller.pid)
+        finally:
+            controller.terminate()
+            controller.wait(30)
+        case.lower_bound_s = await self._lower_bound(n, m, children)
+        case.ratio_to_lower_bound = case.all_ready_s / case.lower_bound_s
+        return case
+
+    async def _watch_ready(self, ns: str, ready_at: dict[str, float]) -> None:
+        async for _op, obj in self.local.watch(api.Landing, namespace=ns):
+            for cond in (obj.status or {}).get("conditions", []) if obj.status else []:
+                if cond["type"] == "Ready" and cond["status"] == "True":
+                    ready_at.setdefault(obj.metadata.name, time.monotonic())
+
+    async def _parent_change(
+        self, ns: str, n: int, m: int, children: list[str], parent_file: Path
+    ) -> tuple[float, float]:
+        """Swap the parent kubeconfig; time until each landed Secret carries the new one."""
+        doc = kubeconfig_dict(parent_file.read_text())
+        doc["contexts"][0]["name"] = doc["current-context"] = "rotated"
+        new_text = yaml.safe_dump(doc)
+        seen: dict[str, float] = {}
+        old_hashes: dict[str, str] = {}
+        for child in children:
+            async for s in self.admin[child].list(Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}):
+                old_hashes[s.metadata.name] = s.metadata.annotations[api.HASH_ANNOTATION]
+        watchers = [asyncio.create_task(self._watch_changes(child, ns, old_hashes, seen)) for child in children]
+        await asyncio.sleep(1)
+        tmp = parent_file.with_suffix(".new")
+        tmp.write_text(new_text)
+        changed = time.monotonic()
+        tmp.replace(parent_file)
+        deadline = changed + 300
+        while len(seen) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for w in watchers:
+            w.cancel()
+        lat = [t - changed for t in seen.values()]
+        return pct(lat, 0.5), pct(lat, 0.99)
+
+    async def _watch_changes(
+        self, child: str, ns: str, old: dict[str, str], seen: dict[str, float]
+    ) -> None:
+        async for _op, s in self.admin[child].watch(
+            Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}
+        ):
+            name = s.metadata.name
+            if (s.metadata.annotations or {}).get(api.HASH_ANNOTATION) != old.get(name):
+                seen.setdefault(name, time.monotonic())
+
+    async def _source_change(self, ns: str, children: list[str]) -> tuple[float, float]:
+        """ChildToParent Landings with their own sources: change the sources, time until
+        the Secrets landed locally follow."""
+        names = [f"c2p-{i}" for i in range(SOURCE_CHANGES)]
+        for i, name in enumerate(names):
+            child = children[i % len(children)]
+            await self.local.create(
+                Secret(
+                    metadata=ObjectMeta(name=f"{name}-src", namespace=ns),
+                    data={"value": b64(self.plane.clusters[child].kubeconfig.read_text())},
+                )
+            )
+            await self.local.create(
+                api.Landing.from_dict(
+                    {
+                        "metadata": {"name": name, "namespace": ns},
+                        "spec": {
+                            "kubeconfigSecretName": f"{name}-src",
+                            "writeKubeconfigSecretName": f"{name}-out",
+                            "direction": "ChildToParent",
+                        },
+                    }
+                )
+            )
+        hashes: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while len(hashes) < len(names) and time.monotonic() < deadline:
+            for name in names:
+                with contextlib.suppress(ApiError):
+                    s = await self.local.get(Secret, f"{name}-out", namespace=ns)
+                    hashes[name] = s.metadata.annotations[api.HASH_ANNOTATION]
+            await asyncio.sleep(0.2)
+        seen: dict[str, float] = {}
+        changed: dict[str, float] = {}
+
+        async def watch() -> None:
+            async for _op, s in self.local.watch(Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}):
+                name = s.metadata.name.removesuffix("-out")
+                if name in changed and s.metadata.annotations[api.HASH_ANNOTATION] != hashes.get(name):
+                    seen.setdefault(name, time.monotonic() - changed[name])
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(1)
+        for i, name in enumerate(names):
+            child = children[i % len(children)]
+            doc = kubeconfig_dict(self.plane.clusters[child].kubeconfig.read_text())
+            doc["contexts"][0]["name"] = doc["current-context"] = f"rotated-{i}"
+            changed[name] = time.monotonic()
+            await self.local.patch(
+                Secret, f"{name}-src", {"data": {"value": b64(yaml.safe_dump(doc))}}, namespace=ns
+            )
+        deadline = time.monotonic() + 60
+        while len(seen) < len(names) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        watcher.cancel()
+        lat = list(seen.values())
+        return pct(lat, 0.5), pct(lat, 0.99)
+
+    async def _lower_bound(self, n: int, m: int, children: list[str]) -> float:
+        """Only the unavoidable calls for N Landings, at the same concurrency: read the source,
+        server-side apply the target Secret, patch the Landing's status."""
+        ns = f"lower-{n}-{m}"
+        await self.namespace(ns)
+        for child in children:
+            await self.local.create(
+                Secret(
+                    metadata=ObjectMeta(name=f"{child}-admin", namespace=ns),
+                    data={"value": b64(self.plane.clusters[child].kubeconfig.read_text())},
+                )
+            )
+        await bounded(
+            [
+                (lambda i=i: self.local.create(api.Landing.from_dict({"metadata": {"name": f"ld-{i}", "namespace": ns}, "spec": {}})))
+                for i in range(n)
+            ],
+            32,
+        )
+        remote = {
+            child: AsyncClient(KubeConfig.from_file(self.plane.clusters[child].kubeconfig), field_manager="moonlander")
+            for child in children
+        }
+        payload = self.plane.clusters["parent"].kubeconfig.read_text()
+
+        def one(i: int) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                child = children[i % m]
+                await self.local.get(Secret, f"{child}-admin", namespace=ns)
+                desired = plan.desired_secret(
+                    name=f"lk-{i}", namespace=ns, owner=f"{ns}/ld-{i}", owner_uid="", kubeconfig=payload
+                )
+                await remote[child].apply(Secret.from_dict(desired), force=True)
+                await self.local.patch(
+                    api.Landing.Status,
+                    f"ld-{i}",
+                    {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
+                    namespace=ns,
+                    patch_type=PatchType.MERGE,
+                )
+
+            return call
+
+        started = time.monotonic()
+        await bounded([one(i) for i in range(n)], CONCURRENCY)
+        elapsed = time.monotonic() - started
+        for client in remote.values():
+            await client._client.close()
+        return elapsed
+
+
+def table(cases: list[Case]) -> str:
+    rows = [
+        ("Landings x children", lambda c: f"{c.landings} x {c.children}"),
+        ("all Ready (s)", lambda c: f"{c.all_ready_s:.2f}"),
+        ("lower bound (s)", lambda c: f"{c.lower_bound_s:.2f}"),
+        ("ratio to lower bound", lambda c: f"{c.ratio_to_lower_bound:.2f}x"),
+        ("create->Ready p50 / p99 (s)", lambda c: f"{c.ready_p50_s:.3f} / {c.ready_p99_s:.3f}"),
+        ("parent change p50 / p99 (s)", lambda c: f"{c.parent_change_p50_s:.3f} / {c.parent_change_p99_s:.3f}"),
+        ("source change p50 / p99 (s)", lambda c: f"{c.source_change_p50_s:.3f} / {c.source_change_p99_s:.3f}"),
+        ("idle requests / Landing", lambda c: f"{c.idle_requests_per_landing:.2f} in {c.idle_seconds:.0f}s"),
+        ("idle writes", lambda c: f"{c.idle_writes:.0f}"),
+        ("peak RSS (MB)", lambda c: f"{c.peak_rss_mb:.0f}"),
+        ("CPU seconds", lambda c: f"{c.cpu_seconds:.1f}"),
+        ("TCP connections / cluster", lambda c: ", ".join(f"{k}={v}" for k, v in c.connections_per_cluster.items())),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = []
+    for label, get in rows:
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{get(c):>20}" for c in cases))
+    return "\n".join(lines)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="100x1,100x3,1000x1,1000x3", help="NxM,...")
+    parser.add_argument("--out", default="_out/bench.json", help="JSON results")
+    args = parser.parse_args()
+    cases = [tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="moonlander-bench-"))
+    specs = [ClusterSpec("parent")] + [ClusterSpec(f"child-{i}") for i in range(1, 4)]
+    plane = ControlPlane(workdir / "clusters", specs)
+    await asyncio.to_thread(plane.start)
+    results: list[Case] = []
+    try:
+        bench = Bench(workdir, plane)
+        await bench.setup()
+        for n, m in cases:
+            print(f"running {n} Landings over {m} children ...", flush=True)
+            results.append(await bench.run_case(n, m))
+            print(json.dumps(asdict(results[-1])), flush=True)
+    finally:
+        await asyncio.to_thread(plane.stop)
+    print()
+    print(table(results))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+                "kubernetes": plane.clusters["parent"].version,
+                "concurrency": CONCURRENCY,
+                "resync_seconds": RESYNC,
+                "cases": [asdict(c) for c in results],
+            },
+            indent=2,
+        )
+    )
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

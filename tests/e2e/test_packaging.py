@@ -1,0 +1,1070 @@
+"""How Moonlander ships: the Helm chart, the kustomize manifests, the wheel and the Dockerfile.
+
+The chart and the manifests are rendered with the pinned helm and kubectl (hack/envtest),
+checked field by field against what each value promises, and applied with a server-side dry
+run to the real parent API server. The CRD and the RBAC rules have one source each
+(config/crd/bases, config/rbac): the chart reaches them through symlinks, and these tests
+fail when a rendered copy differs from its source.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
+from packaging.requirements import Requirement
+
+from ..conftest import Plane
+from .harness import install_crd
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "moonlander"
+CONFIG = ROOT / "config"
+CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
+ROLE_SOURCE = CONFIG / "rbac" / "role.yaml"
+LEADER_ROLE_SOURCE = CONFIG / "rbac" / "leader-election-role.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+RUNTIME_LOCK = ROOT / "requirements-runtime.lock"
+FULL_LOCK = ROOT / "requirements.lock"
+
+PARENT_MOUNT = "/etc/moonlander"
+PARENT_FILE = "/etc/moonlander/parent-kubeconfig"
+
+# Every non-default value at once: what test_chart_values_are_honoured checks.
+FULL_VALUES: dict[str, Any] = {
+    "image": {"repository": "registry.example/moonlander", "tag": "9.9.9", "pullPolicy": "Always"},
+    "rbac": {"namespaced": True},
+    "watchNamespaces": ["a", "b"],
+    "replicas": 2,
+    "leaderElection": {"enabled": True},
+    "logFormat": "json",
+    "logLevel": "DEBUG",
+    "extraArgs": ["--workers=4", "--resync-interval=300"],
+    "crossNamespace": {"allow": True},
+    "serverPolicy": {
+        "allowLoopback": True,
+        "denyPrivate": True,
+        "allowNetworks": ["10.96.0.0/12", "fd00::/8"],
+        "allowInsecureTLS": True,
+    },
+    "parentKubeconfig": {"secretName": "parent-creds", "key": "admin.conf"},
+    "metrics": {"enabled": True, "port": 9090, "serviceMonitor": {"enabled": True}},
+    "webhook": {"enabled": True, "certManager": {"enabled": True}},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+# Kinds whose CRDs the test API server does not have (the Prometheus Operator's and
+# cert-manager's): they are rendered and checked, but left out of the server-side dry run.
+NOT_INSTALLED_KINDS = frozenset({"ServiceMonitor", "Certificate", "Issuer"})
+
+
+# -- tools -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """helm and kubectl from hack/envtest (pinned, cached), with helm's homes in a tmp dir."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "hack" / "envtest" / "build.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    bin_dir = Path(out.stdout.strip().splitlines()[-1])
+    home = tmp_path_factory.mktemp("helm-home")
+    saved = {
+        k: os.environ.get(k) for k in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
+    }
+    for key in saved:
+        os.environ[key] = str(home / key.lower())
+    yield {"helm": str(bin_dir / "helm"), "kubectl": str(bin_dir / "kubectl")}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def run(*argv: str, stdin: str | None = None) -> str:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    assert proc.returncode == 0, (
+        f"{' '.join(argv)} exited {proc.returncode}\n{proc.stderr}\n{proc.stdout[-2000:]}"
+    )
+    return proc.stdout
+
+
+def docs_of(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def helm_template(
+    tools: dict[str, str],
+    tmp_path: Path,
+    values: dict[str, Any] | None = None,
+    *,
+    release: str = "moonlander",
+    namespace: str = "moonlander-system",
+    chart: Path = CHART,
+) -> list[dict[str, Any]]:
+    values_file = tmp_path / f"values-{release}.yaml"
+    values_file.write_text(yaml.safe_dump(values or {}))
+    out = run(
+        tools["helm"],
+        "template",
+        release,
+        str(chart),
+        "--namespace",
+        namespace,
+        "--include-crds",
+        "--values",
+        str(values_file),
+    )
+    return docs_of(out)
+
+
+def kustomize(tools: dict[str, str], directory: Path) -> list[dict[str, Any]]:
+    return docs_of(run(tools["kubectl"], "kustomize", str(directory)))
+
+
+def only(docs: Iterable[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = of_kind(docs, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+def of_kind(
+    docs: Iterable[dict[str, Any]], kind: str, name: str | None = None
+) -> list[dict[str, Any]]:
+    return [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: dict[str, Any] = containers[0]
+    return result
+
+
+def run_args(deployment: dict[str, Any]) -> list[str]:
+    """The arguments after the `run` subcommand."""
+    args: list[str] = container(deployment)["args"]
+    assert "run" in args, args
+    return args[args.index("run") + 1 :]
+
+
+def source(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = yaml.safe_load(path.read_text())
+    return result
+
+
+def assert_same(got: Any, path: Path, key: str | None = None, hint: str = "") -> None:
+    """``got`` equals the single source at ``path`` (or its ``key``), else fail with a diff."""
+    want = source(path) if key is None else source(path)[key]
+    if got != want:
+        diff = difflib.unified_diff(
+            json.dumps(want, indent=1, sort_keys=True).splitlines(),
+            json.dumps(got, indent=1, sort_keys=True).splitlines(),
+            str(path.relative_to(ROOT)),
+            "rendered",
+            lineterm="",
+            n=2,
+        )
+        pytest.fail(f"rendered output differs from its source{hint}:\n" + "\n".join(diff))
+
+
+def volume_mounted_at(deployment: dict[str, Any], path: str) -> dict[str, Any]:
+    mounts = {m["mountPath"]: m for m in container(deployment)["volumeMounts"]}
+    assert path in mounts, f"nothing mounted at {path}: {sorted(mounts)}"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return {"mount": mounts[path], "volume": volumes[mounts[path]["name"]]}
+
+
+# -- what every Deployment must have, whichever way it is rendered ------------------------
+
+
+def assert_hardened_controller(
+    deployment: dict[str, Any], *, secret_name: str, secret_key: str, metrics_port: int
+) -> None:
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(deployment)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["health"] == 8081
+    assert ports["metrics"] == metrics_port
+    args = run_args(deployment)
+    assert "--health-port=8081" in args
+    assert f"--metrics-port={metrics_port}" in args
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert set(c["resources"]["requests"]) == {"cpu", "memory"}
+    assert set(c["resources"]["limits"]) == {"cpu", "memory"}
+
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+
+    # The parent kubeconfig: an optional Secret, read-only at the controller's default path.
+    parent = volume_mounted_at(deployment, PARENT_MOUNT)
+    assert parent["mount"]["readOnly"] is True
+    secret = parent["volume"]["secret"]
+    assert secret["secretName"] == secret_name
+    assert secret["optional"] is True
+    assert secret["items"] == [{"key": secret_key, "path": "parent-kubeconfig"}]
+    assert PARENT_MOUNT + "/" + secret["items"][0]["path"] == PARENT_FILE
+    # /tmp is the one writable place.
+    tmp = volume_mounted_at(deployment, "/tmp")
+    assert "emptyDir" in tmp["volume"]
+
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def assert_service_reaches(service: dict[str, Any], deployment: dict[str, Any], port: str) -> None:
+    """The Service selects the controller pods, and its targetPort is a named container port."""
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    targets = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert targets[port] == port
+    assert port in {p["name"] for p in container(deployment)["ports"]}
+
+
+def assert_webhook(
+    docs: list[dict[str, Any]], deployment: dict[str, Any], *, cert_manager: bool
+) -> None:
+    vwc = only(docs, "ValidatingWebhookConfiguration")
+    (hook,) = vwc["webhooks"]
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    (rule,) = hook["rules"]
+    assert rule["apiGroups"] == ["moons.kingdon.ci"]
+    assert rule["resources"] == ["landings"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    service_ref = hook["clientConfig"]["service"]
+    assert service_ref["path"] == "/validate"
+    service = only(docs, "Service", service_ref["name"])
+    assert service_ref["namespace"] == service["metadata"]["namespace"]
+    assert service_ref["port"] == service["spec"]["ports"][0]["port"]
+    assert_service_reaches(service, deployment, "webhook")
+
+    args = run_args(deployment)
+    port = {p["name"]: p["containerPort"] for p in container(deployment)["ports"]}["webhook"]
+    assert f"--webhook-port={port}" in args
+    (cert_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("--webhook-cert-dir=")]
+    cert = volume_mounted_at(deployment, cert_dir)
+    assert cert["mount"]["readOnly"] is True
+    secret_name = cert["volume"]["secret"]["secretName"]
+
+    if cert_manager:
+        # caBundle is cainjector's: a value in the manifest would be reset on every apply.
+        assert "caBundle" not in hook["clientConfig"]
+        (serving,) = [
+            c for c in of_kind(docs, "Certificate") if c["spec"]["secretName"] == secret_name
+        ]
+        ns = serving["metadata"]["namespace"]
+        inject = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        assert inject == f"{ns}/{serving['metadata']['name']}"
+        svc = f"{service_ref['name']}.{service_ref['namespace']}.svc"
+        assert serving["spec"]["dnsNames"] == [svc, svc + ".cluster.local"]
+        assert not serving["spec"].get("isCA")
+        # Issued by a CA Issuer whose CA is a long-lived certificate from a self-signed Issuer:
+        # renewing the serving certificate does not change the injected caBundle.
+        issuer = only(docs, "Issuer", serving["spec"]["issuerRef"]["name"])
+        (ca,) = [
+            c
+            for c in of_kind(docs, "Certificate")
+            if c["spec"]["secretName"] == issuer["spec"]["ca"]["secretName"]
+        ]
+        assert ca["spec"]["isCA"] is True
+        assert "selfSigned" in only(docs, "Issuer", ca["spec"]["issuerRef"]["name"])["spec"]
+
+
+# -- the Helm chart ------------------------------------------------------------------------
+
+
+def test_helm_lint(tools: dict[str, str], tmp_path: Path) -> None:
+    values = tmp_path / "full.yaml"
+    values.write_text(yaml.safe_dump(FULL_VALUES))
+    for extra in ([], ["--values", str(values)]):
+        out = run(tools["helm"], "lint", "--strict", str(CHART), *extra)
+        assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_chart_links_to_the_single_sources() -> None:
+    links = {
+        CHART / "crds" / "landings.yaml": CRD_SOURCE,
+        CHART / "files" / "rbac" / "role.yaml": ROLE_SOURCE,
+        CHART / "files" / "rbac" / "leader-election-role.yaml": LEADER_ROLE_SOURCE,
+    }
+    for link, target in links.items():
+        assert link.is_symlink(), f"{link} must be a symlink to {target}, not a copy"
+        assert not Path(os.readlink(link)).is_absolute(), f"{link}: use a relative link"
+        assert link.resolve() == target.resolve()
+
+
+def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) -> None:
+    out = run(tools["helm"], "package", str(CHART), "--destination", str(tmp_path))
+    chart_version = source(CHART / "Chart.yaml")["version"]
+    package = tmp_path / f"moonlander-{chart_version}.tgz"
+    assert str(package) in out
+    with tarfile.open(package) as tar:
+        for member, origin in {
+            "moonlander/crds/landings.yaml": CRD_SOURCE,
+            "moonlander/files/rbac/role.yaml": ROLE_SOURCE,
+            "moonlander/files/rbac/leader-election-role.yaml": LEADER_ROLE_SOURCE,
+        }.items():
+            info = tar.getmember(member)
+            assert info.isfile(), f"{member} is packaged as a link, not the file's content"
+            data = tar.extractfile(info)
+            assert data is not None
+            assert data.read() == origin.read_bytes(), member
+    # The packaged chart renders the same rules as the chart directory.
+    packaged = docs_of(run(tools["helm"], "template", "moonlander", str(package)))
+    assert_same(only(packaged, "ClusterRole")["rules"], ROLE_SOURCE, "rules")
+
+
+def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
+    docs = helm_template(tools, tmp_path)
+    chart = source(CHART / "Chart.yaml")
+    assert (chart["apiVersion"], chart["version"], chart["appVersion"]) == ("v2", "0.1.0", "0.1.0")
+
+    # The CRD, straight from its single source.
+    assert_same(only(docs, "CustomResourceDefinition"), CRD_SOURCE)
+    # Cluster-wide RBAC with exactly the single-source rules.
+    role = only(docs, "ClusterRole")
+    assert_same(role["rules"], ROLE_SOURCE, "rules")
+    binding = only(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    sa = only(docs, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "moonlander-system"}
+    ]
+    # The only Role is leader election's, from its single source.
+    leader = only(docs, "Role")
+    assert_same(leader["rules"], LEADER_ROLE_SOURCE, "rules")
+    assert only(docs, "RoleBinding")["roleRef"]["name"] == leader["metadata"]["name"]
+
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    c = container(deployment)
+    assert c["image"] == f"ghcr.io/kingdonb/moonlander:{chart['appVersion']}"
+    assert c["args"][: c["args"].index("run")] == ["--log-level=INFO", "--log-format=json"]
+    args = run_args(deployment)
+    assert "--leader-elect" in args
+    assert f"--parent-kubeconfig={PARENT_FILE}" in args
+    assert not [a for a in args if a.startswith(("--namespace", "--webhook", "--allow"))]
+    assert "--deny-private" not in args
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert_hardened_controller(
+        deployment,
+        secret_name="moonlander-parent-kubeconfig",
+        secret_key="kubeconfig",
+        metrics_port=8080,
+    )
+    assert_service_reaches(only(docs, "Service"), deployment, "metrics")
+    # Off by default: the webhook and the ServiceMonitor.
+    for kind in ("ValidatingWebhookConfiguration", "ServiceMonitor", "Certificate", "Issuer"):
+        assert not of_kind(docs, kind), kind
+
+
+def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> None:
+    docs = helm_template(tools, tmp_path, FULL_VALUES, release="ml", namespace="ops")
+    assert_same(only(docs, "CustomResourceDefinition"), CRD_SOURCE)
+
+    # Namespaced RBAC: a Role and RoleBinding in each watched namespace, nothing cluster-wide.
+    assert not of_kind(docs, "ClusterRole")
+    assert not of_kind(docs, "ClusterRoleBinding")
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(docs, "Role", "ml-moonlander")}
+    assert sorted(roles) == ["a", "b"]
+    for role in roles.values():
+        assert_same(role["rules"], ROLE_SOURCE, "rules")
+    bindings = of_kind(docs, "RoleBinding", "ml-moonlander")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] == "ml-moonlander"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "ml-moonlander", "namespace": "ops"}
+        ]
+    leader = only(docs, "Role", "ml-moonlander-leader-election")
+    assert leader["metadata"]["namespace"] == "ops"
+
+    deployment = only(docs, "Deployment")
+    assert deployment["metadata"]["namespace"] == "ops"
+    assert deployment["spec"]["replicas"] == 2
+    c = container(deployment)
+    assert c["image"] == "registry.example/moonlander:9.9.9"
+    assert c["imagePullPolicy"] == "Always"
+    assert c["args"][: c["args"].index("run")] == ["--log-level=DEBUG", "--log-format=json"]
+    args = run_args(deployment)
+    for flag in (
+        "--namespace=a",
+        "--namespace=b",
+        "--leader-elect",
+        "--leader-election-id=ml-moonlander",
+        "--allow-cross-namespace",
+        "--allow-loopback",
+        "--deny-private",
+        "--allow-network=10.96.0.0/12",
+        "--allow-network=fd00::/8",
+        "--allow-insecure-tls",
+    ):
+        assert flag in args, flag
+    assert args[-2:] == ["--workers=4", "--resync-interval=300"]  # extraArgs come last
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == FULL_VALUES["nodeSelector"]
+    assert pod["tolerations"] == FULL_VALUES["tolerations"]
+    assert_hardened_controller(
+        deployment, secret_name="parent-creds", secret_key="admin.conf", metrics_port=9090
+    )
+
+    metrics = only(docs, "Service", "ml-moonlander-metrics")
+    assert_service_reaches(metrics, deployment, "metrics")
+    monitor = only(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= metrics["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+
+    assert_webhook(docs, deployment, cert_manager=True)
+    hook = only(docs, "ValidatingWebhookConfiguration")["webhooks"][0]
+    # The webhook only sees the watched namespaces.
+    (expr,) = hook["namespaceSelector"]["matchExpressions"]
+    assert (expr["key"], expr["operator"], expr["values"]) == (
+        "kubernetes.io/metadata.name",
+        "In",
+        ["a", "b"],
+    )
+
+
+def test_chart_namespaced_without_list_watches_release_namespace(
+    tools: dict[str, str], tmp_path: Path
+) -> None:
+    docs = helm_template(tools, tmp_path, {"rbac": {"namespaced": True}}, namespace="solo")
+    assert not of_kind(docs, "ClusterRole")
+    assert only(docs, "Role", "moonlander")["metadata"]["namespace"] == "solo"
+    assert [a for a in run_args(only(docs, "Deployment")) if a.startswith("--namespace")] == [
+        "--namespace=solo"
+    ]
+
+
+def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Path) -> None:
+    values = {
+        "webhook": {
+            "enabled": True,
+            "certManager": {"enabled": False},
+            "certSecretName": "my-tls",
+            "caBundle": "Q0EK",
+        }
+    }
+    docs = helm_template(tools, tmp_path, values)
+    assert not of_kind(docs, "Certificate")
+    assert not of_kind(docs, "Issuer")
+    vwc = only(docs, "ValidatingWebhookConfiguration")
+    assert "cert-manager.io/inject-ca-from" not in (vwc["metadata"].get("annotations") or {})
+    assert vwc["webhooks"][0]["clientConfig"]["caBundle"] == "Q0EK"
+    deployment = only(docs, "Deployment")
+    assert_webhook(docs, deployment, cert_manager=False)
+    args = run_args(deployment)
+    (cert_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("--webhook-cert-dir=")]
+    assert volume_mounted_at(deployment, cert_dir)["volume"]["secret"]["secretName"] == "my-tls"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"logFormat": "xml"}, "logFormat"),
+        ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+        ({"tpyo": True}, "tpyo"),
+        ({"replicas": 2, "leaderElection": {"enabled": False}}, "leaderElection.enabled"),
+        ({"webhook": {"enabled": True, "certManager": {"enabled": False}}}, "caBundle"),
+        ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "metrics.enabled"),
+    ],
+)
+def test_chart_rejects_bad_values(
+    tools: dict[str, str], tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    values_file = tmp_path / "bad.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    proc = subprocess.run(
+        [tools["helm"], "template", "x", str(CHART), "--values", str(values_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0, proc.stdout
+    assert message in proc.stderr
+
+
+def test_chart_renders_what_the_sources_say(tools: dict[str, str], tmp_path: Path) -> None:
+    """The chart holds no copy: a change to config/rbac/role.yaml shows in its output, and a
+    broken link is an error, not a Role without rules."""
+    repo = tmp_path / "repo"
+    shutil.copytree(CONFIG, repo / "config")
+    shutil.copytree(CHART, repo / "charts" / "moonlander", symlinks=True)
+    role_file = repo / "config" / "rbac" / "role.yaml"
+    role = source(role_file)
+    role["rules"].append({"apiGroups": ["example.test"], "resources": ["x"], "verbs": ["get"]})
+    role_file.write_text(yaml.safe_dump(role))
+    docs = helm_template(tools, tmp_path, chart=repo / "charts" / "moonlander")
+    assert only(docs, "ClusterRole")["rules"] == role["rules"]
+
+    role_file.unlink()
+    proc = subprocess.run(
+        [tools["helm"], "template", "x", str(repo / "charts" / "moonlander")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "config/rbac/role.yaml" in proc.stderr
+
+
+# -- kustomize -------------------------------------------------------------------------------
+
+
+KYAML_HINT = (
+    " (kustomize's YAML library adds a blank line before a more-indented line in a folded"
+    " `>` block scalar: indent such lines evenly, or use `|-`)"
+)
+
+
+def test_kustomize_default(tools: dict[str, str]) -> None:
+    docs = kustomize(tools, CONFIG / "default")
+    assert_same(only(docs, "CustomResourceDefinition"), CRD_SOURCE, hint=KYAML_HINT)
+    assert only(docs, "Namespace")["metadata"]["name"] == "moonlander-system"
+    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    for doc in docs:
+        if doc["kind"] not in cluster_scoped:
+            assert doc["metadata"]["namespace"] == "moonlander-system", doc["kind"]
+
+    role = only(docs, "ClusterRole")
+    assert_same(role, ROLE_SOURCE)  # reused as it is
+    binding = only(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    sa = only(docs, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "moonlander-system"}
+    ]
+    leader = only(docs, "Role")
+    assert {k: v for k, v in leader.items() if k != "metadata"} == {
+        k: v for k, v in source(LEADER_ROLE_SOURCE).items() if k != "metadata"
+    }
+    leader_binding = only(docs, "RoleBinding")
+    assert leader_binding["roleRef"]["name"] == leader["metadata"]["name"]
+    assert leader_binding["subjects"] == binding["subjects"]
+
+    deployment = only(docs, "Deployment")
+    assert container(deployment)["image"] == "ghcr.io/kingdonb/moonlander:0.1.0"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert "--leader-elect" in run_args(deployment)
+    assert not [a for a in run_args(deployment) if a.startswith(("--namespace", "--webhook"))]
+    resources = container(deployment)["resources"]
+    assert resources == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+    assert_hardened_controller(
+        deployment,
+        secret_name="moonlander-parent-kubeconfig",
+        secret_key="kubeconfig",
+        metrics_port=8080,
+    )
+    assert_service_reaches(only(docs, "Service"), deployment, "metrics")
+    assert not of_kind(docs, "ValidatingWebhookConfiguration")
+
+
+def test_kustomize_namespaced(tools: dict[str, str]) -> None:
+    docs = kustomize(tools, CONFIG / "namespaced")
+    assert not of_kind(docs, "ClusterRole")
+    assert not of_kind(docs, "ClusterRoleBinding")
+    ns = only(docs, "Namespace")["metadata"]["name"]
+    role = only(docs, "Role", "moonlander-controller")
+    assert role["metadata"]["namespace"] == ns
+    assert_same(role["rules"], ROLE_SOURCE, "rules")
+    binding = only(docs, "RoleBinding", "moonlander-controller")
+    assert binding["metadata"]["namespace"] == ns
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "moonlander-controller",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "moonlander-controller", "namespace": ns}
+    ]
+    deployment = only(docs, "Deployment")
+    assert deployment["metadata"]["namespace"] == ns
+    # Kubernetes expands $(POD_NAMESPACE) from the env: the controller watches its namespace.
+    assert "--namespace=$(POD_NAMESPACE)" in run_args(deployment)
+    assert_hardened_controller(
+        deployment,
+        secret_name="moonlander-parent-kubeconfig",
+        secret_key="kubeconfig",
+        metrics_port=8080,
+    )
+
+
+def test_kustomize_webhook(tools: dict[str, str]) -> None:
+    docs = kustomize(tools, CONFIG / "with-webhook")
+    deployment = only(docs, "Deployment")
+    assert_webhook(docs, deployment, cert_manager=True)
+    for certificate in of_kind(docs, "Certificate"):
+        assert certificate["metadata"]["namespace"] == "moonlander-system"
+    # Everything config/default has is still there.
+    default = kustomize(tools, CONFIG / "default")
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert {(d["kind"], d["metadata"]["name"]) for d in default} <= names
+    assert run_args(only(default, "Deployment")) == run_args(deployment)[:-2]
+
+
+def test_manifest_flags_exist(tools: dict[str, str], tmp_path: Path) -> None:
+    """Every flag the manifests pass is one that `moonlander` knows."""
+
+    def flags(help_text: str) -> set[str]:
+        return set(re.findall(r"(?<![\w-])--[a-z][-a-z]*", help_text))
+
+    known_global = flags(run(sys.executable, "-m", "moonlander", "--help"))
+    known_run = flags(run(sys.executable, "-m", "moonlander", "run", "--help"))
+    rendered = [
+        *helm_template(tools, tmp_path, FULL_VALUES),
+        *helm_template(tools, tmp_path, release="defaults"),
+        *kustomize(tools, CONFIG / "namespaced"),
+        *kustomize(tools, CONFIG / "with-webhook"),
+    ]
+    used_global: set[str] = set()
+    used_run: set[str] = set()
+    for deployment in of_kind(rendered, "Deployment"):
+        args = container(deployment)["args"]
+        used_global |= {a.split("=")[0] for a in args[: args.index("run")]}
+        used_run |= {a.split("=")[0] for a in run_args(deployment)}
+    assert used_global - known_global == set()
+    assert used_run - known_run == set()
+    assert {"--namespace", "--leader-elect", "--webhook-cert-dir"} <= used_run
+
+
+# -- the real API server accepts what is rendered --------------------------------------------
+
+
+def apply_dry_run(
+    tools: dict[str, str], plane: Plane, docs: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    """Server-side apply, dry run, on the parent API server (admission included).
+
+    Conflicts are forced: other tests own live objects of the same names (the CRD, installed
+    by harness.install_crd) and field ownership is not what is checked here; that the
+    rendered CRD equals its source is (test_chart_defaults, test_kustomize_default)."""
+    return subprocess.run(
+        [
+            tools["kubectl"],
+            "--kubeconfig",
+            str(plane["parent"].kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "--field-manager=test-packaging",
+            "--output=json",
+            "--filename=-",
+        ],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+    )
+
+
+def dry_run(tools: dict[str, str], plane: Plane, docs: list[dict[str, Any]]) -> None:
+    """Every object must be accepted by the API server."""
+    proc = apply_dry_run(tools, plane, docs)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    items = result["items"] if result.get("kind") == "List" else [result]
+    sent = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in docs}
+    accepted = {(i["kind"], i["metadata"]["name"], i["metadata"].get("namespace")) for i in items}
+    assert accepted == sent
+    # The server processed them: it defaulted fields that no manifest sets.
+    for item in items:
+        if item["kind"] == "Deployment":
+            assert container(item)["terminationMessagePath"] == "/dev/termination-log"
+
+
+async def create_namespaces(client: AsyncClient, *names: str) -> None:
+    # No kube-controller-manager: namespaces are created for real (and never reused).
+    for name in names:
+        await client.create(Namespace(metadata=ObjectMeta(name=name)))
+
+
+def installable(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] not in NOT_INSTALLED_KINDS]
+
+
+@pytest.mark.parametrize("variant", ["defaults", "full"])
+async def test_chart_is_accepted_by_the_api_server(
+    tools: dict[str, str],
+    tmp_path: Path,
+    plane: Plane,
+    admin: dict[str, AsyncClient],
+    namespace: str,
+    variant: str,
+) -> None:
+    await install_crd(admin["parent"])
+    values: dict[str, Any] = {}
+    if variant == "full":
+        watched = [f"{namespace}-a", f"{namespace}-b"]
+        await create_namespaces(admin["parent"], *watched)
+        values = {**FULL_VALUES, "watchNamespaces": watched}
+    # The release name makes cluster-scoped names (ClusterRole, webhook) unique to this test.
+    docs = helm_template(tools, tmp_path, values, release=namespace, namespace=namespace)
+    applied = installable(docs)
+    if variant == "full":
+        assert {d["kind"] for d in docs} - {d["kind"] for d in applied} == NOT_INSTALLED_KINDS
+    dry_run(tools, plane, applied)
+
+
+def overlay_into(directory: Path, base: Path, namespace: str) -> Path:
+    """An overlay of ``base`` into ``namespace``, with a prefix that makes the cluster-scoped
+    names unique (kustomize prefixes neither the CRD nor the Namespace)."""
+    directory.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        "namePrefix": f"{namespace}-",
+        "resources": [os.path.relpath(base, directory)],
+    }
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return directory
+
+
+@pytest.mark.parametrize("variant", ["default", "namespaced", "with-webhook"])
+async def test_kustomize_is_accepted_by_the_api_server(
+    tools: dict[str, str],
+    tmp_path: Path,
+    plane: Plane,
+    admin: dict[str, AsyncClient],
+    namespace: str,
+    variant: str,
+) -> None:
+    await install_crd(admin["parent"])
+    docs = kustomize(tools, overlay_into(tmp_path / "overlay", CONFIG / variant, namespace))
+    assert only(docs, "Namespace")["metadata"]["name"] == namespace
+    assert only(docs, "Deployment")["metadata"]["namespace"] == namespace
+    applied = installable(docs)
+    if variant == "with-webhook":
+        assert {d["kind"] for d in docs} - {d["kind"] for d in applied} == {"Certificate", "Issuer"}
+    else:
+        assert applied == docs
+    dry_run(tools, plane, applied)
+
+
+def pod_of(deployment: dict[str, Any], namespace: str, name: str) -> dict[str, Any]:
+    template = deployment["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": template["metadata"]["labels"],
+        },
+        "spec": template["spec"],
+    }
+
+
+async def test_pods_meet_the_restricted_pod_security_standard(
+    tools: dict[str, str],
+    tmp_path: Path,
+    plane: Plane,
+    admin: dict[str, AsyncClient],
+    namespace: str,
+) -> None:
+    """The API server's PodSecurity admission, enforcing `restricted`, admits the pods that the
+    chart's and the manifests' Deployments would create."""
+    restricted = f"{namespace}-restricted"
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    await admin["parent"].create(Namespace(metadata=ObjectMeta(name=restricted, labels=labels)))
+    deployments = {
+        "chart": only(helm_template(tools, tmp_path, FULL_VALUES), "Deployment"),
+        "kustomize": only(kustomize(tools, CONFIG / "with-webhook"), "Deployment"),
+    }
+    assert (
+        only(kustomize(tools, CONFIG / "default"), "Namespace")["metadata"]["labels"].items()
+        >= {"pod-security.kubernetes.io/enforce": "restricted"}.items()
+    )
+    for origin, deployment in deployments.items():
+        proc = apply_dry_run(tools, plane, [pod_of(deployment, restricted, origin)])
+        assert proc.returncode == 0, f"{origin}: {proc.stderr}"
+    # The namespace does enforce: without its container securityContext the pod is refused.
+    pod = pod_of(deployments["chart"], restricted, "insecure")
+    del pod["spec"]["containers"][0]["securityContext"]
+    proc = apply_dry_run(tools, plane, [pod])
+    assert proc.returncode != 0
+    assert "violates PodSecurity" in proc.stderr
+
+
+# -- the wheel, the runtime lock and the image -------------------------------------------------
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", line
+            pins[normalize(req.name)] = spec.version
+    return pins
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_runtime_lock_is_the_runtime_closure() -> None:
+    """requirements-runtime.lock: the closure of pyproject's dependencies (extras followed),
+    at requirements.lock's versions, and nothing else."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    todo = [
+        (Requirement(r).name, frozenset(Requirement(r).extras)) for r in project["dependencies"]
+    ]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    closure: set[str] = set()
+    while todo:
+        name, extras = todo.pop()
+        if (normalize(name), extras) in seen:
+            continue
+        seen.add((normalize(name), extras))
+        closure.add(normalize(name))
+        for text in importlib.metadata.requires(name) or []:
+            req = Requirement(text)
+            if req.marker and not any(req.marker.evaluate({"extra": e}) for e in {"", *extras}):
+                continue
+            todo.append((req.name, frozenset(req.extras)))
+    runtime = lock_pins(RUNTIME_LOCK)
+    full = lock_pins(FULL_LOCK)
+    assert set(runtime) == closure
+    assert {name: full.get(name) for name in runtime} == runtime
+    assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(runtime)
+
+
+def test_wheel_installs_and_runs(tmp_path: Path) -> None:
+    """As the Dockerfile does it: a wheel from pyproject.toml, README.md and src/ only, then a
+    fresh venv with requirements-runtime.lock as prebuilt wheels (network to PyPI)."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, context / name)
+    shutil.copytree(
+        ROOT / "src", context / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    wheels = tmp_path / "wheels"
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheels), str(context))
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    (wheel,) = wheels.glob("moonlander-*.whl")
+    assert wheel.name == f"moonlander-{version}-py3-none-any.whl"
+
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    python = str(venv / "bin" / "python")
+    pip = [sys.executable, "-m", "pip", "--python", python]
+    run(*pip, "install", "--no-deps", "--only-binary=:all:", "--requirement", str(RUNTIME_LOCK))
+    run(*pip, "install", "--no-deps", str(wheel))
+    run(*pip, "check")
+
+    installed = json.loads(
+        run(
+            python,
+            "-c",
+            "import importlib.metadata as m, json;"
+            "print(json.dumps([d.metadata['Name'] for d in m.distributions()]))",
+        )
+    )
+    assert {normalize(n) for n in installed} == {*lock_pins(RUNTIME_LOCK), "moonlander"}
+
+    moonlander = str(venv / "bin" / "moonlander")
+    assert run(moonlander, "version").strip() == version
+    help_text = run(moonlander, "run", "--help")
+    for flag in ("--parent-kubeconfig", "--namespace", "--allow-loopback", "--deny-private"):
+        assert flag in help_text
+    # Every module imports with the runtime lock alone, not only the CLI.
+    imported = run(
+        python,
+        "-c",
+        "import importlib, pkgutil, moonlander;"
+        "names = [m.name for m in pkgutil.walk_packages(moonlander.__path__, 'moonlander.')"
+        " if not m.name.endswith('__main__')];"
+        "[importlib.import_module(n) for n in names]; print(len(names))",
+    )
+    assert int(imported) == len(list((ROOT / "src" / "moonlander").glob("[!_]*.py")))
+
+
+# A small Dockerfile reader: enough to check the invariants, not a full parser.
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuations joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, rest = line.partition(" ")
+        instructions.append((keyword.upper(), " ".join(rest.split())))
+    assert not pending, "dangling line continuation"
+    return instructions
+
+
+def dockerfile_problems(text: str, dockerignore: str) -> list[str]:
+    """What breaks the image's invariants; empty when none."""
+    problems: list[str] = []
+    instructions = dockerfile_instructions(text)
+    args: dict[str, str] = {}
+    stages: list[dict[str, Any]] = []
+    for keyword, rest in instructions:
+        if keyword == "ARG" and not stages:
+            arg, _, default = rest.partition("=")
+            args[arg] = default
+        elif keyword == "FROM":
+            words = rest.split()
+            flags = [w for w in words if w.startswith("--")]
+            words = [w for w in words if not w.startswith("--")]
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), words[0])
+            alias = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append({"image": image, "name": alias, "flags": flags, "body": []})
+        elif stages:
+            stages[-1]["body"].append((keyword, rest))
+    if len(stages) < 2:
+        return ["not multi-stage"]
+    builder, final = stages[0], stages[-1]
+    pinned = re.compile(r"^python:3\.11\.\d+-slim(-[a-z]+)?$")
+    for stage in stages:
+        if not pinned.match(stage["image"]):
+            problems.append(f"base {stage['image']} is not a pinned python:3.11.N-slim tag")
+    if any("BUILDPLATFORM" in f for f in final["flags"]):
+        problems.append("the final stage must be built for the target platform")
+    runs = {id(s): " && ".join(r for k, r in s["body"] if k == "RUN") for s in stages}
+    if not re.search(r"pip wheel .*--no-deps", runs[id(builder)]):
+        problems.append("the builder stage does not build a wheel with pip wheel --no-deps")
+    final_runs = runs[id(final)]
+    if f"from={builder['name']}" not in final_runs and not any(
+        k == "COPY" and f"--from={builder['name']}" in r for k, r in final["body"]
+    ):
+        problems.append("the final stage takes nothing from the builder")
+    if not re.search(r"install .*moonlander-\*\.whl", final_runs):
+        problems.append("the final stage does not install the wheel")
+    if not re.search(r"--no-deps --only-binary=:all: .*requirements-runtime\.lock", final_runs):
+        problems.append("the runtime lock is not installed as pinned prebuilt wheels only")
+    if not re.search(r"pip .*\bcheck\b", final_runs):
+        problems.append("no `pip check`: a dependency missing from the lock would go unseen")
+    if any(re.search(r"(?<![-\w])requirements\.lock", r) for _, r in instructions):
+        problems.append("requirements.lock has the dev tools: use requirements-runtime.lock")
+    installs = re.findall(
+        r"(?:apt-get|apt|apk|dnf|yum) +(?:-\S+ +)*(?:install|add) +([^&;|]*)", final_runs
+    )
+    compilers = re.compile(r"\b(gcc|g\+\+|clang|cc|build-essential|make|cargo|rustc|gfortran)\b")
+    for packages in installs:
+        if compilers.search(packages):
+            problems.append(f"compilers installed in the final stage: {packages.strip()}")
+    all_runs = " && ".join(runs.values())
+    if re.search(r"\b(curl|wget)\b", all_runs) or any(
+        k == "ADD" and "://" in r for s in stages for k, r in s["body"]
+    ):
+        problems.append("downloads outside pip: arch-specific and unpinned")
+    users = [r for k, r in final["body"] if k == "USER"]
+    uid = users[-1].split(":")[0] if users else "0"
+    if not uid.isdigit() or int(uid) == 0:
+        problems.append(f"USER must be a numeric non-root uid, not {users[-1] if users else None}")
+    entrypoints = [r for k, r in final["body"] if k == "ENTRYPOINT"]
+    if not entrypoints or json.loads(entrypoints[-1]) != ["moonlander"]:
+        problems.append(f'ENTRYPOINT must be ["moonlander"]: {entrypoints}')
+    cmds = [r for k, r in final["body"] if k == "CMD"]
+    if not cmds or json.loads(cmds[-1]) != ["run"]:
+        problems.append(f'CMD must be ["run"]: {cmds}')
+    # The build context: everything excluded, then what the COPYs need included again.
+    ignore = [line.strip() for line in dockerignore.splitlines() if line.strip()]
+    ignore = [line for line in ignore if not line.startswith("#")]
+    if not ignore or ignore[0] != "*":
+        problems.append(".dockerignore must start by excluding everything")
+    for stage in stages:
+        for keyword, rest in stage["body"]:
+            if keyword == "COPY" and "--from" not in rest:
+                for path in rest.split()[:-1]:
+                    if f"!{path.rstrip('/')}" not in {i.rstrip("/") for i in ignore}:
+                        problems.append(f"COPY {path}: excluded by .dockerignore")
+    return problems
+
+
+def test_dockerfile_invariants() -> None:
+    text = DOCKERFILE.read_text()
+    dockerignore = (ROOT / ".dockerignore").read_text()
+    assert dockerfile_problems(text, dockerignore) == []
+    # The checks catch what they are for.
+    broken = {
+        "USER 65532:65532": "USER root",
+        'ENTRYPOINT ["moonlander"]': 'ENTRYPOINT ["python"]',
+        "ARG PYTHON_IMAGE=python:3.11.14-slim-trixie": "ARG PYTHON_IMAGE=python:3.11",
+        "--requirement /tmp/requirements-runtime.lock": "--requirement /tmp/requirements.lock",
+        "/wheels/moonlander-*.whl": "moonlander",
+        "install --no-deps --only-binary=:all:": "install",
+        "/bin/python check": "/bin/python --version",
+        "ENV PATH": "RUN apt-get install -y --no-install-recommends gcc\nENV PATH",
+        "COPY src ./src": "COPY src ./src\nRUN curl -sSL https://example.invalid/tool-amd64 -o /t",
+    }
+    for old, new in broken.items():
+        assert old in text, old
+        assert dockerfile_problems(text.replace(old, new), dockerignore), new
+    assert dockerfile_problems(text, dockerignore.replace("!src/", "")), "src excluded"
+
+
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    """hadolint (pinned in the dev dependencies, runs offline) finds nothing in the Dockerfile,
+    and does find problems in a Dockerfile that has them."""
+    hadolint = Path(sys.executable).parent / "hadolint"
+    clean = subprocess.run(
+        [str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get install -y gcc\nUSER root\n")
+    found = subprocess.run([str(hadolint), str(bad)], capture_output=True, text=True, check=False)
+    assert found.returncode != 0
+    assert "DL3007" in found.stdout  # :latest
