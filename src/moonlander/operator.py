@@ -223,18 +223,9 @@ async def run(options: Options) -> None:
         loop.add_signal_handler(sig, stop.set)
     background: list[asyncio.Task[Any]] = []
     try:
-        if elector is not None:
-            background.append(asyncio.create_task(elector.run()))
-            log.info("waiting for the leader Lease %s", elector.config.name)
-            waiter = asyncio.create_task(elector.is_leader.wait())
-            await asyncio.wait(
-                {waiter, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
-            )
-            if stop.is_set():
-                return
-            background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
+        # Every replica watches and serves the admission webhook (a standby behind the
+        # webhook Service must answer too); only the Lease holder's workers reconcile.
         registry = build_registry(ctl, options, local)
-        ctl.start()
         background += [
             asyncio.create_task(parent.watch()),
             asyncio.create_task(secrets.run()),
@@ -250,6 +241,15 @@ async def run(options: Options) -> None:
                 ready_flag=kopf_ready,
             )
         )
+        if elector is not None:
+            background.append(asyncio.create_task(elector.run()))
+            log.info("waiting for the leader Lease %s", elector.config.name)
+            waiter = asyncio.create_task(elector.is_leader.wait())
+            await asyncio.wait({waiter, operator}, return_when="FIRST_COMPLETED")
+            if operator.done():
+                return
+            background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
+        ctl.start()
         log.info(
             "moonlander running: local %s, parent kubeconfig %s, namespaces %s",
             config.cluster.server,

@@ -6,12 +6,17 @@ Landing CRD installed there), so they never compete with the session controller.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import re
 import signal
+import ssl
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -122,10 +127,18 @@ async def test_leader_election_hands_over(env: Env, tmp_path: Path) -> None:
     ns = f"le-{int(time.time() * 1000) % 10**9}"
     await child.create(Namespace(metadata=ObjectMeta(name=ns)))
     await child.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    ca = pki.CertificateAuthority("webhook-ca")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    serving = ca.issue("127.0.0.1", server=True)
+    (certs / "tls.crt").write_bytes(serving.cert_pem)
+    (certs / "tls.key").write_bytes(serving.key_pem)
     replicas = []
+    webhook_ports = {}
     for i in range(2):
         workdir = tmp_path / f"r{i}"
         workdir.mkdir()
+        port = devclusters.free_port()
         replica = ControllerProcess(
             workdir,
             env.plane[local_name].kubeconfig,
@@ -133,7 +146,10 @@ async def test_leader_election_hands_over(env: Env, tmp_path: Path) -> None:
             f"--namespace={ns}",
             "--leader-elect",
             f"--leader-election-namespace={ns}",
+            f"--webhook-port={port}",
+            f"--webhook-cert-dir={certs}",
         )
+        webhook_ports[id(replica)] = port
         replica.start()
         replicas.append(replica)
     try:
@@ -148,6 +164,12 @@ async def test_leader_election_hands_over(env: Env, tmp_path: Path) -> None:
         leader = await eventually(one_leader, timeout=60, what="a single leader")
         standby = next(r for r in replicas if r is not leader)
         assert standby.http_get("/readyz")[0] == 200  # standby is healthy and ready
+        # The standby serves the admission webhook too: the webhook Service routes to it.
+        review = await asyncio.to_thread(
+            _admission_review, webhook_ports[id(standby)], ca.cert_pem, ns
+        )
+        assert review["response"]["allowed"] is False
+        assert "169.254.169.254" in review["response"]["status"]["message"]
         await child.create(
             landing(
                 ns,
@@ -188,6 +210,58 @@ async def test_leader_election_hands_over(env: Env, tmp_path: Path) -> None:
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def _admission_review(port: int, ca_pem: bytes, namespace: str) -> dict[str, Any]:
+    """POSTs an AdmissionReview for a Landing with a metadata-address server, as the API
+    server would."""
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "00000000-0000-0000-0000-000000000001",
+            "kind": {"group": "moons.kingdon.ci", "version": "v1alpha1", "kind": "Landing"},
+            "resource": {
+                "group": "moons.kingdon.ci",
+                "version": "v1alpha1",
+                "resource": "landings",
+            },
+            "requestKind": {"group": "moons.kingdon.ci", "version": "v1alpha1", "kind": "Landing"},
+            "requestResource": {
+                "group": "moons.kingdon.ci",
+                "version": "v1alpha1",
+                "resource": "landings",
+            },
+            "name": "probe",
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "tests"},
+            "object": {
+                "apiVersion": "moons.kingdon.ci/v1alpha1",
+                "kind": "Landing",
+                "metadata": {"name": "probe", "namespace": namespace},
+                "spec": {"server": "https://169.254.169.254"},
+            },
+            "oldObject": None,
+            "dryRun": False,
+            "options": None,
+        },
+    }
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{port}/validate",
+        data=json.dumps(review).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, context=ctx, timeout=5) as resp:  # noqa: S310
+                return dict(json.loads(resp.read()))
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def _scrape(replica: ControllerProcess) -> str:
