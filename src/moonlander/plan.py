@@ -38,6 +38,7 @@ class Reason(enum.StrEnum):
     INVALID_KUBECONFIG = "InvalidKubeconfig"
     PARENT_KUBECONFIG_UNAVAILABLE = "ParentKubeconfigUnavailable"
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    CREDENTIAL_REJECTED = "CredentialRejected"
     UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"
     CONFLICT = "Conflict"

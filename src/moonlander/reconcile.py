@@ -16,10 +16,12 @@ from typing import Any, cast
 import httpcore2
 import httpx2
 from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 from lightkube.types import PatchType
 
-from moonlander import api, minting, plan
+from moonlander import api, companions, minting, outputs, plan
 from moonlander.clusters import (
     AddressPolicyError,
     ClusterPool,
@@ -35,6 +37,7 @@ from moonlander.kubeconfig import (
     KubeconfigError,
     Policy,
     check_server,
+    credentials_from_token,
     parse_kubeconfig,
     render_kubeconfig,
 )
@@ -59,9 +62,10 @@ class Landed:
     service_account: str | None = None  # namespace/name of a minted ServiceAccount
     token_expires_at: datetime | None = None
     token_renew_at: datetime | None = None
+    provider_configs: tuple[str, ...] = ()
 
-    def as_status(self) -> dict[str, str]:
-        status = {
+    def as_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
             "cluster": self.cluster,
             "server": self.server,
             "namespace": self.namespace,
@@ -74,6 +78,8 @@ class Landed:
         if self.token_expires_at and self.token_renew_at:
             status["tokenExpiresAt"] = now_rfc3339(self.token_expires_at)
             status["tokenRenewAt"] = now_rfc3339(self.token_renew_at)
+        if self.provider_configs:
+            status["providerConfigs"] = list(self.provider_configs)
         return status
 
 
@@ -239,6 +245,12 @@ class Reconciler:
         """The source Secret's key and its validated kubeconfig."""
         source = await self._read_source(landing_ns, spec)
         data = source.data or {}
+        if spec.source_key is None and plan.is_token_secret(data):
+            # OCM managed-serviceaccount and service-account-token Secrets: token + ca.crt,
+            # the server comes from spec.server.
+            return plan.TOKEN_KEY, plan.credentials_from_token_secret(
+                data, spec.server, self.policy
+            )
         source_key = plan.select_source_key(data, spec.source_key, annotations_of(source))
         raw = plan.decode_secret_value(data, source_key)
         ref = f"source Secret {spec.source_namespace}/{spec.source_name} key {source_key!r}"
@@ -258,12 +270,21 @@ class Reconciler:
         except api.SpecError as err:
             raise LandingProblem(Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE) from None
 
+    def _output_spec(self, body: Mapping[str, Any]) -> outputs.OutputSpec:
+        try:
+            return outputs.parse_output_spec(
+                (body.get("spec") or {}).get("output"), landing_name=body["metadata"]["name"]
+            )
+        except api.SpecError as err:
+            raise LandingProblem(Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE) from None
+
     async def _land(
         self, body: Mapping[str, Any], spec: api.LandingSpec, key: str
     ) -> tuple[Landed, Target]:
         meta = body["metadata"]
         source_key, source_creds = await self._source_credentials(meta["namespace"], spec)
         mint_spec = self._mint_spec(body)
+        output = self._output_spec(body)
         # The payload grants access to one cluster; the Secret is written into another.
         payload: Credentials
         if spec.direction is api.Direction.PARENT_TO_CHILD:
@@ -283,28 +304,48 @@ class Reconciler:
             server = payload.server
         self._fail_fast(target)
         owner = plan.owner_value(meta["namespace"], meta["name"])
+        uid = meta.get("uid", "")
         token: minting.MintedToken | None = None
+        companions_present: list[str] = []
         try:
             await self._move_if_relocated(body, spec, target, owner)
             existing = await self._get_secret(target.client, spec.write_name, spec.target_namespace)
             if mint_spec is None:
-                kubeconfig = render_kubeconfig(
-                    payload.with_server(server, self.policy),
-                    name=payload.context_name or "moonlander",
+                landed_creds = payload.with_server(server, self.policy)
+            else:
+                landed_creds, token = await self._minted_credentials(
+                    body, mint_spec, payload, server, existing, output, owner, key
+                )
+            token_annotations = token.annotations() if token else None
+            if output.format is outputs.OutputFormat.ARGOCD:
+                assert output.argocd is not None
+                desired = outputs.argocd_cluster_secret(
+                    landed_creds,
+                    name=spec.write_name,
+                    namespace=spec.target_namespace,
+                    owner=owner,
+                    owner_uid=uid,
+                    spec=output.argocd,
+                    annotations=token_annotations,
                 )
             else:
-                kubeconfig, token = await self._minted_kubeconfig(
-                    body, mint_spec, payload, server, existing, owner, key
+                kubeconfig = render_kubeconfig(
+                    landed_creds,
+                    name=mint_spec.name if mint_spec else payload.context_name or "moonlander",
                 )
-            desired = plan.desired_secret(
-                name=spec.write_name,
-                namespace=spec.target_namespace,
-                owner=owner,
-                owner_uid=meta.get("uid", ""),
-                kubeconfig=kubeconfig,
-                annotations=token.annotations() if token else None,
-            )
+                desired = plan.desired_secret(
+                    name=spec.write_name,
+                    namespace=spec.target_namespace,
+                    owner=owner,
+                    owner_uid=uid,
+                    kubeconfig=kubeconfig,
+                    annotations=token_annotations,
+                )
+            if existing is None or not plan.is_current(existing, desired):
+                # About to land something new: it must work where it grants access.
+                await self._verify(payload if mint_spec is None else None, key)
             await self._apply(target, desired, owner, spec.adopt_existing, body, existing)
+            companions_present = await self._companions(body, spec, output, target, owner)
         except LandingProblem:
             raise
         except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
@@ -321,15 +362,69 @@ class Reconciler:
                 namespace=spec.target_namespace,
                 name=spec.write_name,
                 source_key=source_key,
-                content_hash=plan.content_hash(kubeconfig),
+                content_hash=desired["metadata"]["annotations"][api.HASH_ANNOTATION],
                 service_account=f"{mint_spec.namespace}/{mint_spec.name}" if mint_spec else None,
                 token_expires_at=token.expires_at if token else None,
                 token_renew_at=token.renew_at(mint_spec.renew_before_fraction)
                 if token and mint_spec
                 else None,
+                provider_configs=tuple(companions_present),
             ),
             target,
         )
+
+    async def _companions(
+        self,
+        body: Mapping[str, Any],
+        spec: api.LandingSpec,
+        output: outputs.OutputSpec,
+        target: Target,
+        owner: str,
+    ) -> list[str]:
+        """Crossplane ProviderConfigs next to the Secret, where their CRDs exist."""
+        desired = (
+            outputs.crossplane_objects(
+                output.crossplane,
+                secret_name=spec.write_name,
+                secret_namespace=spec.target_namespace,
+                owner=owner,
+                owner_uid=body["metadata"].get("uid", ""),
+            )
+            if output.crossplane is not None
+            else []
+        )
+        present, skipped = await companions.apply(target.client, desired, owner=owner)
+        if skipped:
+            log.info("%s: no CRD for %s in %s yet", owner, ", ".join(skipped), target.server)
+        previous = (_landed_from_status(body) or Landed("", "", "", "", "", "")).provider_configs
+        if set(previous) - set(present):  # asked for no more (name, scope or providers changed)
+            for removed in await companions.prune(target.client, owner=owner, keep=present):
+                self._count_write("ProviderConfig", "deleted")
+                log.info("%s: removed %s", owner, removed)
+        return present
+
+    async def _verify(self, creds: Credentials | None, key: str) -> None:
+        """Asks the cluster a credential grants access to who it is (SelfSubjectReview), so
+        a credential that does not authenticate is reported instead of landed. Minted tokens
+        (``creds`` None) were just issued by that cluster."""
+        if creds is None:
+            return
+        granting = self.clusters.get(creds)
+        self._fail_fast(granting)
+        try:
+            await granting.client.create(SelfSubjectReview(metadata=ObjectMeta()))
+        except ApiError as err:
+            if err.status.code == 401:
+                raise LandingProblem(
+                    Reason.CREDENTIAL_REJECTED,
+                    f"the credential to land does not authenticate at {creds.server} (401); "
+                    "it is not landed",
+                    Retry.BACKOFF,
+                ) from None
+            if err.status.code != 403:  # authenticated, only not allowed to ask: fine
+                raise await self._target_problem(granting, err, key) from None
+        except (httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+            raise await self._target_problem(granting, err, key) from None
 
     def _fail_fast(self, target: Target) -> None:
         if not target.reachable:
@@ -347,17 +442,18 @@ class Reconciler:
             await self.clusters.drop(target.key)
         return problem
 
-    async def _minted_kubeconfig(
+    async def _minted_credentials(
         self,
         body: Mapping[str, Any],
         mint_spec: minting.MintSpec,
         granting_creds: Credentials,
         server: str,
         existing: Mapping[str, Any] | None,
+        output: outputs.OutputSpec,
         owner: str,
         key: str,
-    ) -> tuple[str, minting.MintedToken]:
-        """A kubeconfig for the Landing's own ServiceAccount in the cluster it grants access
+    ) -> tuple[Credentials, minting.MintedToken]:
+        """Credentials of the Landing's own ServiceAccount in the cluster it grants access
         to: the identity is created or repaired, and the token already landed is kept until
         it is due for renewal or no longer authenticates."""
         granting = self.clusters.get(granting_creds)
@@ -369,7 +465,7 @@ class Reconciler:
             )
             if meta.get("generation") != (body.get("status") or {}).get("observedGeneration"):
                 await minting.prune(granting.client, mint_spec, owner=owner)  # spec changed
-            current = await self._reusable_token(granting, mint_spec, existing, owner)
+            current = await self._reusable_token(granting, mint_spec, existing, output, owner)
             token = current or await minting.mint_token(granting.client, mint_spec)
         except LandingProblem:
             raise
@@ -385,20 +481,21 @@ class Reconciler:
                 f"{granting.server}, expires {now_rfc3339(token.expires_at)}",
             )
         try:
-            kubeconfig = minting.build_kubeconfig(
-                server, granting_creds.ca_data, token, self.policy, name=mint_spec.name
+            creds = credentials_from_token(
+                server, granting_creds.ca_data, token.token, self.policy, name=mint_spec.name
             )
         except KubeconfigError as err:
             raise LandingProblem(
                 Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
             ) from None
-        return kubeconfig, token
+        return creds, token
 
     async def _reusable_token(
         self,
         granting: Target,
         mint_spec: minting.MintSpec,
         existing: Mapping[str, Any] | None,
+        output: outputs.OutputSpec,
         owner: str,
     ) -> minting.MintedToken | None:
         """The token in the landed Secret, if it is ours, not yet due for renewal, and still
@@ -408,9 +505,14 @@ class Reconciler:
         times = minting.token_times(annotations_of_dict(existing))
         if times is None:
             return None
+        data = existing.get("data") or {}
         try:
-            text = plan.decode_secret_value(existing.get("data") or {}, api.WRITTEN_KEYS[0])
-            creds = parse_kubeconfig(text, self.policy)
+            if output.format is outputs.OutputFormat.ARGOCD:
+                creds = outputs.argocd_credentials(data, self.policy)
+            else:
+                creds = parse_kubeconfig(
+                    plan.decode_secret_value(data, api.WRITTEN_KEYS[0]), self.policy
+                )
         except (LandingProblem, KubeconfigError):
             return None
         if not creds.token:
@@ -645,9 +747,10 @@ class Reconciler:
                 )
         try:
             await self._delete_if_ours(target.client, spec.write_name, spec.target_namespace, owner)
-            landed = _landed_from_status(body)
-            if landed is not None and landed.cluster == target.server:
+            if landed.cluster == target.server:
                 await self._delete_if_ours(target.client, landed.name, landed.namespace, owner)
+                if landed.provider_configs:
+                    await companions.prune(target.client, owner=owner, keep=())
         except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
             raise problem_from_error(err, f"cluster {target.server}") from None
         self.events.record(
@@ -756,4 +859,5 @@ def _landed_from_status(body: Mapping[str, Any]) -> Landed | None:
         name=str(landed.get("name", "")),
         source_key=str(landed.get("sourceKey", "")),
         content_hash=str(landed.get("contentHash", "")),
+        provider_configs=tuple(str(r) for r in landed.get("providerConfigs") or ()),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -279,11 +278,10 @@ def test_examples_parse(path: str) -> None:
 
 
 def test_docs_schema_enums_and_defaults_match_the_parser() -> None:
-    """The CRD snippet in docs/integrations.md names the same values the parser accepts."""
-    text = (ROOT / "docs" / "integrations.md").read_text()
-    block = re.search(r"<!-- spec.output schema -->\s*```yaml\n(.*?)```", text, re.S)
-    assert block
-    props = yaml.safe_load(block.group(1))["output"]["properties"]
+    """The Landing CRD's spec.output names the same values the parser accepts."""
+    crd = yaml.safe_load((ROOT / "config/crd/bases/moons.kingdon.ci_landings.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    props = spec["properties"]["output"]["properties"]
     assert props["format"]["enum"] == [f.value for f in OutputFormat]
     assert props["format"]["default"] == OutputSpec().format
     xp = props["crossplane"]["properties"]
