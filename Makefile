@@ -27,15 +27,16 @@ dev-clusters: setup ## parent, child-a, child-b in the foreground (Ctrl-C stops 
 	$(BIN)/moonlander dev-clusters up --dir .dev-clusters
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -45,6 +46,9 @@ e2e: setup
 
 test: setup lint typecheck ## lint, types, unit and end-to-end tests on real API servers
 	$(BIN)/pytest
+
+bench: setup ## the benchmark of docs/performance.md (about 10 minutes)
+	$(BIN)/python bench/run.py --out _out/bench.json
 
 clean:
 	rm -rf $(VENV) .demo .dev-clusters build dist src/*.egg-info

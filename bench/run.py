@@ -94,7 +94,7 @@ async def bounded(calls: list[Callable[[], Awaitable[Any]]], limit: int) -> list
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return str(resp.read().decode())
 
 
@@ -154,18 +154,26 @@ class Bench:
             yaml.safe_load((ROOT / "config/crd/bases/moons.kingdon.ci_landings.yaml").read_text())
         )
         await self.local.apply(crd, force=True)
-        await self.local.wait(CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"])
+        await self.local.wait(
+            CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
+        )
 
     async def namespace(self, name: str) -> None:
         for client in self.admin.values():
             with contextlib.suppress(ApiError):
                 await client.create(Namespace(metadata=ObjectMeta(name=name)))
 
-    def start_controller(self, ns: str, parent_file: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+    def start_controller(
+        self, ns: str, parent_file: Path, metrics_port: int
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"controller-{ns}.log").open("wb")
         return subprocess.Popen(
             [
-                sys.executable, "-m", "moonlander", "--log-level=WARNING", "run",
+                sys.executable,
+                "-m",
+                "moonlander",
+                "--log-level=WARNING",
+                "run",
                 f"--kubeconfig={self.plane.clusters['parent'].kubeconfig}",
                 f"--parent-kubeconfig={parent_file}",
                 f"--namespace={ns}",
@@ -184,7 +192,7 @@ class Bench:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                     if r.status == 200:
                         return
             await asyncio.sleep(0.2)
@@ -257,7 +265,9 @@ class Bench:
             case.parent_change_p50_s, case.parent_change_p99_s = await self._parent_change(
                 ns, n, m, children, parent_file
             )
-            case.source_change_p50_s, case.source_change_p99_s = await self._source_change(ns, children)
+            case.source_change_p50_s, case.source_change_p99_s = await self._source_change(
+                ns, children
+            )
             ports = {c: self.plane.clusters[c].port for c in children}
             case.connections_per_cluster = connections(controller.pid, ports)
             case.peak_rss_mb, case.cpu_seconds = proc_stats(controller.pid)
@@ -284,9 +294,14 @@ class Bench:
         seen: dict[str, float] = {}
         old_hashes: dict[str, str] = {}
         for child in children:
-            async for s in self.admin[child].list(Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}):
+            async for s in self.admin[child].list(
+                Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}
+            ):
                 old_hashes[s.metadata.name] = s.metadata.annotations[api.HASH_ANNOTATION]
-        watchers = [asyncio.create_task(self._watch_changes(child, ns, old_hashes, seen)) for child in children]
+        watchers = [
+            asyncio.create_task(self._watch_changes(child, ns, old_hashes, seen))
+            for child in children
+        ]
         await asyncio.sleep(1)
         tmp = parent_file.with_suffix(".new")
         tmp.write_text(new_text)
@@ -346,9 +361,13 @@ class Bench:
         changed: dict[str, float] = {}
 
         async def watch() -> None:
-            async for _op, s in self.local.watch(Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}):
+            async for _op, s in self.local.watch(
+                Secret, namespace=ns, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}
+            ):
                 name = s.metadata.name.removesuffix("-out")
-                if name in changed and s.metadata.annotations[api.HASH_ANNOTATION] != hashes.get(name):
+                if name in changed and s.metadata.annotations[api.HASH_ANNOTATION] != hashes.get(
+                    name
+                ):
                     seen.setdefault(name, time.monotonic() - changed[name])
 
         watcher = asyncio.create_task(watch())
@@ -382,13 +401,22 @@ class Bench:
             )
         await bounded(
             [
-                (lambda i=i: self.local.create(api.Landing.from_dict({"metadata": {"name": f"ld-{i}", "namespace": ns}, "spec": {}})))
+                (
+                    lambda i=i: self.local.create(
+                        api.Landing.from_dict(
+                            {"metadata": {"name": f"ld-{i}", "namespace": ns}, "spec": {}}
+                        )
+                    )
+                )
                 for i in range(n)
             ],
             32,
         )
         remote = {
-            child: AsyncClient(KubeConfig.from_file(self.plane.clusters[child].kubeconfig), field_manager="moonlander")
+            child: AsyncClient(
+                KubeConfig.from_file(self.plane.clusters[child].kubeconfig),
+                field_manager="moonlander",
+            )
             for child in children
         }
         payload = self.plane.clusters["parent"].kubeconfig.read_text()
@@ -398,13 +426,29 @@ class Bench:
                 child = children[i % m]
                 await self.local.get(Secret, f"{child}-admin", namespace=ns)
                 desired = plan.desired_secret(
-                    name=f"lk-{i}", namespace=ns, owner=f"{ns}/ld-{i}", owner_uid="", kubeconfig=payload
+                    name=f"lk-{i}",
+                    namespace=ns,
+                    owner=f"{ns}/ld-{i}",
+                    owner_uid="",
+                    kubeconfig=payload,
                 )
                 await remote[child].apply(Secret.from_dict(desired), force=True)
                 await self.local.patch(
                     api.Landing.Status,
                     f"ld-{i}",
-                    {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}},
+                    {
+                        "status": {
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "True",
+                                    "reason": "Synced",
+                                    "message": "",
+                                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                                }
+                            ]
+                        }
+                    },
                     namespace=ns,
                     patch_type=PatchType.MERGE,
                 )
@@ -426,13 +470,25 @@ def table(cases: list[Case]) -> str:
         ("lower bound (s)", lambda c: f"{c.lower_bound_s:.2f}"),
         ("ratio to lower bound", lambda c: f"{c.ratio_to_lower_bound:.2f}x"),
         ("create->Ready p50 / p99 (s)", lambda c: f"{c.ready_p50_s:.3f} / {c.ready_p99_s:.3f}"),
-        ("parent change p50 / p99 (s)", lambda c: f"{c.parent_change_p50_s:.3f} / {c.parent_change_p99_s:.3f}"),
-        ("source change p50 / p99 (s)", lambda c: f"{c.source_change_p50_s:.3f} / {c.source_change_p99_s:.3f}"),
-        ("idle requests / Landing", lambda c: f"{c.idle_requests_per_landing:.2f} in {c.idle_seconds:.0f}s"),
+        (
+            "parent change p50 / p99 (s)",
+            lambda c: f"{c.parent_change_p50_s:.3f} / {c.parent_change_p99_s:.3f}",
+        ),
+        (
+            "source change p50 / p99 (s)",
+            lambda c: f"{c.source_change_p50_s:.3f} / {c.source_change_p99_s:.3f}",
+        ),
+        (
+            "idle requests / Landing",
+            lambda c: f"{c.idle_requests_per_landing:.2f} in {c.idle_seconds:.0f}s",
+        ),
         ("idle writes", lambda c: f"{c.idle_writes:.0f}"),
         ("peak RSS (MB)", lambda c: f"{c.peak_rss_mb:.0f}"),
         ("CPU seconds", lambda c: f"{c.cpu_seconds:.1f}"),
-        ("TCP connections / cluster", lambda c: ", ".join(f"{k}={v}" for k, v in c.connections_per_cluster.items())),
+        (
+            "TCP connections / cluster",
+            lambda c: ", ".join(f"{k}={v}" for k, v in c.connections_per_cluster.items()),
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     lines = []

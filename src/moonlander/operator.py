@@ -230,6 +230,7 @@ async def run(options: Options) -> None:
             asyncio.create_task(parent.watch()),
             asyncio.create_task(secrets.run()),
             asyncio.create_task(_until_listable(local, options.namespaces, landings_listable)),
+            asyncio.create_task(_evict_idle_clients(clusters, drift)),
         ]
         operator = asyncio.create_task(
             kopf.operator(
@@ -273,6 +274,14 @@ async def run(options: Options) -> None:
             await runner.cleanup()
         await close_client(local)
         log.info("stopped in %.1fs", time.monotonic() - started)
+
+
+async def _evict_idle_clients(clusters: ClusterPool, drift: DriftWatches) -> None:
+    """Clients of credentials no Landing uses any more (rotated, or the Landing deleted)
+    are closed once idle; clients with a live drift watch stay."""
+    while True:
+        await asyncio.sleep(60)
+        await clusters.evict_idle(in_use=drift.in_use())
 
 
 async def _until_listable(
