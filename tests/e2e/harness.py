@@ -94,6 +94,15 @@ def landing(namespace: str, name: str, **spec: Any) -> Any:
     )
 
 
+async def landing_gone(client: AsyncClient, namespace: str, name: str) -> bool:
+    """True once the Landing no longer exists (its finalizer ran)."""
+    try:
+        await client.get(api.Landing, name, namespace=namespace)
+    except ApiError as err:
+        return err.status.code == 404
+    return False
+
+
 async def ready_condition(client: AsyncClient, namespace: str, name: str) -> dict[str, Any] | None:
     obj = await client.get(api.Landing, name, namespace=namespace)
     for cond in (obj.status or {}).get("conditions", []) if obj.status else []:

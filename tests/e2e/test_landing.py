@@ -31,6 +31,7 @@ from .harness import (
     eventually,
     kubeconfig_with_server,
     landing,
+    landing_gone,
     measure,
     mint_token_kubeconfig,
     ready_condition,
@@ -396,7 +397,7 @@ async def test_foreign_secret_is_left_untouched_unless_adopted(env: Env, namespa
 
     # Deleting the Landing never deletes the foreign Secret.
     await local.delete(api.Landing, "foreign", namespace=namespace)
-    await eventually(lambda: _gone(local, namespace, "foreign"), what="Landing deleted")
+    await eventually(lambda: landing_gone(local, namespace, "foreign"), what="Landing deleted")
     assert decoded(await landed(child, namespace, "theirs"), "kubeconfig") == "not ours"
 
     # With the explicit opt-in, the Secret is taken over.
@@ -413,14 +414,6 @@ async def test_foreign_secret_is_left_untouched_unless_adopted(env: Env, namespa
     adopted = await landed(child, namespace, "theirs")
     assert yaml.safe_load(decoded(adopted, "kubeconfig"))["kind"] == "Config"
     assert adopted.metadata.annotations[api.OWNER_ANNOTATION] == f"{namespace}/adopter"
-
-
-async def _gone(client: AsyncClient, namespace: str, name: str) -> bool:
-    try:
-        await client.get(api.Landing, name, namespace=namespace)
-    except ApiError as err:
-        return err.status.code == 404
-    return False
 
 
 async def test_deletion_with_delete_and_orphan(env: Env, namespace: str) -> None:
@@ -445,8 +438,8 @@ async def test_deletion_with_delete_and_orphan(env: Env, namespace: str) -> None
 
     await local.delete(api.Landing, "del", namespace=namespace)
     await local.delete(api.Landing, "orph", namespace=namespace)
-    await eventually(lambda: _gone(local, namespace, "del"), what="del gone")
-    await eventually(lambda: _gone(local, namespace, "orph"), what="orph gone")
+    await eventually(lambda: landing_gone(local, namespace, "del"), what="del gone")
+    await eventually(lambda: landing_gone(local, namespace, "orph"), what="orph gone")
     assert await get_secret(child, namespace, "del") is None
     assert await get_secret(child, namespace, "orph") is not None
 
@@ -506,7 +499,7 @@ async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(
             timeout=40,
             what="deletion message",
         )
-        assert not await _gone(local, namespace, "dead")
+        assert not await landing_gone(local, namespace, "dead")
         # ... until switching to Orphan releases it.
         await local.patch(
             api.Landing,
@@ -516,7 +509,9 @@ async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(
             patch_type=_merge(),
         )
         await eventually(
-            lambda: _gone(local, namespace, "dead"), timeout=30, what="orphaned Landing released"
+            lambda: landing_gone(local, namespace, "dead"),
+            timeout=30,
+            what="orphaned Landing released",
         )
     finally:
         await proxy.close()

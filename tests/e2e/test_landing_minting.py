@@ -18,7 +18,16 @@ from moonlander import api
 from moonlander.devclusters import ClusterSpec, ControlPlane
 
 from .conftest import Env
-from .harness import PLANTED, decoded, eventually, landing, measure, secret_with, wait_reason
+from .harness import (
+    PLANTED,
+    decoded,
+    eventually,
+    landing,
+    landing_gone,
+    measure,
+    secret_with,
+    wait_reason,
+)
 from .test_landing import get_secret, kubectl, landed
 
 pytestmark = pytest.mark.e2e
@@ -286,14 +295,6 @@ async def test_lifetime_follows_what_the_api_server_granted(
             )["users"][0]["user"]["token"]
         )
         await local.delete(api.Landing, "short", namespace=namespace)
-        await eventually(lambda: _gone(local, namespace, "short"), what="Landing deleted")
+        await eventually(lambda: landing_gone(local, namespace, "short"), what="Landing deleted")
     finally:
         await asyncio.to_thread(plane.stop)
-
-
-async def _gone(client: AsyncClient, namespace: str, name: str) -> bool:
-    try:
-        await client.get(api.Landing, name, namespace=namespace)
-    except ApiError as err:
-        return err.status.code == 404
-    return False
