@@ -81,6 +81,8 @@ class Controller:
             self._forget(key)
             return
         previous = self.landings.get(key)
+        if previous is not None and not _newer(meta, previous["metadata"]):
+            return  # an event older than our own write, which observe() already recorded
         self.landings[key] = body
         self._index_source(key, body)
         if previous is None or _trigger_view(previous) != _trigger_view(body):

@@ -33,6 +33,14 @@ WatchKey = tuple[str, str]  # (target key, kind)
 EchoCheck = Callable[[str, str, str, str, str | None], bool]
 
 
+def _version(meta: dict[str, Any]) -> int:
+    # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
+    try:
+        return int(meta.get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 class _ClusterWatch:
     def __init__(
         self, target: Target, kind: str, enqueue: Callable[[str], None], is_echo: EchoCheck
@@ -44,6 +52,21 @@ class _ClusterWatch:
         self.landings: dict[str, str] = {}  # landing key -> namespace of interest
         self.namespaced = False  # fell back to per-namespace watches
         self.tasks: dict[str | None, asyncio.Task[None]] = {}  # None: the cluster-wide watch
+        # The objects the watches see, by (namespace, name), as JSON: an informer cache that
+        # spares reconciles a read. Trusted only where a list has completed ("synced").
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.synced: set[str | None] = set()
+
+    def covers(self, namespace: str) -> bool:
+        return (namespace if self.namespaced else None) in self.synced
+
+    def remember(self, obj: dict[str, Any]) -> None:
+        """Records an object as seen, unless the cache already holds a newer version."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        current = self.objects.get(key)
+        if current is None or _version(meta) >= _version(current.get("metadata") or {}):
+            self.objects[key] = obj
 
     def sync(self) -> None:
         """Starts or stops watches so they cover exactly what the Landings need."""
@@ -55,21 +78,52 @@ class _ClusterWatch:
             if ns not in self.tasks:
                 self.tasks[ns] = asyncio.create_task(self._run(ns))
 
+    async def _list(self, namespace: str | None) -> str:
+        """Lists what exists (replacing what the cache held there); returns the version to
+        watch from."""
+        listing = self.target.watch_client().list(
+            KINDS[self.kind], namespace=namespace or "*", labels=_SELECTOR
+        )
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        async for obj in listing:
+            body = obj.to_dict()
+            meta = body["metadata"]
+            seen[(meta.get("namespace", ""), meta["name"])] = body
+        for key in [k for k in self.objects if namespace is None or k[0] == namespace]:
+            if key not in seen:
+                del self.objects[key]
+        for body in seen.values():
+            self.remember(body)
+        self.synced.add(namespace)
+        return listing.resourceVersion
+
     async def _run(self, namespace: str | None) -> None:
         failures = 0
         client = self.target.watch_client()
         resource = KINDS[self.kind]
         while True:
             try:
+                version = await self._list(namespace)
                 async for op, obj in client.watch(
-                    resource, namespace=namespace or "*", labels=_SELECTOR, server_timeout=300
+                    resource,
+                    namespace=namespace or "*",
+                    labels=_SELECTOR,
+                    server_timeout=300,
+                    resource_version=version,
                 ):
                     failures = 0
-                    owner = annotations_of(obj).get(api.OWNER_ANNOTATION)
+                    body = obj.to_dict()
                     meta = obj.metadata
-                    if not owner or meta is None:
+                    if meta is None:
                         continue
-                    digest = plan.secret_digest(obj.to_dict()) if self.kind == "Secret" else None
+                    if op == "DELETED":
+                        self.objects.pop((meta.namespace or "", meta.name or ""), None)
+                    else:
+                        self.remember(body)
+                    owner = annotations_of(obj).get(api.OWNER_ANNOTATION)
+                    if not owner:
+                        continue
+                    digest = plan.secret_digest(body) if self.kind == "Secret" else None
                     echo = op != "DELETED" and self.is_echo(
                         self.target.key,
                         meta.namespace or "",
@@ -95,6 +149,8 @@ class _ClusterWatch:
             except httpx2.HTTPError as err:
                 failures += 1
                 log.debug("%s watch on %s: %s", self.kind, self.target.server, type(err).__name__)
+            # Until the next list completes, the cache may miss changes: reads go to the API.
+            self.synced.discard(namespace)
             await asyncio.sleep(backoff_delay(max(failures, 1), cap=30.0))
 
     def close(self) -> list[asyncio.Task[None]]:
@@ -154,6 +210,29 @@ class DriftWatches:
         else:
             del self._watches[wkey]
             watch.close()
+
+    def cached(
+        self, target: Target, namespace: str, name: str
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """(True, the landed Secret or None if absent) when the target's Secret watch has a
+        complete picture of that namespace; (False, None) when only a read can tell."""
+        watch = self._watches.get((target.key, "Secret"))
+        if watch is None or not watch.covers(namespace):
+            return False, None
+        return True, watch.objects.get((namespace, name))
+
+    def remember(
+        self, target: Target, obj: dict[str, Any] | None, namespace: str, name: str
+    ) -> None:
+        """Our own write (``obj``) or delete (None), so the next reconcile sees it even
+        before the watch event arrives."""
+        watch = self._watches.get((target.key, "Secret"))
+        if watch is None:
+            return
+        if obj is None:
+            watch.objects.pop((namespace, name), None)
+        else:
+            watch.remember(obj)
 
     def in_use(self) -> set[str]:
         return {wkey[0] for wkey in self._watches}

@@ -28,7 +28,7 @@ class ParentKubeconfig:
         policy: Policy,
         on_change: Callable[[], None],
         *,
-        interval: float = 1.0,
+        interval: float = 0.25,
     ) -> None:
         self.path = path
         self._policy = policy

@@ -8,6 +8,7 @@ of secret material and a retry class; the caller schedules the next attempt.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ from moonlander.sources import get_metadata
 log = logging.getLogger(__name__)
 
 LANDING = api.Landing
+VERIFIED_FOR = 60.0  # seconds a credential stays verified before it is asked about again
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class Reconciler:
         # What we last wrote to each landed Secret (digest of data and ownership marks): a
         # watch event showing exactly that is our own write, whatever order it arrives in.
         self.own_digests: dict[tuple[str, str, str], str] = {}
+        # Credential fingerprint -> when a SelfSubjectReview last accepted it.
+        self._verified: dict[str, float] = {}
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]
@@ -196,9 +200,9 @@ class Reconciler:
             await self._ensure_finalizer(body)
             landed, target = await self._land(body, spec, key)
             renew_in = None
-            if landed.token_renew_at is not None:
+            if landed.token_renew_at is not None and landed.token_expires_at is not None:
                 renew_in = max(1.0, (landed.token_renew_at - datetime.now(UTC)).total_seconds())
-                self.token_expiry[(ns, name)] = landed.token_expires_at.timestamp()  # type: ignore[union-attr]
+                self.token_expiry[(ns, name)] = landed.token_expires_at.timestamp()
             outcome = Outcome(
                 True,
                 Reason.SYNCED,
@@ -309,7 +313,7 @@ class Reconciler:
         companions_present: list[str] = []
         try:
             await self._move_if_relocated(body, spec, target, owner)
-            existing = await self._get_secret(target.client, spec.write_name, spec.target_namespace)
+            existing = await self._landed_secret(target, spec.target_namespace, spec.write_name)
             if mint_spec is None:
                 landed_creds = payload.with_server(server, self.policy)
             else:
@@ -409,6 +413,9 @@ class Reconciler:
         (``creds`` None) were just issued by that cluster."""
         if creds is None:
             return
+        fingerprint = creds.fingerprint()
+        if time.monotonic() - self._verified.get(fingerprint, -VERIFIED_FOR) < VERIFIED_FOR:
+            return  # many Landings land the same parent credential: ask once a minute
         granting = self.clusters.get(creds)
         self._fail_fast(granting)
         try:
@@ -425,6 +432,9 @@ class Reconciler:
                 raise await self._target_problem(granting, err, key) from None
         except (httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
             raise await self._target_problem(granting, err, key) from None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[fingerprint] = time.monotonic()
 
     def _fail_fast(self, target: Target) -> None:
         if not target.reachable:
@@ -601,6 +611,15 @@ class Reconciler:
                     raise
         self._namespaces.add((target.key, namespace))
 
+    async def _landed_secret(
+        self, target: Target, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        """The Secret as the target's watch cache has it, or as read when it cannot tell."""
+        known, obj = self.drift.cached(target, namespace, name)
+        if known:
+            return obj
+        return await self._get_secret(target.client, name, namespace)
+
     async def _get_secret(
         self, client: AsyncClient, name: str, namespace: str
     ) -> dict[str, Any] | None:
@@ -624,9 +643,26 @@ class Reconciler:
         client = target.client
         name = desired["metadata"]["name"]
         namespace = desired["metadata"]["namespace"]
+        obj = cast(Secret, Secret.from_dict(desired))
         if existing is None:
             await self._ensure_namespace(target, namespace)
-        else:
+            # Create, never apply, what we believe absent: the watch cache only sees Secrets
+            # Moonlander manages, so a foreign one of that name must make this fail (409)
+            # rather than be overwritten.
+            try:
+                written = await client.create(obj)
+            except ApiError as err:
+                if err.status.code == 404:  # the namespace went away since we saw it
+                    self._namespaces.discard((target.key, namespace))
+                if err.status.code != 409:
+                    raise
+                existing = await self._get_secret(client, name, namespace)
+                if existing is None:
+                    raise
+            else:
+                self._record_write(target, desired, written, body, created=True)
+                return
+        if existing is not None:
             ownership = plan.ownership(existing, owner)
             if ownership is plan.Ownership.FOREIGN and not adopt:
                 raise LandingProblem(
@@ -639,19 +675,28 @@ class Reconciler:
                 return
             if plan.type_change_needed(existing, desired):
                 await client.delete(Secret, name, namespace=namespace)
-        try:
-            written = await client.apply(cast(Secret, Secret.from_dict(desired)), force=True)
-        except ApiError as err:
-            if err.status.code == 404:  # the namespace went away since we saw it
-                self._namespaces.discard((target.key, namespace))
-            raise
+        written = await client.apply(obj, force=True)
+        self._record_write(target, desired, written, body, created=False)
+
+    def _record_write(
+        self,
+        target: Target,
+        desired: Mapping[str, Any],
+        written: Secret,
+        body: Mapping[str, Any],
+        *,
+        created: bool,
+    ) -> None:
+        namespace = desired["metadata"]["namespace"]
+        name = desired["metadata"]["name"]
         self.own_digests[(target.key, namespace, name)] = plan.secret_digest(desired)
+        self.drift.remember(target, written.to_dict(), namespace, name)
         if written.metadata and written.metadata.resourceVersion:
             if len(self.own_writes) > 10_000:  # echoes lost to watch restarts: start afresh
                 self.own_writes.clear()
             self.own_writes.add((target.key, namespace, name, written.metadata.resourceVersion))
-        self._count_write("Secret", "Created" if existing is None else "Updated")
-        if existing is not None:  # a first landing is reported by the Synced transition
+        self._count_write("Secret", "Created" if created else "Updated")
+        if not created:  # a first landing is reported by the Synced transition
             self.events.record(
                 body, "Normal", "Updated", f"updated Secret {namespace}/{name} in {target.server}"
             )
@@ -669,20 +714,19 @@ class Reconciler:
             return
         if (previous.namespace, previous.name) == (spec.target_namespace, spec.write_name):
             return
-        await self._delete_if_ours(target.client, previous.name, previous.namespace, owner)
+        await self._delete_if_ours(target, previous.name, previous.namespace, owner)
 
-    async def _delete_if_ours(
-        self, client: AsyncClient, name: str, namespace: str, owner: str
-    ) -> bool:
-        existing = await self._get_secret(client, name, namespace)
+    async def _delete_if_ours(self, target: Target, name: str, namespace: str, owner: str) -> bool:
+        existing = await self._get_secret(target.client, name, namespace)
         if existing is None or plan.ownership(existing, owner) is not plan.Ownership.OURS:
             return False
         try:
-            await client.delete(Secret, name, namespace=namespace)
+            await target.client.delete(Secret, name, namespace=namespace)
             self._count_write("Secret", "deleted")
         except ApiError as err:
             if err.status.code != 404:
                 raise
+        self.drift.remember(target, None, namespace, name)
         return True
 
     # -- deletion ------------------------------------------------------------------------
@@ -746,9 +790,9 @@ class Reconciler:
                     f"{len(removed) - 1} RBAC objects from {granting.server}",
                 )
         try:
-            await self._delete_if_ours(target.client, spec.write_name, spec.target_namespace, owner)
+            await self._delete_if_ours(target, spec.write_name, spec.target_namespace, owner)
             if landed.cluster == target.server:
-                await self._delete_if_ours(target.client, landed.name, landed.namespace, owner)
+                await self._delete_if_ours(target, landed.name, landed.namespace, owner)
                 if landed.provider_configs:
                     await companions.prune(target.client, owner=owner, keep=())
         except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:

@@ -445,6 +445,7 @@ async def test_sigterm_mid_burst_exits_cleanly_and_a_restart_converges(
     (tmp_path / "b").mkdir()
     second.start()
     try:
+        second.wait_started()
         for i in range(40):
             await wait_reason(child, ns, f"l{i}", "Synced", timeout=60)
     finally:
