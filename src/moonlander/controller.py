@@ -43,6 +43,15 @@ def _trigger_view(body: Mapping[str, Any]) -> tuple[Any, ...]:
     return (meta.get("generation"), meta.get("deletionTimestamp"))
 
 
+def _slim(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Landing without metadata.managedFields: kept in memory for every Landing, never
+    read, and often larger than the rest."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
     # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
     try:
@@ -83,7 +92,7 @@ class Controller:
         previous = self.landings.get(key)
         if previous is not None and not _newer(meta, previous["metadata"]):
             return  # an event older than our own write, which observe() already recorded
-        self.landings[key] = body
+        self.landings[key] = _slim(body)
         self._index_source(key, body)
         if previous is None or _trigger_view(previous) != _trigger_view(body):
             self.queue.add(key)
@@ -97,7 +106,7 @@ class Controller:
         key = landing_key(meta["namespace"], meta["name"])
         current = self.landings.get(key)
         if current is None or _newer(meta, current["metadata"]):
-            self.landings[key] = body
+            self.landings[key] = _slim(body)
 
     def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
         """A Secret in the local cluster changed (``meta``: its metadata, never its data)."""

@@ -63,6 +63,8 @@ class _ClusterWatch:
     def remember(self, obj: dict[str, Any]) -> None:
         """Records an object as seen, unless the cache already holds a newer version."""
         meta = obj.get("metadata") or {}
+        if "managedFields" in meta:  # often larger than the object itself, and never read
+            obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         current = self.objects.get(key)
         if current is None or _version(meta) >= _version(current.get("metadata") or {}):
