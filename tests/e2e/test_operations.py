@@ -35,6 +35,7 @@ from .harness import (
     eventually,
     install_crd,
     landing,
+    measure,
     secret_with,
     wait_reason,
 )
@@ -200,7 +201,7 @@ async def test_leader_election_hands_over(env: Env, tmp_path: Path) -> None:
         assert "acquired leader Lease" in standby.log()
         lease = await child.get(Lease, "moonlander-leader", namespace=ns)
         assert lease.spec.leaseTransitions >= 1
-        print(f"takeover after SIGKILL of the leader: {takeover:.1f}s")
+        measure("leader SIGKILLed -> standby converged a new Landing", takeover)
 
         # Graceful: SIGTERM releases the Lease and exits 0.
         assert standby.stop() == 0
