@@ -219,9 +219,6 @@ class ClusterPool:
         target.last_used = time.monotonic()
         return target
 
-    def __len__(self) -> int:
-        return len(self._targets)
-
     def targets(self) -> list[Target]:
         return list(self._targets.values())
 

@@ -239,9 +239,6 @@ class DriftWatches:
     def in_use(self) -> set[str]:
         return {wkey[0] for wkey in self._watches}
 
-    def watch_count(self) -> int:
-        return sum(len(w.tasks) for w in self._watches.values())
-
     async def close(self) -> None:
         tasks = [t for w in self._watches.values() for t in w.close()]
         self._watches.clear()
