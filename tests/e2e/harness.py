@@ -168,12 +168,18 @@ class ControllerProcess:
                 env=env,
             )
 
-    def wait_started(self, timeout: float = 60.0) -> None:
+    def wait_started(self, timeout: float = 60.0, *, ready: bool = True) -> None:
+        """Until the controller reconciles and, with ``ready``, its /readyz says its watches
+        are established."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None and self.proc.poll() is None, self.log_tail()
             if "moonlander running" in self.log():
-                return
+                if not ready:
+                    return
+                with contextlib.suppress(OSError):
+                    if self.http_get("/readyz")[0] == 200:
+                        return
             time.sleep(0.2)
         raise AssertionError(f"controller did not start:\n{self.log_tail()}")
 

@@ -93,7 +93,7 @@ async def test_readiness_waits_for_the_landing_watch(env: Env, tmp_path: Path) -
     )
     controller.start()
     try:
-        controller.wait_started()
+        controller.wait_started(ready=False)
 
         async def answered() -> tuple[int, str] | None:
             try:
