@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -30,7 +29,7 @@ from moonlander.clusters import (
     annotations_of,
     annotations_of_dict,
 )
-from moonlander.conditions import READY, find, now_rfc3339, set_condition
+from moonlander.conditions import now_rfc3339
 from moonlander.drift import DriftWatches
 from moonlander.events import EventRecorder
 from moonlander.kubeconfig import (
@@ -46,43 +45,12 @@ from moonlander.metrics import Metrics
 from moonlander.parent import ParentKubeconfig
 from moonlander.plan import LandingProblem, Outcome, Reason, Retry
 from moonlander.sources import get_metadata
+from moonlander.status import Landed, landed_from_status, next_status
 
 log = logging.getLogger(__name__)
 
 LANDING = api.Landing
 VERIFIED_FOR = 60.0  # seconds a credential stays verified before it is asked about again
-
-
-@dataclass(frozen=True)
-class Landed:
-    cluster: str
-    server: str
-    namespace: str
-    name: str
-    source_key: str
-    content_hash: str
-    service_account: str | None = None  # namespace/name of a minted ServiceAccount
-    token_expires_at: datetime | None = None
-    token_renew_at: datetime | None = None
-    provider_configs: tuple[str, ...] = ()
-
-    def as_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {
-            "cluster": self.cluster,
-            "server": self.server,
-            "namespace": self.namespace,
-            "name": self.name,
-            "sourceKey": self.source_key,
-            "contentHash": self.content_hash,
-        }
-        if self.service_account:
-            status["serviceAccount"] = self.service_account
-        if self.token_expires_at and self.token_renew_at:
-            status["tokenExpiresAt"] = now_rfc3339(self.token_expires_at)
-            status["tokenRenewAt"] = now_rfc3339(self.token_renew_at)
-        if self.provider_configs:
-            status["providerConfigs"] = list(self.provider_configs)
-        return status
 
 
 def landing_key(namespace: str, name: str) -> str:
@@ -192,7 +160,7 @@ class Reconciler:
             outcome = Outcome(
                 False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE
             )
-            await self._write_status(body, outcome, spec, _landed_from_status(body))
+            await self._write_status(body, outcome, spec, landed_from_status(body))
             return outcome
         landed: Landed | None = None
         target: Target | None = None
@@ -216,7 +184,7 @@ class Reconciler:
             outcome = problem_from_error(err, "cluster API").outcome
         if target is not None and outcome.ready:
             self.clusters.record_success(target)
-        await self._write_status(body, outcome, spec, landed or _landed_from_status(body))
+        await self._write_status(body, outcome, spec, landed or landed_from_status(body))
         return outcome
 
     def is_echo(
@@ -400,7 +368,7 @@ class Reconciler:
         present, skipped = await companions.apply(target.client, desired, owner=owner)
         if skipped:
             log.info("%s: no CRD for %s in %s yet", owner, ", ".join(skipped), target.server)
-        previous = (_landed_from_status(body) or Landed("", "", "", "", "", "")).provider_configs
+        previous = (landed_from_status(body) or Landed("", "", "", "", "", "")).provider_configs
         if set(previous) - set(present):  # asked for no more (name, scope or providers changed)
             for removed in await companions.prune(target.client, owner=owner, keep=present):
                 self._count_write("ProviderConfig", "deleted")
@@ -709,7 +677,7 @@ class Reconciler:
         self, body: Mapping[str, Any], spec: api.LandingSpec, target: Target, owner: str
     ) -> None:
         """When the target name or namespace changed, the old Secret (if ours) is removed."""
-        previous = _landed_from_status(body)
+        previous = landed_from_status(body)
         if previous is None or previous.cluster != target.server:
             return
         if (previous.namespace, previous.name) == (spec.target_namespace, spec.write_name):
@@ -752,7 +720,7 @@ class Reconciler:
                     Retry.BACKOFF,
                     problem.outcome.retry_after,
                 )
-                await self._write_status(body, outcome, spec, _landed_from_status(body))
+                await self._write_status(body, outcome, spec, landed_from_status(body))
                 return outcome
         self.drift.release(key)
         await self._remove_finalizer(body)
@@ -761,7 +729,7 @@ class Reconciler:
     async def _revoke(self, body: Mapping[str, Any], spec: api.LandingSpec) -> None:
         meta = body["metadata"]
         owner = plan.owner_value(meta["namespace"], meta["name"])
-        landed = _landed_from_status(body)
+        landed = landed_from_status(body)
         if landed is None:
             return  # nothing was ever landed
         mint_spec = self._mint_spec(body)
@@ -844,44 +812,23 @@ class Reconciler:
         landed: Landed | None,
     ) -> None:
         meta = body["metadata"]
-        current: Mapping[str, Any] = body.get("status") or {}
-        now = now_rfc3339()
-        generation = meta.get("generation")
-        ready = "True" if outcome.ready else "False"
-        if outcome.reason is Reason.SUSPENDED:
-            ready = "Unknown"
-        conditions = set_condition(
-            current.get("conditions") or [],
-            type_=READY,
-            status=ready,
-            reason=outcome.reason.value,
-            message=outcome.message,
-            observed_generation=generation,
-            now=now,
+        update = next_status(
+            body.get("status") or {},
+            outcome=outcome,
+            generation=meta.get("generation"),
+            target=spec.target if spec is not None else None,
+            landed=landed,
+            now=now_rfc3339(),
         )
-        status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
-        if spec is not None:
-            status["target"] = spec.target
-        if landed is not None:
-            status["landed"] = landed.as_status()
-        changed = any(current.get(k) != v for k, v in status.items())
-        if not changed:
-            return
-        if outcome.ready:
-            status["lastSyncTime"] = now
-        previous = find(current.get("conditions"), READY)
-        if previous is None or previous.get("reason") != outcome.reason.value:
-            self.events.record(
-                body,
-                "Normal" if outcome.ready or outcome.reason is Reason.SUSPENDED else "Warning",
-                outcome.reason.value,
-                outcome.message,
-            )
+        if update is None:
+            return  # nothing changed: nothing is written
+        if update.event is not None:
+            self.events.record(body, *update.event)
         try:
             updated = await self.local.patch(
                 LANDING.Status,
                 meta["name"],
-                {"status": status},
+                {"status": update.status},
                 namespace=meta["namespace"],
                 patch_type=PatchType.MERGE,
             )
@@ -890,18 +837,3 @@ class Reconciler:
         except ApiError as err:
             if err.status.code != 404:  # deleted meanwhile: nothing to report on
                 raise
-
-
-def _landed_from_status(body: Mapping[str, Any]) -> Landed | None:
-    landed = (body.get("status") or {}).get("landed")
-    if not isinstance(landed, Mapping) or not landed.get("name"):
-        return None
-    return Landed(
-        cluster=str(landed.get("cluster", "")),
-        server=str(landed.get("server", "")),
-        namespace=str(landed.get("namespace", "")),
-        name=str(landed.get("name", "")),
-        source_key=str(landed.get("sourceKey", "")),
-        content_hash=str(landed.get("contentHash", "")),
-        provider_configs=tuple(str(r) for r in landed.get("providerConfigs") or ()),
-    )
