@@ -35,7 +35,7 @@ def fragments(env: Env) -> list[str]:
     return [f for f in found if len(f) >= 20]
 
 
-async def test_no_secret_material_in_logs_events_status(env: Env) -> None:
+async def test_no_secret_material_in_logs_events_status_metrics(env: Env) -> None:
     secrets = fragments(env)
     assert len(secrets) >= 20
     assert "DEBUG" in env.controller.log()  # the scan covers debug logging
@@ -45,7 +45,9 @@ async def test_no_secret_material_in_logs_events_status(env: Env) -> None:
         "controller log": env.controller.log(),
         "events": "\n".join(f"{e.reason} {e.message}" for e in events),
         "status": "\n".join(yaml.safe_dump(obj.to_dict().get("status") or {}) for obj in landings),
+        "metrics": env.controller.http_get("/metrics")[1],
     }
+    assert "moonlander_reconciles_total" in haystacks["metrics"]
     assert len(events) > 20 and len(landings) > 20
     leaks = [
         (where, s[:12] + "…") for where, text in haystacks.items() for s in secrets if s in text
