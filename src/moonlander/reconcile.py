@@ -23,7 +23,6 @@ from lightkube.types import PatchType
 
 from moonlander import api, companions, minting, outputs, plan
 from moonlander.clusters import (
-    AddressPolicyError,
     ClusterPool,
     Target,
     annotations_of,
@@ -31,6 +30,7 @@ from moonlander.clusters import (
 )
 from moonlander.conditions import now_rfc3339
 from moonlander.drift import DriftWatches
+from moonlander.errors import API_ERRORS, problem_from_error
 from moonlander.events import EventRecorder
 from moonlander.kubeconfig import (
     Credentials,
@@ -55,47 +55,6 @@ VERIFIED_FOR = 60.0  # seconds a credential stays verified before it is asked ab
 
 def landing_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
-
-
-def problem_from_error(err: BaseException, where: str) -> LandingProblem:
-    """Classifies an API or transport error; messages carry status text, never bodies we sent."""
-    if isinstance(err, LandingProblem):
-        return err
-    if isinstance(err, AddressPolicyError):
-        return LandingProblem(Reason.INVALID_KUBECONFIG, f"{where}: {err}", Retry.ON_CHANGE)
-    if isinstance(err, ApiError):
-        code = err.status.code or 0
-        text = f"{where}: {code} {err.status.reason or ''}: {(err.status.message or '')[:300]}"
-        if code == 401:
-            return LandingProblem(Reason.UNAUTHORIZED, text, Retry.BACKOFF)
-        if code == 403:
-            return LandingProblem(Reason.FORBIDDEN, text, Retry.BACKOFF)
-        if code == 429:
-            retry_after = _retry_after(err.response)
-            return LandingProblem(Reason.TRANSIENT_ERROR, text, Retry.BACKOFF, retry_after)
-        return LandingProblem(Reason.TRANSIENT_ERROR, text, Retry.BACKOFF)
-    if isinstance(err, (httpx2.TransportError, httpcore2.ConnectError, TimeoutError)):
-        detail = type(err).__name__ + (f": {err}" if str(err) else "")
-        return LandingProblem(Reason.CLUSTER_UNREACHABLE, f"{where}: {detail[:300]}", Retry.BACKOFF)
-    if isinstance(err, httpx2.HTTPStatusError):
-        code = err.response.status_code
-        return LandingProblem(
-            Reason.TRANSIENT_ERROR,
-            f"{where}: HTTP {code}",
-            Retry.BACKOFF,
-            _retry_after(err.response) if code == 429 else None,
-        )
-    raise err
-
-
-def _retry_after(response: httpx2.Response | None) -> float | None:
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After", "")
-    try:
-        return min(float(value), 600.0)
-    except ValueError:
-        return None
 
 
 class Reconciler:
@@ -180,7 +139,7 @@ class Reconciler:
             )
         except LandingProblem as problem:
             outcome = problem.outcome
-        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+        except API_ERRORS as err:
             outcome = problem_from_error(err, "cluster API").outcome
         if target is not None and outcome.ready:
             self.clusters.record_success(target)
@@ -320,7 +279,7 @@ class Reconciler:
             companions_present = await self._companions(body, spec, output, target, owner)
         except LandingProblem:
             raise
-        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+        except API_ERRORS as err:
             raise await self._target_problem(target, err, key) from None
         watches: list[tuple[Target, str, str]] = [(target, spec.target_namespace, "Secret")]
         if mint_spec is not None:
@@ -447,7 +406,7 @@ class Reconciler:
             token = current or await minting.mint_token(granting.client, mint_spec)
         except LandingProblem:
             raise
-        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+        except API_ERRORS as err:
             raise await self._target_problem(granting, err, key) from None
         if current is None:
             renewed = existing is not None and minting.token_times(annotations_of_dict(existing))
@@ -747,7 +706,7 @@ class Reconciler:
             granting = self.clusters.get(granting_creds)
             try:
                 removed = await minting.revoke(granting.client, mint_spec, owner=owner)
-            except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+            except API_ERRORS as err:
                 raise problem_from_error(err, f"cluster {granting.server}") from None
             if removed:
                 self.events.record(
@@ -763,7 +722,7 @@ class Reconciler:
                 await self._delete_if_ours(target, landed.name, landed.namespace, owner)
                 if landed.provider_configs:
                     await companions.prune(target.client, owner=owner, keep=())
-        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+        except API_ERRORS as err:
             raise problem_from_error(err, f"cluster {target.server}") from None
         self.events.record(
             body, "Normal", "Revoked", f"deleted Secret {spec.target} from {target.server}"
