@@ -10,7 +10,7 @@ import httpcore2
 import httpx2
 from lightkube import ApiError
 
-from moonlander.clusters import AddressPolicyError
+from moonlander.clusters import AddressPolicyError, ClusterPool, Target
 from moonlander.plan import LandingProblem, Reason, Retry
 
 # What calls to API servers raise when the cluster, not our code, is the problem.
@@ -56,3 +56,26 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
         return min(float(value), 600.0)
     except ValueError:
         return None
+
+
+def fail_fast(target: Target) -> None:
+    """A cluster that just failed is not dialled again until its backoff has passed."""
+    if not target.reachable:
+        raise LandingProblem(
+            Reason.CLUSTER_UNREACHABLE,
+            f"cluster {target.server} is unreachable ({target.last_error[:200]}); retrying",
+            Retry.BACKOFF,
+        )
+
+
+async def target_problem(
+    clusters: ClusterPool, target: Target, err: BaseException, key: str
+) -> LandingProblem:
+    """Classifies an error of a call to ``target`` and tells the pool about the cluster's
+    health: unreachable clusters get a probe; a client the server answered 401 is dropped."""
+    problem = problem_from_error(err, f"cluster {target.server}")
+    if problem.outcome.reason is Reason.CLUSTER_UNREACHABLE:
+        clusters.record_failure(target, problem.outcome.message, key)
+    if problem.outcome.reason is Reason.UNAUTHORIZED and not target.local:
+        await clusters.drop(target.key)
+    return problem

@@ -18,7 +18,7 @@ import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.authentication_v1 import SelfSubjectReview
-from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
+from lightkube.resources.core_v1 import Namespace, Secret
 from lightkube.types import PatchType
 
 from moonlander import api, companions, minting, outputs, plan
@@ -26,22 +26,21 @@ from moonlander.clusters import (
     ClusterPool,
     Target,
     annotations_of,
-    annotations_of_dict,
 )
 from moonlander.conditions import now_rfc3339
 from moonlander.drift import DriftWatches
-from moonlander.errors import API_ERRORS, problem_from_error
+from moonlander.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
 from moonlander.events import EventRecorder
 from moonlander.kubeconfig import (
     Credentials,
     KubeconfigError,
     Policy,
     check_server,
-    credentials_from_token,
     parse_kubeconfig,
     render_kubeconfig,
 )
 from moonlander.metrics import Metrics
+from moonlander.minted import Minter
 from moonlander.parent import ParentKubeconfig
 from moonlander.plan import LandingProblem, Outcome, Reason, Retry
 from moonlander.sources import get_metadata
@@ -80,6 +79,7 @@ class Reconciler:
         self.drift = drift
         self.events = events
         self.policy = policy
+        self.minter = Minter(clusters, events, policy)
         self.allow_cross_namespace = allow_cross_namespace
         # Told about every Landing this reconciler writes, so the next reconcile does not
         # act on a copy older than its own write while the watch event is still on its way.
@@ -192,15 +192,6 @@ class Reconciler:
                 Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
             ) from None
 
-    def _mint_spec(self, body: Mapping[str, Any]) -> minting.MintSpec | None:
-        try:
-            return minting.parse_mint_spec(
-                (body.get("spec") or {}).get("serviceAccount"),
-                landing_namespace=body["metadata"]["namespace"],
-            )
-        except api.SpecError as err:
-            raise LandingProblem(Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE) from None
-
     def _output_spec(self, body: Mapping[str, Any]) -> outputs.OutputSpec:
         try:
             return outputs.parse_output_spec(
@@ -214,7 +205,7 @@ class Reconciler:
     ) -> tuple[Landed, Target]:
         meta = body["metadata"]
         source_key, source_creds = await self._source_credentials(meta["namespace"], spec)
-        mint_spec = self._mint_spec(body)
+        mint_spec = self.minter.spec(body)
         output = self._output_spec(body)
         # The payload grants access to one cluster; the Secret is written into another.
         payload: Credentials
@@ -233,7 +224,7 @@ class Reconciler:
                 ) from None
         else:
             server = payload.server
-        self._fail_fast(target)
+        fail_fast(target)
         owner = plan.owner_value(meta["namespace"], meta["name"])
         uid = meta.get("uid", "")
         token: minting.MintedToken | None = None
@@ -244,7 +235,7 @@ class Reconciler:
             if mint_spec is None:
                 landed_creds = payload.with_server(server, self.policy)
             else:
-                landed_creds, token = await self._minted_credentials(
+                landed_creds, token = await self.minter.credentials(
                     body, mint_spec, payload, server, existing, output, owner, key
                 )
             token_annotations = token.annotations() if token else None
@@ -280,7 +271,7 @@ class Reconciler:
         except LandingProblem:
             raise
         except API_ERRORS as err:
-            raise await self._target_problem(target, err, key) from None
+            raise await target_problem(self.clusters, target, err, key) from None
         watches: list[tuple[Target, str, str]] = [(target, spec.target_namespace, "Secret")]
         if mint_spec is not None:
             granting = self.clusters.get(payload)
@@ -344,7 +335,7 @@ class Reconciler:
         if time.monotonic() - self._verified.get(fingerprint, -VERIFIED_FOR) < VERIFIED_FOR:
             return  # many Landings land the same parent credential: ask once a minute
         granting = self.clusters.get(creds)
-        self._fail_fast(granting)
+        fail_fast(granting)
         try:
             await granting.client.create(SelfSubjectReview(metadata=ObjectMeta()))
         except ApiError as err:
@@ -356,119 +347,12 @@ class Reconciler:
                     Retry.BACKOFF,
                 ) from None
             if err.status.code != 403:  # authenticated, only not allowed to ask: fine
-                raise await self._target_problem(granting, err, key) from None
+                raise await target_problem(self.clusters, granting, err, key) from None
         except (httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
-            raise await self._target_problem(granting, err, key) from None
+            raise await target_problem(self.clusters, granting, err, key) from None
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[fingerprint] = time.monotonic()
-
-    def _fail_fast(self, target: Target) -> None:
-        if not target.reachable:
-            raise LandingProblem(
-                Reason.CLUSTER_UNREACHABLE,
-                f"cluster {target.server} is unreachable ({target.last_error[:200]}); retrying",
-                Retry.BACKOFF,
-            )
-
-    async def _target_problem(self, target: Target, err: BaseException, key: str) -> LandingProblem:
-        problem = problem_from_error(err, f"cluster {target.server}")
-        if problem.outcome.reason is Reason.CLUSTER_UNREACHABLE:
-            self.clusters.record_failure(target, problem.outcome.message, key)
-        if problem.outcome.reason is Reason.UNAUTHORIZED and not target.local:
-            await self.clusters.drop(target.key)
-        return problem
-
-    async def _minted_credentials(
-        self,
-        body: Mapping[str, Any],
-        mint_spec: minting.MintSpec,
-        granting_creds: Credentials,
-        server: str,
-        existing: Mapping[str, Any] | None,
-        output: outputs.OutputSpec,
-        owner: str,
-        key: str,
-    ) -> tuple[Credentials, minting.MintedToken]:
-        """Credentials of the Landing's own ServiceAccount in the cluster it grants access
-        to: the identity is created or repaired, and the token already landed is kept until
-        it is due for renewal or no longer authenticates."""
-        granting = self.clusters.get(granting_creds)
-        self._fail_fast(granting)
-        meta = body["metadata"]
-        try:
-            await minting.ensure_identity(
-                granting.client, mint_spec, owner=owner, owner_uid=meta.get("uid", "")
-            )
-            if meta.get("generation") != (body.get("status") or {}).get("observedGeneration"):
-                await minting.prune(granting.client, mint_spec, owner=owner)  # spec changed
-            current = await self._reusable_token(granting, mint_spec, existing, output, owner)
-            token = current or await minting.mint_token(granting.client, mint_spec)
-        except LandingProblem:
-            raise
-        except API_ERRORS as err:
-            raise await self._target_problem(granting, err, key) from None
-        if current is None:
-            renewed = existing is not None and minting.token_times(annotations_of_dict(existing))
-            self.events.record(
-                body,
-                "Normal",
-                "TokenRenewed" if renewed else "TokenMinted",
-                f"minted a token for ServiceAccount {mint_spec.namespace}/{mint_spec.name} in "
-                f"{granting.server}, expires {now_rfc3339(token.expires_at)}",
-            )
-        try:
-            creds = credentials_from_token(
-                server, granting_creds.ca_data, token.token, self.policy, name=mint_spec.name
-            )
-        except KubeconfigError as err:
-            raise LandingProblem(
-                Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
-            ) from None
-        return creds, token
-
-    async def _reusable_token(
-        self,
-        granting: Target,
-        mint_spec: minting.MintSpec,
-        existing: Mapping[str, Any] | None,
-        output: outputs.OutputSpec,
-        owner: str,
-    ) -> minting.MintedToken | None:
-        """The token in the landed Secret, if it is ours, not yet due for renewal, and still
-        accepted by its cluster (a deleted ServiceAccount invalidates it)."""
-        if existing is None or plan.ownership(existing, owner) is not plan.Ownership.OURS:
-            return None
-        times = minting.token_times(annotations_of_dict(existing))
-        if times is None:
-            return None
-        data = existing.get("data") or {}
-        try:
-            if output.format is outputs.OutputFormat.ARGOCD:
-                creds = outputs.argocd_credentials(data, self.policy)
-            else:
-                creds = parse_kubeconfig(
-                    plan.decode_secret_value(data, api.WRITTEN_KEYS[0]), self.policy
-                )
-        except (LandingProblem, KubeconfigError):
-            return None
-        if not creds.token:
-            return None
-        token = minting.MintedToken(token=creds.token, issued_at=times[0], expires_at=times[1])
-        if token.needs_renewal(datetime.now(UTC), mint_spec.renew_before_fraction):
-            return None
-        account = await granting.client.get(
-            ServiceAccount, mint_spec.name, namespace=mint_spec.namespace
-        )
-        if minting.token_service_account_uid(token.token) != (
-            account.metadata and account.metadata.uid
-        ):
-            log.info("ServiceAccount of %s was recreated; minting a new token", owner)
-            return None
-        if not await minting.token_is_valid(granting.client, token.token, mint_spec):
-            log.info("the landed token for %s no longer authenticates; minting a new one", owner)
-            return None
-        return token
 
     async def _read_source(self, landing_ns: str, spec: api.LandingSpec) -> Secret:
         where = f"source Secret {spec.source_namespace}/{spec.source_name}"
@@ -691,7 +575,7 @@ class Reconciler:
         landed = landed_from_status(body)
         if landed is None:
             return  # nothing was ever landed
-        mint_spec = self._mint_spec(body)
+        mint_spec = self.minter.spec(body)
         if spec.direction is api.Direction.CHILD_TO_PARENT:
             target = self.local_target
         else:
