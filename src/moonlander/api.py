@@ -37,8 +37,11 @@ DEFAULT_SOURCE_KEYS = ("value", "kubeconfig", "config", "admin.conf", "super-adm
 # Keys of the Secret Moonlander writes: both hold the same raw kubeconfig YAML.
 WRITTEN_KEYS = ("kubeconfig", "value")
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes name syntax (use with fullmatch); the other modules use these too.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
@@ -100,7 +103,7 @@ def _string(spec: Mapping[str, Any], key: str, default: str) -> str:
 
 
 def _check(value: str, pattern: re.Pattern[str], limit: int, field: str) -> str:
-    if len(value) > limit or not pattern.match(value):
+    if len(value) > limit or not pattern.fullmatch(value):
         raise SpecError(f"spec.{field} {value[:80]!r} is not a valid name")
     return value
 
@@ -131,11 +134,11 @@ def resolve_spec(name: str, namespace: str, spec: Mapping[str, Any] | None) -> L
     if source_key is not None:
         _check(source_key, _SECRET_KEY, 253, "kubeconfigSecretKey")
     return LandingSpec(
-        source_name=_check(source_name, _DNS_SUBDOMAIN, 253, "kubeconfigSecretName"),
-        source_namespace=_check(source_namespace, _DNS_LABEL, 63, "kubeconfigSecretNamespace"),
+        source_name=_check(source_name, DNS_SUBDOMAIN, 253, "kubeconfigSecretName"),
+        source_namespace=_check(source_namespace, DNS_LABEL, 63, "kubeconfigSecretNamespace"),
         source_key=source_key,
-        write_name=_check(write_name, _DNS_SUBDOMAIN, 253, "writeKubeconfigSecretName"),
-        target_namespace=_check(target_namespace, _DNS_LABEL, 63, "targetNamespace"),
+        write_name=_check(write_name, DNS_SUBDOMAIN, 253, "writeKubeconfigSecretName"),
+        target_namespace=_check(target_namespace, DNS_LABEL, 63, "targetNamespace"),
         direction=direction,
         server=_optional(spec, "server"),
         deletion_policy=deletion_policy,

@@ -93,10 +93,6 @@ RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 RBAC_API_VERSION: Final = f"{RBAC_GROUP}/v1"
 _NAME_LIMIT: Final = 253
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(
-    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-)
 # RBAC object names are path segments: anything but '/', '%', '.' and '..'. We also refuse
 # whitespace and control characters, which no real role name contains.
 _ROLE_NAME = re.compile(r"[\x21-\x24\x26-\x2e\x30-\x7e]{1,253}")
@@ -172,10 +168,10 @@ def parse_mint_spec(raw: Mapping[str, Any] | None, *, landing_namespace: str) ->
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise SpecError(f"{_WHERE}.name is required (the ServiceAccount to create)")
-    if not _DNS_SUBDOMAIN.fullmatch(name):
+    if not api.DNS_SUBDOMAIN.fullmatch(name):
         raise SpecError(f"{_WHERE}.name {name[:80]!r} is not a valid ServiceAccount name")
     namespace = _optional_str(raw, "namespace") or DEFAULT_NAMESPACE
-    if not _DNS_LABEL.fullmatch(namespace):
+    if not api.DNS_LABEL.fullmatch(namespace):
         raise SpecError(f"{_WHERE}.namespace {namespace[:80]!r} is not a valid namespace name")
 
     cluster_role = _optional_str(raw, "clusterRole")
@@ -257,7 +253,7 @@ def _namespaces(value: object, where: str, *, required: bool = False) -> tuple[s
     if required and not value:
         raise SpecError(f"{where} must name at least one namespace")
     for ns in value:
-        if not isinstance(ns, str) or not _DNS_LABEL.fullmatch(ns):
+        if not isinstance(ns, str) or not api.DNS_LABEL.fullmatch(ns):
             shown = ns[:80] if isinstance(ns, str) else type(ns).__name__
             raise SpecError(f"{where}: {shown!r} is not a valid namespace name")
     return tuple(dict.fromkeys(value))  # duplicates would only bind twice
@@ -898,7 +894,7 @@ async def mint_command(
     owner = cli_owner(namespace, name)
     try:
         if revoke_only:
-            if not _DNS_SUBDOMAIN.fullmatch(name) or not _DNS_LABEL.fullmatch(namespace):
+            if not api.DNS_SUBDOMAIN.fullmatch(name) or not api.DNS_LABEL.fullmatch(namespace):
                 raise SpecError("--name and --namespace must be valid names")
             spec = MintSpec(name=name, namespace=namespace)
         else:

@@ -62,10 +62,6 @@ MAX_NAMESPACES: Final = 256
 
 E = TypeVar("E", bound=enum.StrEnum)
 _WHERE = "spec.output"
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(
-    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-)
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 # Argo CD shows the name in its UI and CLI; anything printable, one line.
@@ -243,7 +239,7 @@ def _parse_labels(raw: object, where: str) -> tuple[tuple[str, str], ...]:
 
 def _label_key_ok(key: str) -> bool:
     prefix, slash, name = key.rpartition("/")
-    if slash and not _DNS_SUBDOMAIN.fullmatch(prefix):
+    if slash and not api.DNS_SUBDOMAIN.fullmatch(prefix):
         return False
     return bool(_LABEL_NAME.fullmatch(name))
 
@@ -257,7 +253,7 @@ def _parse_namespaces(raw: object, where: str) -> tuple[str, ...] | None:
         raise SpecError(f"{where} has more than {MAX_NAMESPACES} namespaces")
     seen: list[str] = []
     for ns in raw:
-        if not isinstance(ns, str) or not _DNS_LABEL.fullmatch(ns):
+        if not isinstance(ns, str) or not api.DNS_LABEL.fullmatch(ns):
             raise SpecError(f"{where}: {_shown(ns)} is not a valid namespace name")
         if ns in seen:
             raise SpecError(f"{where}: {ns} is listed twice")
@@ -273,7 +269,7 @@ def _parse_argocd(raw: object, landing_name: str) -> ArgoCDSpec:
     if not _DISPLAY_NAME.fullmatch(name):
         raise SpecError(f"{where}.name must be 1 to 253 printable ASCII characters")
     project = _optional_str(body, "project", where)
-    if project is not None and not _DNS_SUBDOMAIN.fullmatch(project):
+    if project is not None and not api.DNS_SUBDOMAIN.fullmatch(project):
         raise SpecError(f"{where}.project {_shown(project)} is not a valid AppProject name")
     cluster_resources = body.get("clusterResources")
     if cluster_resources is not None and not isinstance(cluster_resources, bool):
@@ -302,7 +298,7 @@ def _parse_crossplane(raw: object) -> CrossplaneSpec:
             raise SpecError(f"{where}.providers lists a provider twice")
         providers = tuple(parsed)
     name = _optional_str(body, "name", where)
-    if name is not None and not _DNS_SUBDOMAIN.fullmatch(name):
+    if name is not None and not api.DNS_SUBDOMAIN.fullmatch(name):
         raise SpecError(f"{where}.name {_shown(name)} is not a valid ProviderConfig name")
     return CrossplaneSpec(
         providers=providers,
