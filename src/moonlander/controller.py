@@ -137,12 +137,16 @@ class Controller:
             if direction == api.Direction.PARENT_TO_CHILD:
                 self.queue.add(key)
 
-    def _index_source(self, key: str, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        try:
-            ref = api.resolve_spec(meta["name"], meta["namespace"], body.get("spec")).source_ref
-        except api.SpecError:
-            ref = None
+    def _index_source(self, key: str, body: Mapping[str, Any] | None) -> None:
+        """Keeps the source Secret -> Landings index; ``body`` None: the Landing is gone."""
+        ref: tuple[str, str] | None = None
+        if body is not None:
+            meta = body["metadata"]
+            try:
+                spec = api.resolve_spec(meta["name"], meta["namespace"], body.get("spec"))
+                ref = spec.source_ref
+            except api.SpecError:
+                pass
         old = self._sources.get(key)
         if old == ref:
             return
@@ -158,11 +162,7 @@ class Controller:
 
     def _forget(self, key: str) -> None:
         self.landings.pop(key, None)
-        old = self._sources.pop(key, None)
-        if old is not None:
-            self._by_source[old].discard(key)
-            if not self._by_source[old]:
-                del self._by_source[old]
+        self._index_source(key, None)
         self._attempts.pop(key, None)
         self.last_outcomes.pop(key, None)
         self.reconciler.forget(key)

@@ -7,7 +7,6 @@ etcd. Used by ``moonlander dev-clusters up``, the demo, the test fixtures and be
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import json
@@ -24,9 +23,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from moonlander import pki
+from moonlander.kubeconfig import Credentials, render_kubeconfig
 
 ETCD_START_TIMEOUT = 60.0
 APISERVER_START_TIMEOUT = 180.0  # generous: three apiservers starting at once on two cores
@@ -147,28 +145,21 @@ class Cluster:
 
 
 def admin_kubeconfig(name: str, url: str, ca_pem: bytes, admin: pki.KeyPair) -> str:
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": name, "cluster": {"server": url, "certificate-authority-data": b64(ca_pem)}}
-        ],
-        "users": [
-            {
-                "name": f"{name}-admin",
-                "user": {
-                    "client-certificate-data": b64(admin.cert_pem),
-                    "client-key-data": b64(admin.key_pem),
-                },
-            }
-        ],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
-        "current-context": name,
-    }
-    return yaml.safe_dump(doc, sort_keys=False)
+    """A self-contained admin kubeconfig, rendered as Moonlander renders every kubeconfig."""
+    creds = Credentials(
+        server=url,
+        ca_data=ca_pem,
+        token=None,
+        client_cert=admin.cert_pem,
+        client_key=admin.key_pem,
+        tls_server_name=None,
+        insecure_skip_tls_verify=False,
+        context_name=name,
+        cluster_name=name,
+        user_name=name,
+        namespace=None,
+    )
+    return render_kubeconfig(creds, name=name)
 
 
 # What the controller's ServiceAccount (namespace moonlander-system) does with Secrets is
