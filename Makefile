@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup envtest demo test unit e2e lint typecheck fmt bench clean dev-clusters
+.PHONY: setup envtest demo test unit e2e lint typecheck fmt manifests bench clean dev-clusters
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ typecheck: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+manifests: $(STAMP) ## the CRDs in config/crd/bases, generated from src/moonlander/api
+	$(BIN)/python -m moonlander.api.crd config/crd/bases
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

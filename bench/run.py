@@ -41,6 +41,7 @@ from lightkube.types import PatchType
 
 from moonlander import api, plan
 from moonlander.devclusters import ClusterSpec, ControlPlane, free_port
+from moonlander.kube.resources import LandingResource
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 16  # the controller's default --workers, and the lower bound's concurrency
@@ -164,7 +165,7 @@ class Bench:
             [
                 (
                     lambda i=i: self.local.create(
-                        api.Landing.from_dict(
+                        LandingResource.from_dict(
                             {"metadata": {"name": f"w-{i}", "namespace": "warmup"}, "spec": {}}
                         )
                     )
@@ -241,7 +242,7 @@ class Bench:
                 async def call() -> None:
                     name = f"ld-{i}"
                     await self.local.create(
-                        api.Landing.from_dict(
+                        LandingResource.from_dict(
                             {
                                 "metadata": {"name": name, "namespace": ns},
                                 "spec": {
@@ -304,7 +305,7 @@ class Bench:
         return case
 
     async def _watch_ready(self, ns: str, ready_at: dict[str, float]) -> None:
-        async for _op, obj in self.local.watch(api.Landing, namespace=ns):
+        async for _op, obj in self.local.watch(LandingResource, namespace=ns):
             for cond in (obj.status or {}).get("conditions", []) if obj.status else []:
                 if cond["type"] == "Ready" and cond["status"] == "True":
                     ready_at.setdefault(obj.metadata.name, time.monotonic())
@@ -363,7 +364,7 @@ class Bench:
                 )
             )
             await self.local.create(
-                api.Landing.from_dict(
+                LandingResource.from_dict(
                     {
                         "metadata": {"name": name, "namespace": ns},
                         "spec": {
@@ -455,7 +456,7 @@ class Bench:
             child = children[i % m]
             async with creating:
                 await self.local.create(
-                    api.Landing.from_dict(
+                    LandingResource.from_dict(
                         {"metadata": {"name": f"ld-{i}", "namespace": ns}, "spec": {}}
                     )
                 )
@@ -470,7 +471,11 @@ class Bench:
                 )
                 await remote[child].apply(Secret.from_dict(desired), force=True)
                 await self.local.patch(
-                    api.Landing.Status, f"ld-{i}", status, namespace=ns, patch_type=PatchType.MERGE
+                    LandingResource.Status,
+                    f"ld-{i}",
+                    status,
+                    namespace=ns,
+                    patch_type=PatchType.MERGE,
                 )
 
         started = time.monotonic()

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from moonlander import api, plan
-from moonlander.kubeconfig import KubeconfigError, Policy, check_server
+from moonlander.credentials import KubeconfigError, Policy, check_server
 
 MetadataLookup = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
 
@@ -28,24 +28,28 @@ async def problems(
 ) -> list[str]:
     """Why this Landing would not work; empty when it may be admitted."""
     try:
-        resolved = api.resolve_spec(name, namespace, spec)
+        parsed = api.Landing(
+            metadata=api.ObjectMeta(name=name, namespace=namespace),
+            spec=api.parse_spec(spec, name=name),
+        )
     except api.SpecError as err:
         return [str(err)]
     found: list[str] = []
-    if resolved.server:
+    if parsed.spec.server:
         try:
-            check_server(resolved.server, policy)
+            check_server(parsed.spec.server, policy)
         except KubeconfigError as err:
             found.append(f"spec.server: {err}")
-    if resolved.source_namespace != namespace and not allow_cross_namespace:
-        meta = await secret_metadata(resolved.source_namespace, resolved.source_name)
+    source_namespace, source_name = parsed.source_ref
+    if source_namespace != namespace and not allow_cross_namespace:
+        meta = await secret_metadata(source_namespace, source_name)
         # A missing Secret may appear later (Planet B); the controller re-checks then.
         if meta is not None:
             try:
                 plan.check_cross_namespace(
                     namespace,
-                    resolved.source_namespace,
-                    resolved.source_name,
+                    source_namespace,
+                    source_name,
                     meta.get("annotations"),
                     allow_all=False,
                 )

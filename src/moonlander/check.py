@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from moonlander import plan
-from moonlander.kubeconfig import (
+from moonlander.credentials import (
     Credentials,
     KubeconfigError,
     Policy,

@@ -15,11 +15,11 @@ from moonlander import __version__
 from moonlander.logs import configure_logging
 
 if TYPE_CHECKING:
-    from moonlander.kubeconfig import Policy
+    from moonlander.credentials import Policy
 
 
 def _policy(args: argparse.Namespace) -> Policy:
-    from moonlander.kubeconfig import Policy
+    from moonlander.credentials import Policy
 
     return Policy(
         allow_insecure_tls=args.allow_insecure_tls,
@@ -111,7 +111,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _mint(args: argparse.Namespace) -> int:
-    from moonlander.minting import mint_command
+    from moonlander.minting.command import mint_command
 
     return asyncio.run(
         mint_command(

@@ -6,9 +6,11 @@ health state: after a connection failure, Landings that target it fail fast inst
 waiting for a timeout, and a probe wakes them as soon as the cluster answers again.
 
 Security: the TLS context is built in memory from the validated CA (client keys go through
-an anonymous memfd, never the disk), no environment proxy or CA bundle is consulted, and
-every address a hostname resolves to is checked against the server address policy at
-connect time, which also closes the DNS-rebinding gap between validation and connection.
+an anonymous memfd, never the disk), or from the operating system's CA store at fixed
+locations when a kubeconfig has no CA data; no environment proxy or CA bundle
+(``SSL_CERT_FILE``, ``SSL_CERT_DIR``) is consulted, and every address a hostname resolves to
+is checked against the server address policy at connect time, which also closes the
+DNS-rebinding gap between validation and connection.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from lightkube.config.models import User as LkUser
 
 from moonlander import api
 from moonlander.backoff import backoff_delay
-from moonlander.kubeconfig import Credentials, KubeconfigError, Policy, check_address
+from moonlander.credentials import Credentials, KubeconfigError, Policy, check_address
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +92,35 @@ class GuardedBackend(httpcore2.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def _system_ca_locations() -> tuple[str | None, str | None]:
+    """The operating system's CA store, where this OpenSSL build looks by default (for
+    Debian-based images /usr/lib/ssl/cert.pem and /usr/lib/ssl/certs, both kept by the
+    ca-certificates package): ``(cafile, capath)``, None for what does not exist.
+
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` are ignored on purpose: nothing in the controller's
+    environment may change what a tenant's kubeconfig trusts.
+    """
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    return cafile, capath
+
+
 def ssl_context(creds: Credentials) -> ssl.SSLContext:
-    """TLS settings from the validated credentials only, built in memory."""
+    """TLS settings from the validated credentials only, built in memory.
+
+    With CA data, exactly that CA data is trusted. Without, the operating system's CA store
+    (:func:`_system_ca_locations`); never the default verify paths, which follow the
+    environment.
+    """
     if creds.ca_data:
         ctx = ssl.create_default_context(cadata=creds.ca_data.decode())
     else:
-        ctx = ssl.create_default_context()
+        cafile, capath = _system_ca_locations()
+        if cafile or capath:
+            ctx = ssl.create_default_context(cafile=cafile, capath=capath)
+        else:  # no system store: trust nothing, rather than what the environment names
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if creds.insecure_skip_tls_verify:  # only when the operator's policy allowed it
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -22,7 +22,7 @@ from moonlander import api
 from moonlander.backoff import backoff_delay, jittered
 from moonlander.metrics import Metrics
 from moonlander.plan import Outcome, Retry
-from moonlander.reconcile import Reconciler, landing_key
+from moonlander.reconcile import Reconciler
 from moonlander.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -36,27 +36,17 @@ class Timing:
     workers: int = 16
 
 
-def _trigger_view(body: Mapping[str, Any]) -> tuple[Any, ...]:
+def _trigger_view(landing: api.ParsedLanding) -> tuple[Any, ...]:
     """What in a Landing, when it changes, needs a reconcile: its spec (generation) and its
     deletion. Status writes and our own finalizer do not."""
-    meta = body.get("metadata") or {}
-    return (meta.get("generation"), meta.get("deletionTimestamp"))
+    return (landing.metadata.generation, landing.metadata.deletion_timestamp)
 
 
-def _slim(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The Landing without metadata.managedFields: kept in memory for every Landing, never
-    read, and often larger than the rest."""
-    meta = body.get("metadata") or {}
-    if "managedFields" not in meta:
-        return body
-    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-
-
-def _newer(meta: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+def _newer(meta: api.ObjectMeta, than: api.ObjectMeta) -> bool:
     # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
     try:
-        return int(meta["resourceVersion"]) > int(than["resourceVersion"])
-    except (KeyError, ValueError):
+        return int(meta.resource_version) > int(than.resource_version)
+    except ValueError:
         return True
 
 
@@ -72,7 +62,8 @@ class Controller:
         self._idle = asyncio.Event()
         self._idle.set()
         self.queue = WorkQueue()
-        self.landings: dict[str, Mapping[str, Any]] = {}
+        # Every Landing as last seen, parsed once at this edge (api.parse_landing).
+        self.landings: dict[str, api.ParsedLanding] = {}
         self._sources: dict[str, tuple[str, str]] = {}
         self._by_source: dict[tuple[str, str], set[str]] = defaultdict(set)
         # resourceVersion of every Secret the metadata watch has seen (names only, no data).
@@ -84,17 +75,17 @@ class Controller:
     # -- events in ----------------------------------------------------------------------
 
     def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        key = landing_key(meta["namespace"], meta["name"])
+        landing = api.parse_landing(body)
+        key = landing.key
         if event_type == "DELETED":
             self._forget(key)
             return
         previous = self.landings.get(key)
-        if previous is not None and not _newer(meta, previous["metadata"]):
+        if previous is not None and not _newer(landing.metadata, previous.metadata):
             return  # an event older than our own write, which observe() already recorded
-        self.landings[key] = _slim(body)
-        self._index_source(key, body)
-        if previous is None or _trigger_view(previous) != _trigger_view(body):
+        self.landings[key] = landing
+        self._index_source(key, landing)
+        if previous is None or _trigger_view(previous) != _trigger_view(landing):
             self.queue.add(key)
 
     def source_version(self, namespace: str, name: str) -> str | None:
@@ -102,11 +93,10 @@ class Controller:
 
     def observe(self, body: Mapping[str, Any]) -> None:
         """Our own write of a Landing: remember it unless the watch already brought newer."""
-        meta = body["metadata"]
-        key = landing_key(meta["namespace"], meta["name"])
-        current = self.landings.get(key)
-        if current is None or _newer(meta, current["metadata"]):
-            self.landings[key] = _slim(body)
+        landing = api.parse_landing(body)
+        current = self.landings.get(landing.key)
+        if current is None or _newer(landing.metadata, current.metadata):
+            self.landings[landing.key] = landing
 
     def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
         """A Secret in the local cluster changed (``meta``: its metadata, never its data)."""
@@ -132,21 +122,16 @@ class Controller:
                 self.queue.add(key)
 
     def wake_parent_to_child(self) -> None:
-        for key, body in self.landings.items():
-            direction = (body.get("spec") or {}).get("direction") or api.Direction.PARENT_TO_CHILD
-            if direction == api.Direction.PARENT_TO_CHILD:
+        for key, landing in self.landings.items():
+            if (
+                isinstance(landing, api.Landing)
+                and landing.spec.direction is api.Direction.PARENT_TO_CHILD
+            ):
                 self.queue.add(key)
 
-    def _index_source(self, key: str, body: Mapping[str, Any] | None) -> None:
-        """Keeps the source Secret -> Landings index; ``body`` None: the Landing is gone."""
-        ref: tuple[str, str] | None = None
-        if body is not None:
-            meta = body["metadata"]
-            try:
-                spec = api.resolve_spec(meta["name"], meta["namespace"], body.get("spec"))
-                ref = spec.source_ref
-            except api.SpecError:
-                pass
+    def _index_source(self, key: str, landing: api.ParsedLanding | None) -> None:
+        """Keeps the source Secret -> Landings index; ``landing`` None: the Landing is gone."""
+        ref = landing.source_ref if isinstance(landing, api.Landing) else None
         old = self._sources.get(key)
         if old == ref:
             return
@@ -205,11 +190,11 @@ class Controller:
                 self.queue.done(key)
 
     async def process(self, key: str) -> Outcome | None:
-        body = self.landings.get(key)
-        if body is None:
+        landing = self.landings.get(key)
+        if landing is None:
             return None
         started = time.monotonic()
-        outcome = await self.reconciler.reconcile(body)
+        outcome = await self.reconciler.reconcile(landing)
         elapsed = time.monotonic() - started
         if key in self.landings:  # not deleted meanwhile
             self.last_outcomes[key] = outcome

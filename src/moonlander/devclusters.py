@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moonlander import pki
-from moonlander.kubeconfig import Credentials, render_kubeconfig
+from moonlander.credentials import Credentials, render_kubeconfig
 
 ETCD_START_TIMEOUT = 60.0
 APISERVER_START_TIMEOUT = 180.0  # generous: three apiservers starting at once on two cores

@@ -7,8 +7,6 @@ import contextlib
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Mapping
-from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.models.core_v1 import EventSource, ObjectReference
@@ -26,20 +24,20 @@ class EventRecorder:
         self._component = component
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def record(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        meta = body["metadata"]
+    def record(self, landing: api.ObjectMeta, type_: str, reason: str, message: str) -> None:
+        """Posts an Event about the Landing ``landing`` (its metadata)."""
         now = dt.datetime.now(dt.UTC)
         event = Event(
             metadata=ObjectMeta(
-                name=f"{meta['name']}.{secrets.token_hex(8)}", namespace=meta["namespace"]
+                name=f"{landing.name}.{secrets.token_hex(8)}", namespace=landing.namespace
             ),
             involvedObject=ObjectReference(
                 apiVersion=api.API_VERSION,
                 kind=api.KIND,
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-                resourceVersion=meta.get("resourceVersion"),
+                name=landing.name,
+                namespace=landing.namespace,
+                uid=landing.uid or None,
+                resourceVersion=landing.resource_version or None,
             ),
             type=type_,
             reason=reason,
@@ -50,7 +48,7 @@ class EventRecorder:
             lastTimestamp=now,
             count=1,
         )
-        log.info("%s/%s: %s %s: %s", meta["namespace"], meta["name"], type_, reason, message)
+        log.info("%s: %s %s: %s", landing.key, type_, reason, message)
         task = asyncio.create_task(self._post(event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -22,7 +22,7 @@ class Snapshot:
     """What the controller knows right now, read at scrape time."""
 
     reasons: dict[str, int]  # Landings by Ready reason
-    token_expiry: dict[tuple[str, str], float]  # (namespace, name) -> unix time
+    token_expiry: dict[str, float]  # Landing key (namespace/name) -> unix time
     clusters: list[ClusterHealth]
     queue_depth: int
     leader: bool
@@ -47,7 +47,8 @@ class _StateCollector(Collector):
             "When the token a Landing minted expires (unix time)",
             labels=["namespace", "name"],
         )
-        for (namespace, name), when in sorted(snap.token_expiry.items()):
+        for key, when in sorted(snap.token_expiry.items()):
+            namespace, _, name = key.partition("/")
             expiry.add_metric([namespace, name], when)
         yield expiry
         reachable = GaugeMetricFamily(

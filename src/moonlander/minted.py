@@ -16,15 +16,15 @@ from lightkube.resources.core_v1 import ServiceAccount
 from moonlander import api, minting, outputs, plan
 from moonlander.clusters import ClusterPool, Target, annotations_of_dict
 from moonlander.conditions import now_rfc3339
-from moonlander.errors import API_ERRORS, fail_fast, target_problem
-from moonlander.events import EventRecorder
-from moonlander.kubeconfig import (
+from moonlander.credentials import (
     Credentials,
     KubeconfigError,
     Policy,
     credentials_from_token,
     parse_kubeconfig,
 )
+from moonlander.errors import API_ERRORS, fail_fast, target_problem
+from moonlander.events import EventRecorder
 from moonlander.plan import LandingProblem, Reason, Retry
 
 log = logging.getLogger(__name__)
@@ -36,48 +36,39 @@ class Minter:
         self.events = events
         self.policy = policy
 
-    def spec(self, body: Mapping[str, Any]) -> minting.MintSpec | None:
-        try:
-            return minting.parse_mint_spec(
-                (body.get("spec") or {}).get("serviceAccount"),
-                landing_namespace=body["metadata"]["namespace"],
-            )
-        except api.SpecError as err:
-            raise LandingProblem(Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE) from None
-
     async def credentials(
         self,
-        body: Mapping[str, Any],
-        mint_spec: minting.MintSpec,
+        landing: api.Landing,
         granting_creds: Credentials,
         server: str,
         existing: Mapping[str, Any] | None,
-        output: outputs.OutputSpec,
-        owner: str,
-        key: str,
     ) -> tuple[Credentials, minting.MintedToken]:
         """Credentials of the Landing's own ServiceAccount in the cluster it grants access
         to: the identity is created or repaired, and the token already landed is kept until
         it is due for renewal or no longer authenticates."""
+        mint_spec = landing.spec.service_account
+        assert mint_spec is not None
+        owner = landing.key
         granting = self.clusters.get(granting_creds)
         fail_fast(granting)
-        meta = body["metadata"]
         try:
             await minting.ensure_identity(
-                granting.client, mint_spec, owner=owner, owner_uid=meta.get("uid", "")
+                granting.client, mint_spec, owner=owner, owner_uid=landing.metadata.uid
             )
-            if meta.get("generation") != (body.get("status") or {}).get("observedGeneration"):
+            if landing.metadata.generation != landing.status.observed_generation:
                 await minting.prune(granting.client, mint_spec, owner=owner)  # spec changed
-            current = await self._reusable_token(granting, mint_spec, existing, output, owner)
+            current = await self._reusable_token(
+                granting, mint_spec, existing, landing.output, owner
+            )
             token = current or await minting.mint_token(granting.client, mint_spec)
         except LandingProblem:
             raise
         except API_ERRORS as err:
-            raise await target_problem(self.clusters, granting, err, key) from None
+            raise await target_problem(self.clusters, granting, err, owner) from None
         if current is None:
             renewed = existing is not None and minting.token_times(annotations_of_dict(existing))
             self.events.record(
-                body,
+                landing.metadata,
                 "Normal",
                 "TokenRenewed" if renewed else "TokenMinted",
                 f"minted a token for ServiceAccount {mint_spec.namespace}/{mint_spec.name} in "
@@ -96,9 +87,9 @@ class Minter:
     async def _reusable_token(
         self,
         granting: Target,
-        mint_spec: minting.MintSpec,
+        mint_spec: api.ServiceAccountSpec,
         existing: Mapping[str, Any] | None,
-        output: outputs.OutputSpec,
+        output: api.OutputSpec,
         owner: str,
     ) -> minting.MintedToken | None:
         """The token in the landed Secret, if it is ours, not yet due for renewal, and still
@@ -110,7 +101,7 @@ class Minter:
             return None
         data = existing.get("data") or {}
         try:
-            if output.format is outputs.OutputFormat.ARGOCD:
+            if output.format is api.OutputFormat.ARGOCD:
                 creds = outputs.argocd_credentials(data, self.policy)
             else:
                 creds = parse_kubeconfig(

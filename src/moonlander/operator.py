@@ -34,9 +34,10 @@ from moonlander import admission, api, health
 from moonlander.backoff import backoff_delay
 from moonlander.clusters import ClusterPool, Target, close_client
 from moonlander.controller import Controller, Timing
+from moonlander.credentials import Policy
 from moonlander.drift import DriftWatches
 from moonlander.events import EventRecorder
-from moonlander.kubeconfig import Policy
+from moonlander.kube.resources import LandingResource
 from moonlander.leader import LeaderElector, LeaseConfig
 from moonlander.metrics import ClusterHealth, Metrics, Snapshot
 from moonlander.parent import ParentKubeconfig
@@ -293,7 +294,7 @@ async def _until_listable(
     while True:
         try:
             for namespace in namespaces or ("*",):
-                async for _ in client.list(api.Landing, namespace=namespace, chunk_size=1):
+                async for _ in client.list(LandingResource, namespace=namespace, chunk_size=1):
                     break
             done.set()
             return

@@ -1,6 +1,6 @@
 """What consumers read: ``spec.output``, Argo CD cluster Secrets and Crossplane ProviderConfigs.
 
-Pure: no I/O. ``reconcile.py`` picks the format from :class:`OutputSpec`, renders objects
+Pure: no I/O. ``reconcile.py`` picks the format from ``api.OutputSpec``, renders objects
 here and writes them with server-side apply. Every object carries Moonlander's ownership
 marks exactly like ``plan.desired_secret`` (managed-by label; owner, owner-uid and content
 hash annotations), so ``plan.ownership`` and :func:`is_current` work on all of them.
@@ -18,71 +18,41 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import yaml
 
 from moonlander import api, plan
-from moonlander.api import SpecError
-from moonlander.kubeconfig import Credentials, KubeconfigError, Policy, parse_kubeconfig
+from moonlander.api import (
+    ARGOCD_SECRET_TYPE_LABEL,
+    ArgoCDSpec,
+    CrossplaneSpec,
+    Provider,
+    Scope,
+)
+from moonlander.credentials import Credentials, KubeconfigError, Policy, parse_kubeconfig
 
 __all__ = [
     "ARGOCD_KEYS",
-    "ARGOCD_SECRET_TYPE_LABEL",
     "PROVIDER_CONFIG_KINDS",
-    "ArgoCDSpec",
-    "CrossplaneSpec",
-    "OutputFormat",
-    "OutputSpec",
-    "Provider",
     "ProviderConfigKind",
-    "Scope",
     "argocd_cluster_secret",
     "argocd_config",
     "argocd_credentials",
     "crossplane_objects",
     "crossplane_provider_configs",
     "is_current",
-    "parse_output_spec",
+    "provider_config_kinds",
 ]
 
-ARGOCD_SECRET_TYPE_LABEL: Final = "argocd.argoproj.io/secret-type"  # noqa: S105 - a label key
 ARGOCD_CLUSTER: Final = "cluster"
 # The cluster Secret keys Argo CD documents (operator-manual/declarative-setup.md).
 ARGOCD_KEYS: Final = ("name", "server", "config", "project", "namespaces", "clusterResources")
-# Labels a user may not set through spec.output.argocd.labels: they carry meaning.
-RESERVED_LABELS: Final = frozenset({api.MANAGED_BY_LABEL, ARGOCD_SECRET_TYPE_LABEL})
-MAX_LABELS: Final = 64
-MAX_NAMESPACES: Final = 256
-
-E = TypeVar("E", bound=enum.StrEnum)
-_WHERE = "spec.output"
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-# Argo CD shows the name in its UI and CLI; anything printable, one line.
-_DISPLAY_NAME = re.compile(r"[\x20-\x7e]{1,253}")
 _FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
-
-
-class OutputFormat(enum.StrEnum):
-    KUBECONFIG = "Kubeconfig"  # keys kubeconfig and value: Crossplane, Flux, Cluster API
-    ARGOCD = "ArgoCD"  # an Argo CD declarative cluster Secret
-
-
-class Provider(enum.StrEnum):
-    KUBERNETES = "Kubernetes"
-    HELM = "Helm"
-
-
-class Scope(enum.StrEnum):
-    LEGACY = "Legacy"  # <provider>.crossplane.io ProviderConfig, cluster-scoped (v1 and v2)
-    NAMESPACED = "Namespaced"  # <provider>.m.crossplane.io ProviderConfig in the Secret's ns
-    CLUSTER = "Cluster"  # <provider>.m.crossplane.io ClusterProviderConfig
 
 
 @dataclass(frozen=True)
@@ -131,207 +101,10 @@ PROVIDER_CONFIG_KINDS: Final[Mapping[tuple[Provider, Scope], ProviderConfigKind]
 }
 
 
-@dataclass(frozen=True)
-class ArgoCDSpec:
-    """``spec.output.argocd``: the Argo CD cluster entry."""
-
-    name: str  # the cluster name Argo CD shows; default the Landing's name
-    project: str | None = None
-    namespaces: tuple[str, ...] | None = None  # None: cluster-wide
-    cluster_resources: bool | None = None
-    labels: tuple[tuple[str, str], ...] = ()  # extra labels, sorted by key
-
-
-@dataclass(frozen=True)
-class CrossplaneSpec:
-    """``spec.output.crossplane``: ProviderConfigs referencing the landed Secret."""
-
-    providers: tuple[Provider, ...] = (Provider.KUBERNETES,)
-    scope: Scope = Scope.LEGACY
-    name: str | None = None  # None: the written Secret's name
-
-    def config_name(self, secret_name: str) -> str:
-        return self.name or secret_name
-
-    def kinds(self) -> tuple[ProviderConfigKind, ...]:
-        """The kinds to write, in ``providers`` order (each is written only while the target
-        cluster has its CRD: ``crd_name``)."""
-        return tuple(PROVIDER_CONFIG_KINDS[(p, self.scope)] for p in self.providers)
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """``spec.output`` with every default applied. ``argocd`` is set iff format is ArgoCD."""
-
-    format: OutputFormat = OutputFormat.KUBECONFIG
-    argocd: ArgoCDSpec | None = None
-    crossplane: CrossplaneSpec | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# spec.output
-# --------------------------------------------------------------------------------------------
-
-_OUTPUT_FIELDS: Final = frozenset({"format", "argocd", "crossplane"})
-_ARGOCD_FIELDS: Final = frozenset({"name", "project", "namespaces", "clusterResources", "labels"})
-_CROSSPLANE_FIELDS: Final = frozenset({"providers", "scope", "name"})
-
-
-def _shown(value: object) -> str:
-    """A user value quoted for a message: truncated, escapes visible."""
-    return json.dumps(str(value)[:80])
-
-
-def _object(raw: object, where: str, fields: frozenset[str]) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{where} must be an object")
-    unknown = sorted(
-        k if isinstance(k, str) and _FIELD_NAME.fullmatch(k) else "(name not shown)"
-        for k in raw
-        if k not in fields
-    )
-    if unknown:
-        raise SpecError(f"{where} has unknown field(s): {', '.join(unknown)}")
-    return raw
-
-
-def _optional_str(raw: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = raw.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise SpecError(f"{where}.{key} must be a string")
-    return value
-
-
-def _enum(kind: type[E], value: object, where: str, default: E | None = None) -> E:
-    if default is not None and (value is None or value == ""):
-        return default
-    if isinstance(value, str):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    allowed = " or ".join(m.value for m in kind)
-    raise SpecError(f"{where} must be {allowed}, not {_shown(value)}")
-
-
-def _parse_labels(raw: object, where: str) -> tuple[tuple[str, str], ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{where} must be an object of label keys to values")
-    if len(raw) > MAX_LABELS:
-        raise SpecError(f"{where} has more than {MAX_LABELS} labels")
-    labels = []
-    for key, value in raw.items():
-        if not isinstance(key, str) or not _label_key_ok(key):
-            raise SpecError(f"{where}: {_shown(key)} is not a valid label key")
-        if key in RESERVED_LABELS:
-            raise SpecError(f"{where}: {key} is set by Moonlander and cannot be overridden")
-        if value is None:
-            value = ""
-        if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
-            raise SpecError(f"{where}[{key}]: {_shown(value)} is not a valid label value")
-        labels.append((key, value))
-    return tuple(sorted(labels))
-
-
-def _label_key_ok(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and not api.DNS_SUBDOMAIN.fullmatch(prefix):
-        return False
-    return bool(_LABEL_NAME.fullmatch(name))
-
-
-def _parse_namespaces(raw: object, where: str) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list):
-        raise SpecError(f"{where} must be a list of namespace names")
-    if len(raw) > MAX_NAMESPACES:
-        raise SpecError(f"{where} has more than {MAX_NAMESPACES} namespaces")
-    seen: list[str] = []
-    for ns in raw:
-        if not isinstance(ns, str) or not api.DNS_LABEL.fullmatch(ns):
-            raise SpecError(f"{where}: {_shown(ns)} is not a valid namespace name")
-        if ns in seen:
-            raise SpecError(f"{where}: {ns} is listed twice")
-        seen.append(ns)
-    # An empty list would mean "no namespaces" to a reader but "all" to Argo CD: say all.
-    return tuple(seen) or None
-
-
-def _parse_argocd(raw: object, landing_name: str) -> ArgoCDSpec:
-    where = f"{_WHERE}.argocd"
-    body = _object({} if raw is None else raw, where, _ARGOCD_FIELDS)
-    name = _optional_str(body, "name", where) or landing_name
-    if not _DISPLAY_NAME.fullmatch(name):
-        raise SpecError(f"{where}.name must be 1 to 253 printable ASCII characters")
-    project = _optional_str(body, "project", where)
-    if project is not None and not api.DNS_SUBDOMAIN.fullmatch(project):
-        raise SpecError(f"{where}.project {_shown(project)} is not a valid AppProject name")
-    cluster_resources = body.get("clusterResources")
-    if cluster_resources is not None and not isinstance(cluster_resources, bool):
-        raise SpecError(f"{where}.clusterResources must be true or false")
-    return ArgoCDSpec(
-        name=name,
-        project=project,
-        namespaces=_parse_namespaces(body.get("namespaces"), f"{where}.namespaces"),
-        cluster_resources=cluster_resources,
-        labels=_parse_labels(body.get("labels"), f"{where}.labels"),
-    )
-
-
-def _parse_crossplane(raw: object) -> CrossplaneSpec:
-    where = f"{_WHERE}.crossplane"
-    body = _object({} if raw is None else raw, where, _CROSSPLANE_FIELDS)
-    raw_providers = body.get("providers")
-    providers: tuple[Provider, ...] = (Provider.KUBERNETES,)
-    if raw_providers is not None:
-        if not isinstance(raw_providers, list) or not raw_providers:
-            raise SpecError(f"{where}.providers must be a non-empty list of Kubernetes, Helm")
-        parsed = [
-            _enum(Provider, p, f"{where}.providers[{i}]") for i, p in enumerate(raw_providers)
-        ]
-        if len(set(parsed)) != len(parsed):
-            raise SpecError(f"{where}.providers lists a provider twice")
-        providers = tuple(parsed)
-    name = _optional_str(body, "name", where)
-    if name is not None and not api.DNS_SUBDOMAIN.fullmatch(name):
-        raise SpecError(f"{where}.name {_shown(name)} is not a valid ProviderConfig name")
-    return CrossplaneSpec(
-        providers=providers,
-        scope=_enum(Scope, body.get("scope"), f"{where}.scope", Scope.LEGACY),
-        name=name,
-    )
-
-
-def parse_output_spec(raw: Mapping[str, Any] | None, *, landing_name: str) -> OutputSpec:
-    """A Landing's ``spec.output`` with every default applied.
-
-    Raises :class:`api.SpecError` naming the offending field. Like ``api.resolve_spec`` it
-    does not trust the CRD schema to have checked shapes (objects stored before a schema
-    change may differ).
-    """
-    if raw is None:
-        return OutputSpec()
-    body = _object(raw, _WHERE, _OUTPUT_FIELDS)
-    fmt = _enum(OutputFormat, body.get("format"), f"{_WHERE}.format", OutputFormat.KUBECONFIG)
-    if body.get("argocd") is not None and fmt is not OutputFormat.ARGOCD:
-        raise SpecError(f"{_WHERE}.argocd is set but {_WHERE}.format is not ArgoCD")
-    crossplane = None
-    # null is "not set", as the API server prunes it from objects of a structural schema.
-    if body.get("crossplane") is not None:
-        if fmt is not OutputFormat.KUBECONFIG:
-            # ProviderConfigs point at a key holding a kubeconfig; an Argo CD Secret has none.
-            raise SpecError(
-                f"{_WHERE}.crossplane needs {_WHERE}.format Kubeconfig: ProviderConfigs read "
-                "the kubeconfig key"
-            )
-        crossplane = _parse_crossplane(body["crossplane"])
-    argocd = _parse_argocd(body.get("argocd"), landing_name) if fmt is OutputFormat.ARGOCD else None
-    return OutputSpec(format=fmt, argocd=argocd, crossplane=crossplane)
+def provider_config_kinds(spec: CrossplaneSpec) -> tuple[ProviderConfigKind, ...]:
+    """The kinds ``spec`` asks for, in ``providers`` order (each is written only while the
+    target cluster has its CRD: ``crd_name``)."""
+    return tuple(PROVIDER_CONFIG_KINDS[(p, spec.scope)] for p in spec.providers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,7 +182,7 @@ def argocd_cluster_secret(
     ``annotations`` are added as ``plan.desired_secret`` adds them (a minted token's times).
     """
     values: dict[str, str] = {
-        "name": spec.name,
+        "name": spec.name or name,  # api.parse sets it (default: the Landing's name)
         "server": creds.server,
         "config": _canonical(argocd_config(creds)),
     }
@@ -420,7 +193,7 @@ def argocd_cluster_secret(
     if spec.cluster_resources is not None:
         values["clusterResources"] = "true" if spec.cluster_resources else "false"
     data = {k: _b64(v.encode()) for k, v in values.items()}
-    labels = [*spec.labels, (ARGOCD_SECRET_TYPE_LABEL, ARGOCD_CLUSTER)]
+    labels = [*spec.labels.items(), (ARGOCD_SECRET_TYPE_LABEL, ARGOCD_CLUSTER)]
     meta = _metadata(name, namespace, owner, owner_uid, {"data": data, "labels": labels}, labels)
     meta["annotations"].update(annotations or {})
     return {

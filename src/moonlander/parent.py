@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from moonlander.kubeconfig import Credentials, KubeconfigError, Policy, parse_kubeconfig
+from moonlander.credentials import Credentials, KubeconfigError, Policy, parse_kubeconfig
 from moonlander.plan import LandingProblem, Reason, Retry
 
 log = logging.getLogger(__name__)

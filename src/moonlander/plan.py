@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moonlander import api
-from moonlander.kubeconfig import (
+from moonlander.credentials import (
     Credentials,
     KubeconfigError,
     Policy,
@@ -76,10 +76,6 @@ class Ownership(enum.Enum):
     ABSENT = "absent"
     OURS = "ours"
     FOREIGN = "foreign"  # not written by Moonlander, or by another Landing
-
-
-def owner_value(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}"
 
 
 def select_source_key(

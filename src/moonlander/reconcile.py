@@ -22,16 +22,14 @@ from lightkube.resources.core_v1 import Namespace, Secret
 from lightkube.types import PatchType
 
 from moonlander import api, companions, minting, outputs, plan
+from moonlander.api import InvalidLanding, Landing
 from moonlander.clusters import (
     ClusterPool,
     Target,
     annotations_of,
 )
 from moonlander.conditions import now_rfc3339
-from moonlander.drift import DriftWatches
-from moonlander.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
-from moonlander.events import EventRecorder
-from moonlander.kubeconfig import (
+from moonlander.credentials import (
     Credentials,
     KubeconfigError,
     Policy,
@@ -39,6 +37,10 @@ from moonlander.kubeconfig import (
     parse_kubeconfig,
     render_kubeconfig,
 )
+from moonlander.drift import DriftWatches
+from moonlander.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
+from moonlander.events import EventRecorder
+from moonlander.kube.resources import LandingResource
 from moonlander.metrics import Metrics
 from moonlander.minted import Minter
 from moonlander.parent import ParentKubeconfig
@@ -48,12 +50,8 @@ from moonlander.status import Landed, landed_from_status, next_status
 
 log = logging.getLogger(__name__)
 
-LANDING = api.Landing
+LANDING = LandingResource
 VERIFIED_FOR = 60.0  # seconds a credential stays verified before it is asked about again
-
-
-def landing_key(namespace: str, name: str) -> str:
-    return f"{namespace}/{name}"
 
 
 class Reconciler:
@@ -90,8 +88,8 @@ class Reconciler:
         # source costs no read. Only sources of Landings are kept.
         self.source_version = source_version
         self._sources: dict[tuple[str, str], tuple[str, Secret]] = {}
-        # (namespace, name) -> unix time the token a Landing minted expires, for metrics.
-        self.token_expiry: dict[tuple[str, str], float] = {}
+        # Landing key -> unix time the token it minted expires, for metrics.
+        self.token_expiry: dict[str, float] = {}
         # Namespaces known to exist in each target, so they are not looked up every time.
         self._namespaces: set[tuple[str, str]] = set()
         # (target, namespace, name, resourceVersion) of Secrets this reconciler wrote: the
@@ -103,37 +101,33 @@ class Reconciler:
         # Credential fingerprint -> when a SelfSubjectReview last accepted it.
         self._verified: dict[str, float] = {}
 
-    async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
-        meta = body["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        key = landing_key(ns, name)
-        if meta.get("deletionTimestamp"):
-            return await self._finalize(body, key)
-        try:
-            spec = api.resolve_spec(name, ns, body.get("spec"))
-        except api.SpecError as err:
-            outcome = Outcome(False, Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE)
-            await self._write_status(body, outcome, None, None)
+    async def reconcile(self, landing: Landing | InvalidLanding) -> Outcome:
+        if landing.metadata.deletion_timestamp:
+            return await self._finalize(landing)
+        if isinstance(landing, InvalidLanding):
+            outcome = Outcome(False, Reason.INVALID_SPEC, str(landing.error), Retry.ON_CHANGE)
+            await self._write_status(landing, outcome, None)
             return outcome
-        if spec.suspend:
+        if landing.spec.suspend:
             outcome = Outcome(
                 False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE
             )
-            await self._write_status(body, outcome, spec, landed_from_status(body))
+            await self._write_status(landing, outcome, landed_from_status(landing))
             return outcome
         landed: Landed | None = None
         target: Target | None = None
         try:
-            await self._ensure_finalizer(body)
-            landed, target = await self._land(body, spec, key)
+            await self._ensure_finalizer(landing)
+            landed, target = await self._land(landing)
             renew_in = None
             if landed.token_renew_at is not None and landed.token_expires_at is not None:
                 renew_in = max(1.0, (landed.token_renew_at - datetime.now(UTC)).total_seconds())
-                self.token_expiry[(ns, name)] = landed.token_expires_at.timestamp()
+                self.token_expiry[landing.key] = landed.token_expires_at.timestamp()
             outcome = Outcome(
                 True,
                 Reason.SYNCED,
-                f"landed in {landed.cluster} as {spec.target} (source key {landed.source_key!r})",
+                f"landed in {landed.cluster} as {landing.target} "
+                f"(source key {landed.source_key!r})",
                 Retry.RESYNC,
                 requeue_after=renew_in,
             )
@@ -143,7 +137,7 @@ class Reconciler:
             outcome = problem_from_error(err, "cluster API").outcome
         if target is not None and outcome.ready:
             self.clusters.record_success(target)
-        await self._write_status(body, outcome, spec, landed or landed_from_status(body))
+        await self._write_status(landing, outcome, landed or landed_from_status(landing))
         return outcome
 
     def is_echo(
@@ -164,27 +158,25 @@ class Reconciler:
 
     def forget(self, key: str) -> None:
         """The Landing is gone: drop what is kept about it."""
-        namespace, _, name = key.partition("/")
-        self.token_expiry.pop((namespace, name), None)
+        self.token_expiry.pop(key, None)
         self.drift.release(key)
 
     # -- landing -------------------------------------------------------------------------
 
-    async def _source_credentials(
-        self, landing_ns: str, spec: api.LandingSpec
-    ) -> tuple[str, Credentials]:
+    async def _source_credentials(self, landing: Landing) -> tuple[str, Credentials]:
         """The source Secret's key and its validated kubeconfig."""
-        source = await self._read_source(landing_ns, spec)
+        source = await self._read_source(landing)
         data = source.data or {}
-        if spec.source_key is None and plan.is_token_secret(data):
+        wanted = landing.spec.kubeconfig_secret_key
+        if wanted is None and plan.is_token_secret(data):
             # OCM managed-serviceaccount and service-account-token Secrets: token + ca.crt,
             # the server comes from spec.server.
             return plan.TOKEN_KEY, plan.credentials_from_token_secret(
-                data, spec.server, self.policy
+                data, landing.spec.server, self.policy
             )
-        source_key = plan.select_source_key(data, spec.source_key, annotations_of(source))
+        source_key = plan.select_source_key(data, wanted, annotations_of(source))
         raw = plan.decode_secret_value(data, source_key)
-        ref = f"source Secret {spec.source_namespace}/{spec.source_name} key {source_key!r}"
+        ref = f"source Secret {landing.source_namespace}/{landing.source_name} key {source_key!r}"
         try:
             return source_key, parse_kubeconfig(raw, self.policy)
         except KubeconfigError as err:
@@ -192,21 +184,12 @@ class Reconciler:
                 Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
             ) from None
 
-    def _output_spec(self, body: Mapping[str, Any]) -> outputs.OutputSpec:
-        try:
-            return outputs.parse_output_spec(
-                (body.get("spec") or {}).get("output"), landing_name=body["metadata"]["name"]
-            )
-        except api.SpecError as err:
-            raise LandingProblem(Reason.INVALID_SPEC, str(err), Retry.ON_CHANGE) from None
-
-    async def _land(
-        self, body: Mapping[str, Any], spec: api.LandingSpec, key: str
-    ) -> tuple[Landed, Target]:
-        meta = body["metadata"]
-        source_key, source_creds = await self._source_credentials(meta["namespace"], spec)
-        mint_spec = self.minter.spec(body)
-        output = self._output_spec(body)
+    async def _land(self, landing: Landing) -> tuple[Landed, Target]:
+        spec = landing.spec
+        key = landing.key
+        source_key, source_creds = await self._source_credentials(landing)
+        mint_spec = spec.service_account
+        output = spec.output
         # The payload grants access to one cluster; the Secret is written into another.
         payload: Credentials
         if spec.direction is api.Direction.PARENT_TO_CHILD:
@@ -225,26 +208,28 @@ class Reconciler:
         else:
             server = payload.server
         fail_fast(target)
-        owner = plan.owner_value(meta["namespace"], meta["name"])
-        uid = meta.get("uid", "")
+        owner = landing.key
+        uid = landing.metadata.uid
         token: minting.MintedToken | None = None
         companions_present: list[str] = []
         try:
-            await self._move_if_relocated(body, spec, target, owner)
-            existing = await self._landed_secret(target, spec.target_namespace, spec.write_name)
+            await self._move_if_relocated(landing, target, owner)
+            existing = await self._landed_secret(
+                target, landing.target_namespace, landing.write_name
+            )
             if mint_spec is None:
                 landed_creds = payload.with_server(server, self.policy)
             else:
                 landed_creds, token = await self.minter.credentials(
-                    body, mint_spec, payload, server, existing, output, owner, key
+                    landing, payload, server, existing
                 )
             token_annotations = token.annotations() if token else None
-            if output.format is outputs.OutputFormat.ARGOCD:
+            if output.format is api.OutputFormat.ARGOCD:
                 assert output.argocd is not None
                 desired = outputs.argocd_cluster_secret(
                     landed_creds,
-                    name=spec.write_name,
-                    namespace=spec.target_namespace,
+                    name=landing.write_name,
+                    namespace=landing.target_namespace,
                     owner=owner,
                     owner_uid=uid,
                     spec=output.argocd,
@@ -256,8 +241,8 @@ class Reconciler:
                     name=mint_spec.name if mint_spec else payload.context_name or "moonlander",
                 )
                 desired = plan.desired_secret(
-                    name=spec.write_name,
-                    namespace=spec.target_namespace,
+                    name=landing.write_name,
+                    namespace=landing.target_namespace,
                     owner=owner,
                     owner_uid=uid,
                     kubeconfig=kubeconfig,
@@ -266,13 +251,13 @@ class Reconciler:
             if existing is None or not plan.is_current(existing, desired):
                 # About to land something new: it must work where it grants access.
                 await self._verify(payload if mint_spec is None else None, key)
-            await self._apply(target, desired, owner, spec.adopt_existing, body, existing)
-            companions_present = await self._companions(body, spec, output, target, owner)
+            await self._apply(target, desired, owner, spec.adopt_existing, landing, existing)
+            companions_present = await self._companions(landing, target)
         except LandingProblem:
             raise
         except API_ERRORS as err:
             raise await target_problem(self.clusters, target, err, key) from None
-        watches: list[tuple[Target, str, str]] = [(target, spec.target_namespace, "Secret")]
+        watches: list[tuple[Target, str, str]] = [(target, landing.target_namespace, "Secret")]
         if mint_spec is not None:
             granting = self.clusters.get(payload)
             watches.append((granting, mint_spec.namespace, "ServiceAccount"))
@@ -281,8 +266,8 @@ class Reconciler:
             Landed(
                 cluster=target.server,
                 server=server,
-                namespace=spec.target_namespace,
-                name=spec.write_name,
+                namespace=landing.target_namespace,
+                name=landing.write_name,
                 source_key=source_key,
                 content_hash=desired["metadata"]["annotations"][api.HASH_ANNOTATION],
                 service_account=f"{mint_spec.namespace}/{mint_spec.name}" if mint_spec else None,
@@ -295,22 +280,17 @@ class Reconciler:
             target,
         )
 
-    async def _companions(
-        self,
-        body: Mapping[str, Any],
-        spec: api.LandingSpec,
-        output: outputs.OutputSpec,
-        target: Target,
-        owner: str,
-    ) -> list[str]:
+    async def _companions(self, landing: Landing, target: Target) -> list[str]:
         """Crossplane ProviderConfigs next to the Secret, where their CRDs exist."""
+        output = landing.output
+        owner = landing.key
         desired = (
             outputs.crossplane_objects(
                 output.crossplane,
-                secret_name=spec.write_name,
-                secret_namespace=spec.target_namespace,
+                secret_name=landing.write_name,
+                secret_namespace=landing.target_namespace,
                 owner=owner,
-                owner_uid=body["metadata"].get("uid", ""),
+                owner_uid=landing.metadata.uid,
             )
             if output.crossplane is not None
             else []
@@ -318,7 +298,7 @@ class Reconciler:
         present, skipped = await companions.apply(target.client, desired, owner=owner)
         if skipped:
             log.info("%s: no CRD for %s in %s yet", owner, ", ".join(skipped), target.server)
-        previous = (landed_from_status(body) or Landed("", "", "", "", "", "")).provider_configs
+        previous = landing.landed.provider_configs if landing.landed else ()
         if set(previous) - set(present):  # asked for no more (name, scope or providers changed)
             for removed in await companions.prune(target.client, owner=owner, keep=present):
                 self._count_write("ProviderConfig", "deleted")
@@ -354,13 +334,15 @@ class Reconciler:
             self._verified.clear()
         self._verified[fingerprint] = time.monotonic()
 
-    async def _read_source(self, landing_ns: str, spec: api.LandingSpec) -> Secret:
-        where = f"source Secret {spec.source_namespace}/{spec.source_name}"
-        if spec.source_namespace != landing_ns and not self.allow_cross_namespace:
+    async def _read_source(self, landing: Landing) -> Secret:
+        landing_ns = landing.metadata.namespace
+        source_namespace, source_name = landing.source_ref
+        where = f"source Secret {source_namespace}/{source_name}"
+        if source_namespace != landing_ns and not self.allow_cross_namespace:
             # Another namespace's Secret: check its grant on the metadata alone, so a Secret
             # that has not granted access is never read.
             try:
-                meta = await get_metadata(self.local, spec.source_namespace, spec.source_name)
+                meta = await get_metadata(self.local, source_namespace, source_name)
             except (httpx2.HTTPError, httpcore2.ConnectError) as err:
                 raise problem_from_error(err, where) from None
             if meta is None:
@@ -370,21 +352,15 @@ class Reconciler:
                     Retry.BACKOFF,
                 )
             plan.check_cross_namespace(
-                landing_ns,
-                spec.source_namespace,
-                spec.source_name,
-                meta.get("annotations"),
-                allow_all=False,
+                landing_ns, source_namespace, source_name, meta.get("annotations"), allow_all=False
             )
-        ref = (spec.source_namespace, spec.source_name)
+        ref = landing.source_ref
         cached = self._sources.get(ref)
         try:
             if cached is not None and cached[0] == self.source_version(*ref):
                 secret = cached[1]  # unchanged since we read it, as the metadata watch says
             else:
-                secret = await self.local.get(
-                    Secret, spec.source_name, namespace=spec.source_namespace
-                )
+                secret = await self.local.get(Secret, source_name, namespace=source_namespace)
                 version = secret.metadata.resourceVersion if secret.metadata else None
                 if version:
                     self._sources[ref] = (version, secret)
@@ -399,8 +375,8 @@ class Reconciler:
             raise problem_from_error(err, where) from None
         plan.check_cross_namespace(
             landing_ns,
-            spec.source_namespace,
-            spec.source_name,
+            source_namespace,
+            source_name,
             annotations_of(secret),
             allow_all=self.allow_cross_namespace,
         )
@@ -448,7 +424,7 @@ class Reconciler:
         desired: dict[str, Any],
         owner: str,
         adopt: bool,
-        body: Mapping[str, Any],
+        landing: Landing,
         existing: Mapping[str, Any] | None,
     ) -> None:
         client = target.client
@@ -471,7 +447,7 @@ class Reconciler:
                 if existing is None:
                     raise
             else:
-                self._record_write(target, desired, written, body, created=True)
+                self._record_write(target, desired, written, landing, created=True)
                 return
         if existing is not None:
             ownership = plan.ownership(existing, owner)
@@ -487,14 +463,14 @@ class Reconciler:
             if plan.type_change_needed(existing, desired):
                 await client.delete(Secret, name, namespace=namespace)
         written = await client.apply(obj, force=True)
-        self._record_write(target, desired, written, body, created=False)
+        self._record_write(target, desired, written, landing, created=False)
 
     def _record_write(
         self,
         target: Target,
         desired: Mapping[str, Any],
         written: Secret,
-        body: Mapping[str, Any],
+        landing: Landing,
         *,
         created: bool,
     ) -> None:
@@ -509,21 +485,22 @@ class Reconciler:
         self._count_write("Secret", "Created" if created else "Updated")
         if not created:  # a first landing is reported by the Synced transition
             self.events.record(
-                body, "Normal", "Updated", f"updated Secret {namespace}/{name} in {target.server}"
+                landing.metadata,
+                "Normal",
+                "Updated",
+                f"updated Secret {namespace}/{name} in {target.server}",
             )
 
     def _count_write(self, kind: str, action: str) -> None:
         if self.metrics is not None:
             self.metrics.writes.labels(kind, action.lower()).inc()
 
-    async def _move_if_relocated(
-        self, body: Mapping[str, Any], spec: api.LandingSpec, target: Target, owner: str
-    ) -> None:
+    async def _move_if_relocated(self, landing: Landing, target: Target, owner: str) -> None:
         """When the target name or namespace changed, the old Secret (if ours) is removed."""
-        previous = landed_from_status(body)
+        previous = landing.landed
         if previous is None or previous.cluster != target.server:
             return
-        if (previous.namespace, previous.name) == (spec.target_namespace, spec.write_name):
+        if (previous.namespace, previous.name) == (landing.target_namespace, landing.write_name):
             return
         await self._delete_if_ours(target, previous.name, previous.namespace, owner)
 
@@ -542,18 +519,18 @@ class Reconciler:
 
     # -- deletion ------------------------------------------------------------------------
 
-    async def _finalize(self, body: Mapping[str, Any], key: str) -> Outcome:
-        meta = body["metadata"]
-        if api.FINALIZER not in (meta.get("finalizers") or []):
+    async def _finalize(self, landing: Landing | InvalidLanding) -> Outcome:
+        key = landing.key
+        if api.FINALIZER not in landing.metadata.finalizers:
             self.drift.release(key)
             return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
-        try:
-            spec = api.resolve_spec(meta["name"], meta["namespace"], body.get("spec"))
-        except api.SpecError:
-            spec = None
-        if spec is not None and spec.deletion_policy is api.DeletionPolicy.DELETE:
+        # A Landing whose spec cannot be read is released without revoking: nothing says what.
+        if (
+            isinstance(landing, Landing)
+            and landing.spec.deletion_policy is api.DeletionPolicy.DELETE
+        ):
             try:
-                await self._revoke(body, spec)
+                await self._revoke(landing)
             except LandingProblem as problem:
                 outcome = Outcome(
                     False,
@@ -563,30 +540,30 @@ class Reconciler:
                     Retry.BACKOFF,
                     problem.outcome.retry_after,
                 )
-                await self._write_status(body, outcome, spec, landed_from_status(body))
+                await self._write_status(landing, outcome, landed_from_status(landing))
                 return outcome
         self.drift.release(key)
-        await self._remove_finalizer(body)
+        await self._remove_finalizer(landing)
         return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
 
-    async def _revoke(self, body: Mapping[str, Any], spec: api.LandingSpec) -> None:
-        meta = body["metadata"]
-        owner = plan.owner_value(meta["namespace"], meta["name"])
-        landed = landed_from_status(body)
+    async def _revoke(self, landing: Landing) -> None:
+        spec = landing.spec
+        owner = landing.key
+        landed = landing.landed
         if landed is None:
             return  # nothing was ever landed
-        mint_spec = self.minter.spec(body)
+        mint_spec = spec.service_account
         if spec.direction is api.Direction.CHILD_TO_PARENT:
             target = self.local_target
         else:
-            _, child_creds = await self._source_credentials(meta["namespace"], spec)
+            _, child_creds = await self._source_credentials(landing)
             target = self.clusters.get(child_creds)
         if mint_spec is not None:
             # The ServiceAccount and its RBAC live in the cluster access was granted to.
             if spec.direction is api.Direction.PARENT_TO_CHILD:
                 granting_creds = self.parent.current()
             else:
-                _, granting_creds = await self._source_credentials(meta["namespace"], spec)
+                _, granting_creds = await self._source_credentials(landing)
             granting = self.clusters.get(granting_creds)
             try:
                 removed = await minting.revoke(granting.client, mint_spec, owner=owner)
@@ -594,14 +571,14 @@ class Reconciler:
                 raise problem_from_error(err, f"cluster {granting.server}") from None
             if removed:
                 self.events.record(
-                    body,
+                    landing.metadata,
                     "Normal",
                     "Revoked",
                     f"deleted ServiceAccount {mint_spec.namespace}/{mint_spec.name} and "
                     f"{len(removed) - 1} RBAC objects from {granting.server}",
                 )
         try:
-            await self._delete_if_ours(target, spec.write_name, spec.target_namespace, owner)
+            await self._delete_if_ours(target, landing.write_name, landing.target_namespace, owner)
             if landed.cluster == target.server:
                 await self._delete_if_ours(target, landed.name, landed.namespace, owner)
                 if landed.provider_configs:
@@ -609,70 +586,64 @@ class Reconciler:
         except API_ERRORS as err:
             raise problem_from_error(err, f"cluster {target.server}") from None
         self.events.record(
-            body, "Normal", "Revoked", f"deleted Secret {spec.target} from {target.server}"
+            landing.metadata,
+            "Normal",
+            "Revoked",
+            f"deleted Secret {landing.target} from {target.server}",
         )
 
     # -- metadata and status -------------------------------------------------------------
 
-    async def _ensure_finalizer(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        finalizers = list(meta.get("finalizers") or [])
-        if api.FINALIZER in finalizers:
+    async def _ensure_finalizer(self, landing: Landing) -> None:
+        meta = landing.metadata
+        if api.FINALIZER in meta.finalizers:
             return
         patch = {
             "metadata": {
-                "finalizers": [*finalizers, api.FINALIZER],
-                "resourceVersion": meta["resourceVersion"],
+                "finalizers": [*meta.finalizers, api.FINALIZER],
+                "resourceVersion": meta.resource_version,
             }
         }
         updated = await self.local.patch(
-            LANDING, meta["name"], patch, namespace=meta["namespace"], patch_type=PatchType.MERGE
+            LANDING, meta.name, patch, namespace=meta.namespace, patch_type=PatchType.MERGE
         )
         self.observe(updated.to_dict())
         self._count_write("Landing", "finalizer")
 
-    async def _remove_finalizer(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        finalizers = [f for f in meta.get("finalizers") or [] if f != api.FINALIZER]
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+    async def _remove_finalizer(self, landing: Landing | InvalidLanding) -> None:
+        meta = landing.metadata
+        finalizers = [f for f in meta.finalizers if f != api.FINALIZER]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.resource_version}}
         try:
             await self.local.patch(
-                LANDING,
-                meta["name"],
-                patch,
-                namespace=meta["namespace"],
-                patch_type=PatchType.MERGE,
+                LANDING, meta.name, patch, namespace=meta.namespace, patch_type=PatchType.MERGE
             )
         except ApiError as err:
             if err.status.code != 404:
                 raise
 
     async def _write_status(
-        self,
-        body: Mapping[str, Any],
-        outcome: Outcome,
-        spec: api.LandingSpec | None,
-        landed: Landed | None,
+        self, landing: Landing | InvalidLanding, outcome: Outcome, landed: Landed | None
     ) -> None:
-        meta = body["metadata"]
+        meta = landing.metadata
         update = next_status(
-            body.get("status") or {},
+            landing.status,
             outcome=outcome,
-            generation=meta.get("generation"),
-            target=spec.target if spec is not None else None,
+            generation=meta.generation,
+            target=landing.target if isinstance(landing, Landing) else None,
             landed=landed,
             now=now_rfc3339(),
         )
         if update is None:
             return  # nothing changed: nothing is written
         if update.event is not None:
-            self.events.record(body, *update.event)
+            self.events.record(meta, *update.event)
         try:
             updated = await self.local.patch(
                 LANDING.Status,
-                meta["name"],
+                meta.name,
                 {"status": update.status},
-                namespace=meta["namespace"],
+                namespace=meta.namespace,
                 patch_type=PatchType.MERGE,
             )
             self.observe(updated.to_dict())

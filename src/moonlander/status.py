@@ -7,11 +7,13 @@ Event that reports the transition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
+from moonlander.api import InvalidLanding, Landing, LandingStatus
 from moonlander.conditions import READY, find, now_rfc3339, set_condition
 from moonlander.plan import Outcome, Reason
 
@@ -55,7 +57,7 @@ class StatusUpdate:
 
 
 def next_status(
-    current: Mapping[str, Any],
+    status_now: LandingStatus,
     *,
     outcome: Outcome,
     generation: int | None,
@@ -64,6 +66,8 @@ def next_status(
     now: str,
 ) -> StatusUpdate | None:
     """The status to write after a reconcile, or None when the current one already says it."""
+    # As the API server holds it (lists, not tuples), to compare with what would be written.
+    current: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(status_now))
     ready = "True" if outcome.ready else "False"
     if outcome.reason is Reason.SUSPENDED:
         ready = "Unknown"
@@ -93,16 +97,16 @@ def next_status(
     return StatusUpdate(status, event)
 
 
-def landed_from_status(body: Mapping[str, Any]) -> Landed | None:
-    landed = (body.get("status") or {}).get("landed")
-    if not isinstance(landed, Mapping) or not landed.get("name"):
+def landed_from_status(landing: Landing | InvalidLanding) -> Landed | None:
+    landed = landing.status.landed
+    if landed is None or not landed.name:
         return None
     return Landed(
-        cluster=str(landed.get("cluster", "")),
-        server=str(landed.get("server", "")),
-        namespace=str(landed.get("namespace", "")),
-        name=str(landed.get("name", "")),
-        source_key=str(landed.get("sourceKey", "")),
-        content_hash=str(landed.get("contentHash", "")),
-        provider_configs=tuple(str(r) for r in landed.get("providerConfigs") or ()),
+        cluster=landed.cluster,
+        server=landed.server,
+        namespace=landed.namespace,
+        name=landed.name,
+        source_key=landed.source_key,
+        content_hash=landed.content_hash,
+        provider_configs=landed.provider_configs,
     )

@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
 from moonlander.devclusters import free_port
+from moonlander.kube.resources import LandingResource
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
@@ -84,7 +85,7 @@ def decoded(secret: Secret, key: str) -> str:
 
 
 def landing(namespace: str, name: str, **spec: Any) -> Any:
-    return api.Landing.from_dict(
+    return LandingResource.from_dict(
         {
             "apiVersion": api.API_VERSION,
             "kind": api.KIND,
@@ -97,14 +98,14 @@ def landing(namespace: str, name: str, **spec: Any) -> Any:
 async def landing_gone(client: AsyncClient, namespace: str, name: str) -> bool:
     """True once the Landing no longer exists (its finalizer ran)."""
     try:
-        await client.get(api.Landing, name, namespace=namespace)
+        await client.get(LandingResource, name, namespace=namespace)
     except ApiError as err:
         return err.status.code == 404
     return False
 
 
 async def ready_condition(client: AsyncClient, namespace: str, name: str) -> dict[str, Any] | None:
-    obj = await client.get(api.Landing, name, namespace=namespace)
+    obj = await client.get(LandingResource, name, namespace=namespace)
     for cond in (obj.status or {}).get("conditions", []) if obj.status else []:
         if cond["type"] == "Ready":
             return dict(cond)

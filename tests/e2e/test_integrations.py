@@ -28,14 +28,15 @@ from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
 from moonlander import api, devclusters, outputs, plan
-from moonlander.kubeconfig import (
+from moonlander.api import Provider, Scope
+from moonlander.credentials import (
     Credentials,
     Policy,
     credentials_from_token,
     parse_kubeconfig,
     render_kubeconfig,
 )
-from moonlander.outputs import PROVIDER_CONFIG_KINDS, Provider, Scope
+from moonlander.outputs import PROVIDER_CONFIG_KINDS
 
 from ..conftest import Plane
 from . import consumers
@@ -203,10 +204,15 @@ async def child_a_token(plane: Plane, admin: dict[str, AsyncClient], namespace: 
 
 
 # --------------------------------------------------------------------------------------------
-# spec.output: the CRD snippet in docs/integrations.md agrees with parse_output_spec
+# spec.output: the CRD snippet in docs/integrations.md agrees with api.parse_spec
 # --------------------------------------------------------------------------------------------
 
 CHECK_GROUP = "tests.moons.kingdon.ci"
+
+
+def parse_output(output: dict[str, Any]) -> api.OutputSpec:
+    """spec.output as the controller reads it, of a Landing named harvey."""
+    return api.parse_spec({"output": output}, name="harvey").output
 
 
 def output_schema_from_docs() -> dict[str, Any]:
@@ -254,7 +260,7 @@ OUTPUT_CASES: list[tuple[dict[str, Any], bool]] = [
 ]
 
 
-# The schema refuses empty strings; the parser, like api.resolve_spec, reads them as "not set"
+# The schema refuses empty strings; the parser (api.parse_spec) reads them as "not set"
 # (objects stored before the schema may hold them).
 EMPTY_IS_UNSET: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"format": "ArgoCD", "argocd": {"name": ""}}, {"format": "ArgoCD", "argocd": {}}),
@@ -267,7 +273,7 @@ async def test_output_schema_snippet_matches_parser(
     admin: dict[str, AsyncClient], namespace: str
 ) -> None:
     """The spec.output schema proposed for the Landing CRD compiles on a real API server
-    (CEL included), and it accepts and rejects exactly what parse_output_spec does; the
+    (CEL included), and it accepts and rejects exactly what api.parse_spec does; the
     defaults it applies parse to the same OutputSpec."""
     client = admin["child-b"]
     crd = {
@@ -299,7 +305,7 @@ async def test_output_schema_snippet_matches_parser(
     res = create_namespaced_resource(CHECK_GROUP, "v1", "OutputCheck", "outputchecks")
     for i, (output, valid) in enumerate(OUTPUT_CASES):
         try:
-            expected = outputs.parse_output_spec(output, landing_name="harvey")
+            expected = parse_output(output)
             parser_ok = True
         except api.SpecError:
             parser_ok = False
@@ -322,7 +328,7 @@ async def test_output_schema_snippet_matches_parser(
             continue
         assert valid, (output, "accepted by the API server")
         defaulted = stored["spec"]["output"]
-        assert outputs.parse_output_spec(defaulted, landing_name="harvey") == expected
+        assert parse_output(defaulted) == expected
 
     for i, (output, unset) in enumerate(EMPTY_IS_UNSET):
         obj = {
@@ -334,9 +340,7 @@ async def test_output_schema_snippet_matches_parser(
         with pytest.raises(ApiError) as refused:
             await client.create(res.from_dict(obj))
         assert refused.value.status.code == 422
-        assert outputs.parse_output_spec(output, landing_name="harvey") == (
-            outputs.parse_output_spec(unset, landing_name="harvey")
-        )
+        assert parse_output(output) == parse_output(unset)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +365,7 @@ async def test_provider_kubernetes_accepts_every_scope(
     provider_kubernetes_crds: dict[str, dict[str, Any]],
 ) -> None:
     client = admin["child-b"]
-    owner = plan.owner_value(namespace, "harvey")
+    owner = api.owner_value(namespace, "harvey")
     kubeconfig = render_kubeconfig(child_a_admin(plane), name="child-a")
     secret = plan.desired_secret(
         name="child-a-kubeconfig",
@@ -449,7 +453,7 @@ async def test_flux_kustomization_reads_the_landed_secret(
     assert keys == ["value", "value.yaml"], keys
     assert keys[0] in api.WRITTEN_KEYS
 
-    owner = plan.owner_value(namespace, "harvey")
+    owner = api.owner_value(namespace, "harvey")
     kubeconfig = render_kubeconfig(child_a_admin(plane), name="child-a")
     desired = plan.desired_secret(
         name="child-a-kubeconfig",
@@ -566,7 +570,7 @@ def test_argocd_secret_keys_are_the_documented_ones() -> None:
     assert 'string(s.Data["clusterResources"]) == "true"' in body
 
     common = consumers.read_text(consumers.ARGO_CD, "common/common.go")
-    assert f'LabelKeySecretType = "{outputs.ARGOCD_SECRET_TYPE_LABEL}"' in common
+    assert f'LabelKeySecretType = "{api.ARGOCD_SECRET_TYPE_LABEL}"' in common
     assert f'LabelValueSecretTypeCluster = "{outputs.ARGOCD_CLUSTER}"' in common
 
 
@@ -584,13 +588,12 @@ async def argocd_round_trip(
     tmp: Path,
 ) -> None:
     client = admin["child-b"]  # where Argo CD would run
-    owner = plan.owner_value(namespace, "harvey")
-    spec = outputs.parse_output_spec(
+    owner = api.owner_value(namespace, "harvey")
+    spec = parse_output(
         {
             "format": "ArgoCD",
             "argocd": {"namespaces": [marker], "clusterResources": False, "labels": {"env": "t"}},
-        },
-        landing_name="harvey",
+        }
     ).argocd
     assert spec is not None
     desired = outputs.argocd_cluster_secret(
@@ -599,7 +602,7 @@ async def argocd_round_trip(
     await client.apply(Secret.from_dict(desired), field_manager=MANAGER)
     stored = secret_dict(await client.get(Secret, "cluster-harvey", namespace=namespace))
     assert outputs.is_current(stored, desired)
-    assert stored["metadata"]["labels"][outputs.ARGOCD_SECRET_TYPE_LABEL] == "cluster"
+    assert stored["metadata"]["labels"][api.ARGOCD_SECRET_TYPE_LABEL] == "cluster"
     # Server-side apply: no last-applied-configuration copy of the data (CVE-2023-40029).
     assert "kubectl.kubernetes.io/last-applied-configuration" not in (
         stored["metadata"].get("annotations") or {}

@@ -21,6 +21,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 
 from moonlander import api, devclusters
+from moonlander.kube.resources import LandingResource
 
 from .conftest import Env
 from .harness import (
@@ -125,7 +126,7 @@ async def test_pattern_a_verbatim_lands_parent_kubeconfig_in_child(
     # ... and it is the parent, not the child: the child has no such Landing CRD.
     assert "landings.moons.kingdon.ci" in kubectl(text, tmp_path, "get", "crd", "-o", "name")
 
-    obj = await local.get(api.Landing, "talos-root-access", namespace=namespace)
+    obj = await local.get(LandingResource, "talos-root-access", namespace=namespace)
     status = obj.status
     assert status["target"] == f"{target_ns}/talos-root-kubeconfig"
     assert status["landed"]["sourceKey"] == "admin.conf"
@@ -184,7 +185,7 @@ async def test_pattern_b_verbatim_and_child_to_parent(
     # It is child-b's API server: the Landing CRD exists only in the parent.
     crds = kubectl(text, tmp_path, "get", "crd", "-o", "name")
     assert "landings.moons.kingdon.ci" not in crds
-    obj = await local.get(api.Landing, "moo-to-harvey", namespace=namespace)
+    obj = await local.get(LandingResource, "moo-to-harvey", namespace=namespace)
     assert obj.status["landed"]["sourceKey"] == "config"
     assert obj.status["landed"]["server"] == server
 
@@ -353,7 +354,7 @@ async def test_nothing_written_when_nothing_changed(env: Env, namespace: str) ->
     await asyncio.sleep(1)
     secret_rv = (await landed(child, namespace, api.DEFAULT_WRITE_NAME)).metadata.resourceVersion
     landing_rv = (
-        await local.get(api.Landing, "idle", namespace=namespace)
+        await local.get(LandingResource, "idle", namespace=namespace)
     ).metadata.resourceVersion
     reconciles = env.controller.log().count(f"{namespace}/idle: Synced in")
     # Touch the source without changing the kubeconfig: the controller reconciles (watch)...
@@ -374,7 +375,7 @@ async def test_nothing_written_when_nothing_changed(env: Env, namespace: str) ->
         await landed(child, namespace, api.DEFAULT_WRITE_NAME)
     ).metadata.resourceVersion == secret_rv
     assert (
-        await local.get(api.Landing, "idle", namespace=namespace)
+        await local.get(LandingResource, "idle", namespace=namespace)
     ).metadata.resourceVersion == landing_rv
 
 
@@ -396,7 +397,7 @@ async def test_foreign_secret_is_left_untouched_unless_adopted(env: Env, namespa
     assert not (theirs.metadata.labels or {})
 
     # Deleting the Landing never deletes the foreign Secret.
-    await local.delete(api.Landing, "foreign", namespace=namespace)
+    await local.delete(LandingResource, "foreign", namespace=namespace)
     await eventually(lambda: landing_gone(local, namespace, "foreign"), what="Landing deleted")
     assert decoded(await landed(child, namespace, "theirs"), "kubeconfig") == "not ours"
 
@@ -436,8 +437,8 @@ async def test_deletion_with_delete_and_orphan(env: Env, namespace: str) -> None
     await landed(child, namespace, "del")
     await landed(child, namespace, "orph")
 
-    await local.delete(api.Landing, "del", namespace=namespace)
-    await local.delete(api.Landing, "orph", namespace=namespace)
+    await local.delete(LandingResource, "del", namespace=namespace)
+    await local.delete(LandingResource, "orph", namespace=namespace)
     await eventually(lambda: landing_gone(local, namespace, "del"), what="del gone")
     await eventually(lambda: landing_gone(local, namespace, "orph"), what="orph gone")
     assert await get_secret(child, namespace, "del") is None
@@ -461,7 +462,7 @@ async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(
         await wait_reason(local, namespace, "dead", "Synced")
         proxy.cut()  # blackhole: connections hang, nothing answers
         await local.patch(
-            api.Landing,
+            LandingResource,
             "dead",
             {"spec": {"writeKubeconfigSecretName": "moved"}},
             namespace=namespace,
@@ -492,7 +493,7 @@ async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(
             measure("create->Ready while another child is dead", time.monotonic() - started)
 
         # Deleting while unreachable: the Landing says so and keeps its finalizer ...
-        await local.delete(api.Landing, "dead", namespace=namespace)
+        await local.delete(LandingResource, "dead", namespace=namespace)
         cond = await wait_reason(local, namespace, "dead", "ClusterUnreachable", timeout=40)
         await eventually(
             lambda: _message_has(local, namespace, "dead", "Orphan"),
@@ -502,7 +503,7 @@ async def test_unreachable_child_waits_and_does_not_slow_healthy_ones(
         assert not await landing_gone(local, namespace, "dead")
         # ... until switching to Orphan releases it.
         await local.patch(
-            api.Landing,
+            LandingResource,
             "dead",
             {"spec": {"deletionPolicy": "Orphan"}},
             namespace=namespace,
@@ -586,11 +587,13 @@ async def test_permanent_problems_wait_for_a_change(env: Env, namespace: str) ->
     await local.create(landing(namespace, "nokey"))
     cond = await wait_reason(local, namespace, "nokey", "SourceKeyNotFound")
     assert "kubeconfigSecretKey" in cond["message"]
-    rv = (await local.get(api.Landing, "bad", namespace=namespace)).metadata.resourceVersion
+    rv = (await local.get(LandingResource, "bad", namespace=namespace)).metadata.resourceVersion
     log_lines = env.controller.log().count(f"{namespace}/bad: InvalidKubeconfig")
     await asyncio.sleep(4)
     # No hot loop: neither status writes nor repeated reconciles while nothing changes.
-    assert (await local.get(api.Landing, "bad", namespace=namespace)).metadata.resourceVersion == rv
+    assert (
+        await local.get(LandingResource, "bad", namespace=namespace)
+    ).metadata.resourceVersion == rv
     assert env.controller.log().count(f"{namespace}/bad: InvalidKubeconfig") <= log_lines + 1
     # Fixing the Secret is a change the watch delivers: it lands right away.
     await local.patch(
@@ -612,7 +615,11 @@ async def test_suspend_stops_repair_until_resumed(env: Env, namespace: str) -> N
     await local.create(landing(namespace, "sus"))
     await wait_reason(local, namespace, "sus", "Synced")
     await local.patch(
-        api.Landing, "sus", {"spec": {"suspend": True}}, namespace=namespace, patch_type=_merge()
+        LandingResource,
+        "sus",
+        {"spec": {"suspend": True}},
+        namespace=namespace,
+        patch_type=_merge(),
     )
     cond = await wait_reason(local, namespace, "sus", "Suspended")
     assert cond["status"] == "Unknown"
@@ -620,7 +627,11 @@ async def test_suspend_stops_repair_until_resumed(env: Env, namespace: str) -> N
     await asyncio.sleep(2)
     assert await get_secret(child, namespace, api.DEFAULT_WRITE_NAME) is None
     await local.patch(
-        api.Landing, "sus", {"spec": {"suspend": False}}, namespace=namespace, patch_type=_merge()
+        LandingResource,
+        "sus",
+        {"spec": {"suspend": False}},
+        namespace=namespace,
+        patch_type=_merge(),
     )
     await wait_reason(local, namespace, "sus", "Synced")
     await landed(child, namespace, api.DEFAULT_WRITE_NAME)
@@ -637,7 +648,7 @@ async def test_renamed_target_moves_the_secret(env: Env, namespace: str) -> None
     await wait_reason(local, namespace, "mv", "Synced")
     await landed(child, namespace, "first")
     await local.patch(
-        api.Landing,
+        LandingResource,
         "mv",
         {"spec": {"writeKubeconfigSecretName": "second"}},
         namespace=namespace,
@@ -649,7 +660,7 @@ async def test_renamed_target_moves_the_secret(env: Env, namespace: str) -> None
         return await get_secret(child, namespace, "first") is None
 
     await eventually(first_gone, what="old Secret removed")
-    obj = await local.get(api.Landing, "mv", namespace=namespace)
+    obj = await local.get(LandingResource, "mv", namespace=namespace)
     assert obj.status["observedGeneration"] == 2
 
 
@@ -664,7 +675,7 @@ async def test_status_and_events_hold_no_secret_material(env: Env, namespace: st
     )
     await local.create(landing(namespace, "quiet"))
     await wait_reason(local, namespace, "quiet", "Synced")
-    obj = await local.get(api.Landing, "quiet", namespace=namespace)
+    obj = await local.get(LandingResource, "quiet", namespace=namespace)
     events = [e async for e in local.list(Event, namespace=namespace)]
     text = yaml.safe_dump(obj.to_dict()) + "".join(f"{e.reason} {e.message}" for e in events)
     secrets = _secret_fragments(env)

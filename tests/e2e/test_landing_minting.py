@@ -16,6 +16,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, Role, 
 
 from moonlander import api
 from moonlander.devclusters import ClusterSpec, ControlPlane
+from moonlander.kube.resources import LandingResource
 
 from .conftest import Env
 from .harness import (
@@ -115,7 +116,7 @@ async def test_parent_to_child_with_minted_service_account(
         await scoped._client.close()
     assert "hello" in kubectl(text, tmp_path, "get", "configmaps", "-n", namespace, "-o", "name")
 
-    obj = await local.get(api.Landing, "least", namespace=namespace)
+    obj = await local.get(LandingResource, "least", namespace=namespace)
     assert obj.status["landed"]["serviceAccount"] == f"{SA_NS}/{sa_name}"
     assert obj.status["landed"]["tokenExpiresAt"] > obj.status["landed"]["tokenRenewAt"]
     events = {
@@ -125,7 +126,7 @@ async def test_parent_to_child_with_minted_service_account(
     }
     assert "TokenMinted" in events
 
-    await local.delete(api.Landing, "least", namespace=namespace)
+    await local.delete(LandingResource, "least", namespace=namespace)
 
     async def revoked() -> bool:
         try:
@@ -175,7 +176,7 @@ async def test_renewal_recreation_and_child_to_parent(env: Env, namespace: str) 
         assert await _status_code(scoped.get(ConfigMap, "any", namespace=namespace)) == 403
     finally:
         await scoped._client.close()
-    first_expiry = (await local.get(api.Landing, "moo", namespace=namespace)).status["landed"][
+    first_expiry = (await local.get(LandingResource, "moo", namespace=namespace)).status["landed"][
         "tokenExpiresAt"
     ]
 
@@ -192,7 +193,7 @@ async def test_renewal_recreation_and_child_to_parent(env: Env, namespace: str) 
     second_token = await eventually(renewed_token, timeout=30, interval=0.2, what="token renewal")
     measure("minted token renewed (due after 6 s)", time.monotonic() - started)
     PLANTED.append(second_token)
-    obj = await local.get(api.Landing, "moo", namespace=namespace)
+    obj = await local.get(LandingResource, "moo", namespace=namespace)
     assert obj.status["landed"]["tokenExpiresAt"] > first_expiry
     events = [
         e async for e in local.list(Event, namespace=namespace) if e.involvedObject.name == "moo"
@@ -236,13 +237,13 @@ async def test_renewal_recreation_and_child_to_parent(env: Env, namespace: str) 
     from lightkube.types import PatchType
 
     await local.patch(
-        api.Landing,
+        LandingResource,
         "moo",
         {"spec": {"deletionPolicy": "Orphan"}},
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
-    await local.delete(api.Landing, "moo", namespace=namespace)
+    await local.delete(LandingResource, "moo", namespace=namespace)
     await asyncio.sleep(2)
     assert (await child.get(ServiceAccount, sa_name, namespace=SA_NS)).metadata.name == sa_name
     crbs = [
@@ -279,7 +280,7 @@ async def test_lifetime_follows_what_the_api_server_granted(
             )
         )
         await wait_reason(local, namespace, "short", "Synced")
-        status = (await local.get(api.Landing, "short", namespace=namespace)).status["landed"]
+        status = (await local.get(LandingResource, "short", namespace=namespace)).status["landed"]
         from datetime import UTC, datetime
 
         expires = datetime.fromisoformat(status["tokenExpiresAt"])
@@ -294,7 +295,7 @@ async def test_lifetime_follows_what_the_api_server_granted(
                 decoded(await landed(local, namespace, api.DEFAULT_WRITE_NAME), "value")
             )["users"][0]["user"]["token"]
         )
-        await local.delete(api.Landing, "short", namespace=namespace)
+        await local.delete(LandingResource, "short", namespace=namespace)
         await eventually(lambda: landing_gone(local, namespace, "short"), what="Landing deleted")
     finally:
         await asyncio.to_thread(plane.stop)

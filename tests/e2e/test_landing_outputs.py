@@ -17,6 +17,7 @@ from lightkube.types import PatchType
 
 from moonlander import api, outputs
 from moonlander.companions import resource_for
+from moonlander.kube.resources import LandingResource
 
 from . import consumers
 from .conftest import Env
@@ -92,7 +93,7 @@ async def test_crossplane_provider_configs_follow_the_landing(env: Env, namespac
     next to the landed Secret, they are accepted, follow spec changes and go on delete."""
     local, child = env.local, env.admin["child-a"]
     crds = consumers.crds(consumers.PROVIDER_KUBERNETES, "package/crds")
-    wanted = [KIND[(outputs.Provider.KUBERNETES, s)].crd_name for s in outputs.Scope]
+    wanted = [KIND[(api.Provider.KUBERNETES, s)].crd_name for s in api.Scope]
     await install_crds(child, [crds[name] for name in wanted])
     await local.create(
         secret_with(
@@ -111,7 +112,7 @@ async def test_crossplane_provider_configs_follow_the_landing(env: Env, namespac
         )
     )
     await wait_reason(local, namespace, "xp", "Synced")
-    legacy = resource_for(KIND[(outputs.Provider.KUBERNETES, outputs.Scope.LEGACY)])
+    legacy = resource_for(KIND[(api.Provider.KUBERNETES, api.Scope.LEGACY)])
     pc = await child.get(legacy, name)
     assert pc.spec["credentials"]["secretRef"] == {
         "namespace": namespace,
@@ -119,18 +120,18 @@ async def test_crossplane_provider_configs_follow_the_landing(env: Env, namespac
         "key": "kubeconfig",
     }
     assert pc.metadata.annotations[api.OWNER_ANNOTATION] == f"{namespace}/xp"
-    status = (await local.get(api.Landing, "xp", namespace=namespace)).status["landed"]
+    status = (await local.get(LandingResource, "xp", namespace=namespace)).status["landed"]
     assert status["providerConfigs"] == [f"ProviderConfig.kubernetes.crossplane.io {name}"]
 
     # Crossplane v2: a namespaced ProviderConfig next to the Secret; the legacy one goes.
     await local.patch(
-        api.Landing,
+        LandingResource,
         "xp",
         {"spec": {"output": {"crossplane": {"scope": "Namespaced", "name": name}}}},
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
-    namespaced = resource_for(KIND[(outputs.Provider.KUBERNETES, outputs.Scope.NAMESPACED)])
+    namespaced = resource_for(KIND[(api.Provider.KUBERNETES, api.Scope.NAMESPACED)])
 
     async def moved() -> bool:
         try:
@@ -143,7 +144,7 @@ async def test_crossplane_provider_configs_follow_the_landing(env: Env, namespac
         return got.spec["credentials"]["secretRef"]["name"] == "talos-root-kubeconfig"
 
     await eventually(moved, what="legacy ProviderConfig replaced by the namespaced one")
-    await local.delete(api.Landing, "xp", namespace=namespace)
+    await local.delete(LandingResource, "xp", namespace=namespace)
 
     async def cleaned() -> bool:
         try:
@@ -169,7 +170,7 @@ async def test_crossplane_output_waits_for_its_crd(env: Env, namespace: str) -> 
     await local.create(landing(namespace, "nohelm", output={"crossplane": {"providers": ["Helm"]}}))
     await wait_reason(local, namespace, "nohelm", "Synced")
     await landed(env.admin["child-b"], namespace, api.DEFAULT_WRITE_NAME)
-    status = (await local.get(api.Landing, "nohelm", namespace=namespace)).status["landed"]
+    status = (await local.get(LandingResource, "nohelm", namespace=namespace)).status["landed"]
     assert "providerConfigs" not in status
 
 
@@ -216,7 +217,7 @@ async def test_token_and_ca_secret_with_server_is_landed(
     await wait_reason(local, namespace, "ocm", "Synced")
     text = decoded(await landed(local, namespace, "b"), "value")
     assert namespace in kubectl(text, tmp_path, "get", "ns", "-o", "name")
-    assert (await local.get(api.Landing, "ocm", namespace=namespace)).status["landed"][
+    assert (await local.get(LandingResource, "ocm", namespace=namespace)).status["landed"][
         "sourceKey"
     ] == "token"
 
@@ -238,7 +239,7 @@ async def test_kamaji_svc_key_chosen_by_annotation(env: Env, namespace: str) -> 
     )
     await local.create(landing(namespace, "kam", direction="ChildToParent"))
     await wait_reason(local, namespace, "kam", "Synced")
-    obj = await local.get(api.Landing, "kam", namespace=namespace)
+    obj = await local.get(LandingResource, "kam", namespace=namespace)
     assert obj.status["landed"]["sourceKey"] == "admin.svc"
     assert obj.status["landed"]["server"].startswith("https://localhost:")
 

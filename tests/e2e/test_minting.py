@@ -33,10 +33,11 @@ from lightkube.resources.rbac_authorization_v1 import (
 )
 
 from moonlander import api, devclusters, minting
+from moonlander.api import PolicyRule, RoleGrant, RoleKind, ServiceAccountSpec
 from moonlander.clusters import build_client, close_client
+from moonlander.credentials import Policy, parse_kubeconfig
 from moonlander.devclusters import ClusterSpec, ControlPlane, ControlPlaneError
-from moonlander.kubeconfig import Policy, parse_kubeconfig
-from moonlander.minting import MintedToken, MintSpec, ObjectRef, RoleGrant
+from moonlander.minting import MintedToken, ObjectRef, identity
 from moonlander.plan import LandingProblem, Reason
 
 from ..conftest import Plane
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.e2e
 
 POLICY = Policy(allow_loopback=True)
 CM_RULE = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}
+CM_POLICY = PolicyRule(api_groups=("",), resources=("configmaps",), verbs=("get", "list"))
 KINDS: dict[str, Any] = {
     "ServiceAccount": ServiceAccount,
     "ClusterRole": ClusterRole,
@@ -130,7 +132,7 @@ async def versions(client: AsyncClient, refs: list[ObjectRef]) -> dict[ObjectRef
     return out
 
 
-async def eventually_invalid(client: AsyncClient, token: str, spec: MintSpec) -> float:
+async def eventually_invalid(client: AsyncClient, token: str, spec: ServiceAccountSpec) -> float:
     started = time.monotonic()
     while await minting.token_is_valid(client, token, spec):
         assert time.monotonic() - started < 30, "token still valid after 30s"
@@ -147,10 +149,10 @@ async def test_role_grant_allows_exactly_what_the_role_allows(
     client = admin["child-a"]
     other = await new_namespace(client)
     role = await cm_reader_role(client, namespace)
-    spec = MintSpec(
+    spec = ServiceAccountSpec(
         name="reader",
         namespace=namespace,
-        namespaced_roles=(RoleGrant("Role", role, (namespace,)),),
+        roles=(RoleGrant(kind=RoleKind.ROLE, name=role, namespaces=(namespace,)),),
     )
     owner = f"{namespace}/reader-landing"
     refs = await minting.ensure_identity(client, spec, owner=owner, owner_uid="uid-1")
@@ -180,7 +182,9 @@ async def test_inline_rules_in_namespaces_become_roles(
 ) -> None:
     client = admin["child-a"]
     other = await new_namespace(client)
-    spec = MintSpec(name="inline", namespace=namespace, rules=(CM_RULE,), rules_namespaces=(other,))
+    spec = ServiceAccountSpec(
+        name="inline", namespace=namespace, rules=(CM_POLICY,), rules_namespaces=(other,)
+    )
     await minting.ensure_identity(client, spec, owner=f"{namespace}/inline", owner_uid="u")
     token = await minting.mint_token(client, spec)
     async with as_token(plane, "child-a", token) as sa:
@@ -204,7 +208,9 @@ async def test_cluster_role_binding_works_cluster_wide(
             }
         )
     )
-    spec = MintSpec(name="wide", namespace=namespace, cluster_role=ns_reader, rules=(CM_RULE,))
+    spec = ServiceAccountSpec(
+        name="wide", namespace=namespace, cluster_role=ns_reader, rules=(CM_POLICY,)
+    )
     owner = f"{namespace}/wide"
     refs = await minting.ensure_identity(client, spec, owner=owner, owner_uid="u")
     base = f"moonlander:{namespace}:wide"
@@ -229,7 +235,7 @@ async def test_foreign_object_is_a_conflict_and_nothing_is_written(
     admin: dict[str, AsyncClient], namespace: str
 ) -> None:
     client = admin["child-a"]
-    spec = MintSpec(name="taken", namespace=namespace, cluster_role="view")
+    spec = ServiceAccountSpec(name="taken", namespace=namespace, cluster_role="view")
     owner = f"{namespace}/taken"
     binding = f"moonlander:{namespace}:taken:ClusterRole:view"
     # Someone else's binding with the name we would use, even with our label.
@@ -264,10 +270,10 @@ async def test_grant_into_missing_namespace_waits(
 ) -> None:
     client = admin["child-a"]
     missing = unique("missing")
-    spec = MintSpec(
+    spec = ServiceAccountSpec(
         name="waiter",
         namespace=namespace,
-        namespaced_roles=(RoleGrant("ClusterRole", "view", (missing,)),),
+        roles=(RoleGrant(kind=RoleKind.CLUSTER_ROLE, name="view", namespaces=(missing,)),),
     )
     with pytest.raises(LandingProblem) as err:
         await minting.ensure_identity(client, spec, owner=f"{namespace}/waiter", owner_uid="u")
@@ -279,7 +285,7 @@ async def test_grant_into_missing_namespace_waits(
 async def test_service_account_namespace_is_created(admin: dict[str, AsyncClient]) -> None:
     client = admin["child-b"]
     home = unique("home")
-    spec = MintSpec(name="robot", namespace=home, cluster_role="view")
+    spec = ServiceAccountSpec(name="robot", namespace=home, cluster_role="view")
     await minting.ensure_identity(client, spec, owner=f"{home}/robot", owner_uid="u")
     ns = await client.get(Namespace, home)
     assert ns.metadata.labels[api.MANAGED_BY_LABEL] == api.MANAGED_BY
@@ -295,7 +301,7 @@ async def test_expiry_is_what_the_token_request_granted(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     client = admin["parent"]
-    spec = MintSpec(name="timed", namespace=namespace, cluster_role="view")
+    spec = ServiceAccountSpec(name="timed", namespace=namespace, cluster_role="view")
     owner = f"{namespace}/timed"
     await minting.ensure_identity(client, spec, owner=owner, owner_uid="u")
     before = datetime.now(UTC)
@@ -316,7 +322,9 @@ async def test_expiry_is_what_the_token_request_granted(
 
 async def test_wrong_audience_is_detected(admin: dict[str, AsyncClient], namespace: str) -> None:
     client = admin["parent"]
-    spec = MintSpec(name="aud", namespace=namespace, cluster_role="view", audience="vault")
+    spec = ServiceAccountSpec(
+        name="aud", namespace=namespace, cluster_role="view", audience="vault"
+    )
     await minting.ensure_identity(client, spec, owner=f"{namespace}/aud", owner_uid="u")
     token = await minting.mint_token(client, spec)  # the API server issues it...
     assert jwt_claims(token.token)["aud"] == ["vault"]
@@ -347,7 +355,7 @@ async def test_server_maximum_shortens_the_lifetime(tmp_path: Path) -> None:
     await asyncio.to_thread(short.start)
     client = AsyncClient(KubeConfig.from_file(short.clusters["short"].kubeconfig))
     try:
-        spec = MintSpec(name="capped", cluster_role="view", expiration_seconds=7200)
+        spec = ServiceAccountSpec(name="capped", cluster_role="view", expiration_seconds=7200)
         await minting.ensure_identity(client, spec, owner="x/capped", owner_uid="u")
         token = await minting.mint_token(client, spec)
         claims = jwt_claims(token.token)
@@ -367,10 +375,10 @@ async def test_deleted_service_account_invalidates_tokens_and_is_recreated(
 ) -> None:
     client = admin["child-b"]
     await cm_reader_role(client, namespace)
-    spec = MintSpec(
+    spec = ServiceAccountSpec(
         name="phoenix",
         namespace=namespace,
-        namespaced_roles=(RoleGrant("Role", "cm-reader", (namespace,)),),
+        roles=(RoleGrant(kind=RoleKind.ROLE, name="cm-reader", namespaces=(namespace,)),),
     )
     owner = f"{namespace}/phoenix"
     await minting.ensure_identity(client, spec, owner=owner, owner_uid="u")
@@ -401,12 +409,12 @@ async def test_ensure_writes_nothing_when_current_and_prunes_what_was_dropped(
 ) -> None:
     client = admin["child-a"]
     other = await new_namespace(client)
-    spec = MintSpec(
+    spec = ServiceAccountSpec(
         name="steady",
         namespace=namespace,
         cluster_role="view",
-        namespaced_roles=(RoleGrant("ClusterRole", "edit", (namespace, other)),),
-        rules=(CM_RULE,),
+        roles=(RoleGrant(kind=RoleKind.CLUSTER_ROLE, name="edit", namespaces=(namespace, other)),),
+        rules=(CM_POLICY,),
     )
     owner = f"{namespace}/steady"
     refs = await minting.ensure_identity(client, spec, owner=owner, owner_uid="u")
@@ -426,12 +434,12 @@ async def test_ensure_writes_nothing_when_current_and_prunes_what_was_dropped(
     settled = await versions(client, refs)
 
     # A namespace dropped from a grant and a changed ClusterRole: new binding, old ones pruned.
-    changed = MintSpec(
+    changed = ServiceAccountSpec(
         name="steady",
         namespace=namespace,
         cluster_role="admin",
-        namespaced_roles=(RoleGrant("ClusterRole", "edit", (namespace,)),),
-        rules=(CM_RULE,),
+        roles=(RoleGrant(kind=RoleKind.CLUSTER_ROLE, name="edit", namespaces=(namespace,)),),
+        rules=(CM_POLICY,),
     )
     await minting.ensure_identity(client, changed, owner=owner, owner_uid="u")
     pruned = await minting.prune(client, changed, owner=owner)
@@ -450,17 +458,17 @@ async def test_revoke_removes_ours_and_leaves_foreign_objects(
     client = admin["parent"]
     other = await new_namespace(client)
     await cm_reader_role(client, namespace)
-    spec = MintSpec(
+    spec = ServiceAccountSpec(
         name="leaver",
         namespace=namespace,
         cluster_role="view",
-        namespaced_roles=(RoleGrant("Role", "cm-reader", (namespace,)),),
-        rules=(CM_RULE,),
+        roles=(RoleGrant(kind=RoleKind.ROLE, name="cm-reader", namespaces=(namespace,)),),
+        rules=(CM_POLICY,),
         rules_namespaces=(other,),
     )
     owner = f"{namespace}/leaver"
     # An object from an earlier spec (ServiceAccount renamed) that is still ours.
-    earlier = MintSpec(name="leaver-old", namespace=namespace, cluster_role="edit")
+    earlier = ServiceAccountSpec(name="leaver-old", namespace=namespace, cluster_role="edit")
     await minting.ensure_identity(client, earlier, owner=owner, owner_uid="u")
     refs = await minting.ensure_identity(client, spec, owner=owner, owner_uid="u")
     token = await minting.mint_token(client, spec)
@@ -501,7 +509,7 @@ async def test_revoke_removes_ours_and_leaves_foreign_objects(
     for ref in deleted:
         kind = KINDS[ref.kind]
         assert await status_of(client.get(kind, ref.name, namespace=ref.namespace)) == 404, ref
-    assert await minting._owned(client, owner) == []
+    assert await identity._owned(client, owner) == []
     assert await foreign_versions() == foreign_before  # untouched
     await eventually_invalid(client, token.token, spec)
     assert await minting.revoke(client, spec, owner=owner) == []  # again: nothing, no error
@@ -632,11 +640,15 @@ SA_SPECS: dict[str, tuple[bool, dict[str, Any]]] = {
 }
 
 
+def service_account_of(sa: dict[str, Any]) -> ServiceAccountSpec | None:
+    return api.parse_spec({"serviceAccount": sa}, name="landing").service_account
+
+
 async def test_proposed_crd_field_agrees_with_the_parser(
     admin: dict[str, AsyncClient], namespace: str
 ) -> None:
     """The CRD's spec.serviceAccount schema (config/crd/bases) accepts and rejects what
-    parse_mint_spec does (with the defaults it applies). It is installed under a scratch
+    api.parse_spec does (with the defaults it applies). It is installed under a scratch
     group, so this cluster does not get the real Landing CRD."""
     crd_file = ROOT / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
     real = yaml.safe_load(crd_file.read_text())
@@ -684,11 +696,9 @@ async def test_proposed_crd_field_agrees_with_the_parser(
             if not valid:
                 assert code == 422, case
                 with pytest.raises(api.SpecError):
-                    minting.parse_mint_spec(sa, landing_namespace=namespace)
+                    service_account_of(sa)
                 continue
             assert code == 200, case
-            assert minting.parse_mint_spec(stored, landing_namespace=namespace) == (
-                minting.parse_mint_spec(sa, landing_namespace=namespace)
-            ), case
+            assert service_account_of(stored) == service_account_of(sa), case
     finally:
         await client.delete(CustomResourceDefinition, crd.metadata.name)

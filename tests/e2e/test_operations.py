@@ -276,7 +276,7 @@ async def test_cel_rules_reject_bad_landings(env: Env, namespace: str) -> None:
     from lightkube import ApiError
     from lightkube.types import PatchType
 
-    from moonlander import api
+    from moonlander.kube.resources import LandingResource
 
     local = env.local
     with pytest.raises(ApiError) as err:
@@ -288,7 +288,7 @@ async def test_cel_rules_reject_bad_landings(env: Env, namespace: str) -> None:
     await local.create(landing(namespace, "fixed", direction="ChildToParent"))
     with pytest.raises(ApiError) as err:
         await local.patch(
-            api.Landing,
+            LandingResource,
             "fixed",
             {"spec": {"direction": "ParentToChild"}},
             namespace=namespace,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from lightkube.resources.core_v1 import Event
 
-from moonlander import api
+from moonlander.kube.resources import LandingResource
 
 from .conftest import Env
 from .harness import PLANTED
@@ -40,7 +40,7 @@ async def test_no_secret_material_in_logs_events_status_metrics(env: Env) -> Non
     assert len(secrets) >= 20
     assert "DEBUG" in env.controller.log()  # the scan covers debug logging
     events = [e async for e in env.local.list(Event, namespace="*")]
-    landings = [obj async for obj in env.local.list(api.Landing, namespace="*")]
+    landings = [obj async for obj in env.local.list(LandingResource, namespace="*")]
     haystacks = {
         "controller log": env.controller.log(),
         "events": "\n".join(f"{e.reason} {e.message}" for e in events),

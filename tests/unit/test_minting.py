@@ -1,4 +1,4 @@
-"""The pure parts of minting: spec parsing, token renewal math, object names, kubeconfig."""
+"""The pure parts of minting: role flags, token renewal math, object names, kubeconfig."""
 
 from __future__ import annotations
 
@@ -13,136 +13,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from moonlander import api, minting, pki
-from moonlander.kubeconfig import KubeconfigError, Policy, parse_kubeconfig
-from moonlander.minting import MintedToken, MintSpec, ObjectRef, RoleGrant, parse_mint_spec
+from moonlander.api import PolicyRule, RoleGrant, RoleKind, ServiceAccountSpec
+from moonlander.credentials import KubeconfigError, Policy, parse_kubeconfig
+from moonlander.minting import MintedToken, ObjectRef, command
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.c2VjcmV0LXNpZ25hdHVyZQ"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def parse(**fields: Any) -> MintSpec:
-    spec = parse_mint_spec(fields, landing_namespace="tenant")
+def parse(**fields: Any) -> ServiceAccountSpec:
+    spec = api.parse_spec({"serviceAccount": fields}, name="land").service_account
     assert spec is not None
     return spec
 
 
-# -- spec -------------------------------------------------------------------------------------
-
-
-def test_absent_spec_means_no_minting() -> None:
-    assert parse_mint_spec(None, landing_namespace="tenant") is None
-
-
-def test_defaults() -> None:
-    spec = parse(name="crossplane", clusterRole="view")
-    assert spec == MintSpec(
-        name="crossplane",
-        namespace="moonlander-system",
-        cluster_role="view",
-        audience="https://kubernetes.default.svc",
-        expiration_seconds=3600,
-        renew_before_fraction=0.2,
-    )
-    assert spec.username == "system:serviceaccount:moonlander-system:crossplane"
-
-
-def test_every_field() -> None:
-    spec = parse(
-        name="robot",
-        namespace="ops",
-        clusterRole="system:basic-user",
-        roles=[
-            {"kind": "Role", "name": "reader", "namespaces": ["a", "b", "a"]},
-            {"name": "edit", "namespaces": ["c"]},  # kind defaults to ClusterRole
-            {"kind": "Role", "name": "reader", "namespaces": ["c"]},  # merged with the first
-        ],
-        rules=[
-            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": []}
-        ],
-        rulesNamespaces=["a"],
-        audience="https://oidc.example",
-        expirationSeconds=600,
-        renewBeforeFraction=0.5,
-    )
-    assert spec.namespaced_roles == (
-        RoleGrant("Role", "reader", ("a", "b", "c")),
-        RoleGrant("ClusterRole", "edit", ("c",)),
-    )
-    # Empty lists are dropped: the API server omits them, so they would look like drift.
-    assert spec.rules == ({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},)
-    assert spec.rules_namespaces == ("a",)
-    assert (spec.audience, spec.expiration_seconds, spec.renew_before_fraction) == (
-        "https://oidc.example",
-        600,
-        0.5,
-    )
-
-
-@pytest.mark.parametrize(
-    ("fields", "fragment"),
-    [
-        ({"clusterRole": "view"}, "name is required"),
-        ({"name": "Robot", "clusterRole": "view"}, "not a valid ServiceAccount name"),
-        ({"name": "r", "namespace": "a.b", "clusterRole": "view"}, "not a valid namespace"),
-        ({"name": "r"}, "grants nothing"),
-        ({"name": "r", "clusterRole": "a/b"}, "clusterRole"),
-        ({"name": "r", "clusterRole": ".."}, "clusterRole"),
-        ({"name": "r", "clusterRole": 7}, "clusterRole must be a string"),
-        ({"name": "r", "roles": [{"kind": "Group", "name": "x", "namespaces": ["a"]}]}, "kind"),
-        ({"name": "r", "roles": [{"kind": "Role", "name": "x"}]}, "at least one namespace"),
-        ({"name": "r", "roles": [{"name": "x", "namespaces": ["A"]}]}, "not a valid namespace"),
-        ({"name": "r", "roles": [{"name": "x", "namespaces": ["a"], "scope": 1}]}, "unknown"),
-        ({"name": "r", "roles": "view"}, "roles must be a list"),
-        ({"name": "r", "rules": [{"apiGroups": [""], "resources": ["pods"]}]}, "verbs"),
-        ({"name": "r", "rules": [{"resources": ["pods"], "verbs": ["get"]}]}, "apiGroups"),
-        ({"name": "r", "rules": [{"apiGroups": [""], "verbs": ["get"]}]}, "resources"),
-        (
-            {
-                "name": "r",
-                "rules": [{"verbs": ["get"], "apiGroups": [""], "nonResourceURLs": ["/x"]}],
-            },
-            "either",
-        ),
-        (
-            {"name": "r", "rules": [{"verbs": ["get a"], "apiGroups": [""], "resources": ["p"]}]},
-            "without spaces",
-        ),
-        (
-            {
-                "name": "r",
-                "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["p"], "x": 1}],
-            },
-            "unknown",
-        ),
-        (
-            {
-                "name": "r",
-                "rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}],
-                "rulesNamespaces": ["a"],
-            },
-            "nonResourceURLs need a ClusterRole",
-        ),
-        ({"name": "r", "clusterRole": "view", "rulesNamespaces": ["a"]}, "no rules"),
-        ({"name": "r", "clusterRole": "view", "audience": "a b"}, "audience"),
-        ({"name": "r", "clusterRole": "view", "expirationSeconds": 599}, "between 600"),
-        ({"name": "r", "clusterRole": "view", "expirationSeconds": 10**9}, "between 600"),
-        ({"name": "r", "clusterRole": "view", "expirationSeconds": "3600"}, "integer"),
-        ({"name": "r", "clusterRole": "view", "expirationSeconds": True}, "integer"),
-        ({"name": "r", "clusterRole": "view", "renewBeforeFraction": 0.01}, "between 0.05"),
-        ({"name": "r", "clusterRole": "view", "renewBeforeFraction": 0.995}, "between 0.05"),
-        ({"name": "r", "clusterRole": "view", "renewBeforeFraction": "0.2"}, "number"),
-        ({"name": "r", "clusterRole": "view", "serviceAccountName": "x"}, "unknown field"),
-    ],
-)
-def test_invalid_spec_is_a_clear_error(fields: dict[str, Any], fragment: str) -> None:
-    with pytest.raises(api.SpecError, match=fragment) as err:
-        parse_mint_spec(fields, landing_namespace="tenant")
-    assert str(err.value).startswith("spec.serviceAccount")
-
-
-def test_spec_must_be_an_object() -> None:
-    with pytest.raises(api.SpecError, match="must be an object"):
-        parse_mint_spec(["name"], landing_namespace="tenant")  # type: ignore[arg-type]
+# -- role flags -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -157,13 +42,13 @@ def test_spec_must_be_an_object() -> None:
     ],
 )
 def test_role_flag(flag: str, expected: dict[str, Any]) -> None:
-    assert minting.parse_role_flag(flag) == expected
+    assert command.parse_role_flag(flag) == expected
 
 
 @pytest.mark.parametrize("flag", ["view", "Role/reader", "Role@a", "/x@a"])
 def test_bad_role_flag(flag: str) -> None:
     with pytest.raises(api.SpecError, match="KIND/NAME@"):
-        minting.parse_role_flag(flag)
+        command.parse_role_flag(flag)
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -255,7 +140,7 @@ def test_written_kubeconfig_is_private(tmp_path: Path) -> None:
     out = tmp_path / "out.yaml"
     out.write_text("old")
     out.chmod(0o644)
-    minting._write_private(out, "new")
+    command._write_private(out, "new")
     assert out.read_text() == "new"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["out.yaml"]
@@ -335,11 +220,11 @@ _role = st.from_regex(r"[a-z][a-z0-9:.-]{0,20}", fullmatch=True)
 def test_names_of_different_owners_never_collide(owners: list[str], roles: list[str]) -> None:
     names = []
     for owner in owners:
-        spec = MintSpec(
+        spec = ServiceAccountSpec(
             name="robot",
             cluster_role=roles[0],
-            namespaced_roles=tuple(RoleGrant("Role", r, ("a",)) for r in roles),
-            rules=({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},),
+            roles=tuple(RoleGrant(kind=RoleKind.ROLE, name=r, namespaces=("a",)) for r in roles),
+            rules=(PolicyRule(api_groups=("",), resources=("pods",), verbs=("get",)),),
         )
         names.append(
             {(ref.kind, ref.name) for ref, _ in minting.desired_objects(spec, owner=owner)}
@@ -351,7 +236,7 @@ def test_names_of_different_owners_never_collide(owners: list[str], roles: list[
 def test_long_names_are_cut_but_stay_unique() -> None:
     owner_a = "tenant/" + "a" * 250
     owner_b = "tenant/" + "a" * 249 + "b"
-    spec = MintSpec(name="robot", cluster_role="view")
+    spec = ServiceAccountSpec(name="robot", cluster_role="view")
     a = {ref.name for ref, _ in minting.desired_objects(spec, owner=owner_a)}
     b = {ref.name for ref, _ in minting.desired_objects(spec, owner=owner_b)}
     assert all(len(n) <= 253 for n in a | b)

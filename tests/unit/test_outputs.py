@@ -5,32 +5,21 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from moonlander import api, outputs, plan
-from moonlander.api import SpecError
-from moonlander.kubeconfig import Credentials, KubeconfigError, Policy, credentials_from_token
-from moonlander.outputs import (
-    PROVIDER_CONFIG_KINDS,
-    ArgoCDSpec,
-    CrossplaneSpec,
-    OutputFormat,
-    OutputSpec,
-    Provider,
-    Scope,
-    parse_output_spec,
-)
+from moonlander.api import ArgoCDSpec, CrossplaneSpec, Provider, Scope
+from moonlander.credentials import Credentials, KubeconfigError, Policy, credentials_from_token
+from moonlander.outputs import PROVIDER_CONFIG_KINDS
 from moonlander.plan import LandingProblem, Reason, Retry
 
-from .test_kubeconfig import FAST, PERMISSIVE, _pki, valid_credentials
+from ..support.kubeconfigs import FAST, PERMISSIVE, _pki, valid_credentials
 
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = Policy()
 LOOPBACK = Policy(allow_loopback=True)
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.SECRETPLANTtoken.c2ln"
@@ -60,239 +49,6 @@ def cert_creds() -> Credentials:
         user_name="admin",
         namespace=None,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# parse_output_spec
-# ---------------------------------------------------------------------------------------------
-
-ARGO_DEFAULT = OutputSpec(format=OutputFormat.ARGOCD, argocd=ArgoCDSpec(name="harvey"))
-
-ACCEPTED: list[Any] = [
-    pytest.param(None, OutputSpec(), id="absent"),
-    pytest.param({}, OutputSpec(), id="empty"),
-    pytest.param({"format": "Kubeconfig"}, OutputSpec(), id="kubeconfig"),
-    pytest.param({"format": ""}, OutputSpec(), id="empty-format-is-default"),
-    pytest.param({"format": "ArgoCD"}, ARGO_DEFAULT, id="argocd-defaults"),
-    pytest.param({"format": "ArgoCD", "argocd": None}, ARGO_DEFAULT, id="argocd-null"),
-    pytest.param({"format": "ArgoCD", "argocd": {"name": ""}}, ARGO_DEFAULT, id="empty-name"),
-    pytest.param(
-        {
-            "format": "ArgoCD",
-            "argocd": {
-                "name": "Harvey (prod)",
-                "project": "tenants",
-                "namespaces": ["web", "apps"],
-                "clusterResources": False,
-                "labels": {"z": "1", "example.com/env": "prod", "empty": None},
-            },
-        },
-        OutputSpec(
-            format=OutputFormat.ARGOCD,
-            argocd=ArgoCDSpec(
-                name="Harvey (prod)",
-                project="tenants",
-                namespaces=("web", "apps"),
-                cluster_resources=False,
-                labels=(("empty", ""), ("example.com/env", "prod"), ("z", "1")),
-            ),
-        ),
-        id="argocd-full",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"namespaces": []}}, ARGO_DEFAULT, id="no-namespaces-all"
-    ),
-    pytest.param(
-        {"crossplane": {}}, OutputSpec(crossplane=CrossplaneSpec()), id="crossplane-defaults"
-    ),
-    pytest.param({"crossplane": None}, OutputSpec(), id="crossplane-null-is-unset"),
-    pytest.param(
-        {"crossplane": {"providers": ["Helm", "Kubernetes"], "scope": "Namespaced", "name": "x"}},
-        OutputSpec(
-            crossplane=CrossplaneSpec(
-                providers=(Provider.HELM, Provider.KUBERNETES), scope=Scope.NAMESPACED, name="x"
-            )
-        ),
-        id="crossplane-full",
-    ),
-]
-
-
-@pytest.mark.parametrize(("raw", "expected"), ACCEPTED)
-def test_parse_output_spec_accepts(raw: Any, expected: OutputSpec) -> None:
-    assert parse_output_spec(raw, landing_name="harvey") == expected
-
-
-REJECTED: list[Any] = [
-    pytest.param([], "spec.output must be an object", id="not-object"),
-    pytest.param({"fromat": "ArgoCD"}, "unknown field(s): fromat", id="typo"),
-    pytest.param({"format": "Yaml"}, "spec.output.format must be Kubeconfig or ArgoCD", id="fmt"),
-    pytest.param({"format": 1}, "spec.output.format must be", id="fmt-type"),
-    pytest.param({"argocd": {}}, "argocd is set but spec.output.format is not ArgoCD", id="argo"),
-    pytest.param(
-        {"format": "ArgoCD", "crossplane": {}}, "crossplane needs spec.output.format", id="xp-argo"
-    ),
-    pytest.param({"format": "ArgoCD", "argocd": []}, "argocd must be an object", id="argo-list"),
-    pytest.param({"format": "ArgoCD", "argocd": {"server": "x"}}, "unknown field", id="argo-f"),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"name": "a\nb"}}, "argocd.name must be", id="name-nl"
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"name": "x" * 254}}, "argocd.name must be", id="name-long"
-    ),
-    pytest.param({"format": "ArgoCD", "argocd": {"name": 5}}, "must be a string", id="name-type"),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"project": "Not Valid"}},
-        "not a valid AppProject name",
-        id="project",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"namespaces": "a,b"}}, "must be a list", id="ns-str"
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"namespaces": ["A"]}}, "not a valid namespace", id="ns"
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"namespaces": ["a", "a"]}}, "listed twice", id="ns-dup"
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"namespaces": [f"n{i}" for i in range(257)]}},
-        "more than 256",
-        id="ns-many",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"clusterResources": "true"}},
-        "clusterResources must be true or false",
-        id="cluster-resources",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": ["a"]}}, "labels must be an object", id="l-list"
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"bad key": "x"}}},
-        "is not a valid label key",
-        id="label-key",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"Bad_Prefix/x": "x"}}},
-        "is not a valid label key",
-        id="label-prefix",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"x" * 64: "x"}}},
-        "is not a valid label key",
-        id="label-name-long",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"k": "bad value"}}},
-        "is not a valid label value",
-        id="label-value",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"k": 1}}},
-        "is not a valid label value",
-        id="label-value-type",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"argocd.argoproj.io/secret-type": "x"}}},
-        "set by Moonlander",
-        id="label-secret-type",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {"app.kubernetes.io/managed-by": "helm"}}},
-        "set by Moonlander",
-        id="label-managed-by",
-    ),
-    pytest.param(
-        {"format": "ArgoCD", "argocd": {"labels": {f"k{i}": "v" for i in range(65)}}},
-        "more than 64 labels",
-        id="label-many",
-    ),
-    pytest.param({"crossplane": []}, "crossplane must be an object", id="xp-list"),
-    pytest.param({"crossplane": {"providers": []}}, "non-empty list", id="xp-none"),
-    pytest.param({"crossplane": {"providers": "Helm"}}, "non-empty list", id="xp-str"),
-    pytest.param(
-        {"crossplane": {"providers": ["Terraform"]}},
-        "providers[0] must be Kubernetes or Helm",
-        id="xp-unknown",
-    ),
-    pytest.param(
-        {"crossplane": {"providers": ["Helm", "Helm"]}}, "lists a provider twice", id="xp-dup"
-    ),
-    pytest.param(
-        {"crossplane": {"scope": "Global"}},
-        "scope must be Legacy or Namespaced or Cluster",
-        id="xp-scope",
-    ),
-    pytest.param(
-        {"crossplane": {"name": "Bad_Name"}}, "not a valid ProviderConfig name", id="xp-name"
-    ),
-]
-
-
-@pytest.mark.parametrize(("raw", "fragment"), REJECTED)
-def test_parse_output_spec_rejects(raw: Any, fragment: str) -> None:
-    with pytest.raises(SpecError) as caught:
-        parse_output_spec(raw, landing_name="harvey")
-    assert fragment in str(caught.value)
-
-
-def test_unknown_field_names_that_look_like_secrets_are_not_echoed() -> None:
-    with pytest.raises(SpecError) as caught:
-        parse_output_spec({"SECRETPLANT token=abc": 1}, landing_name="x")
-    assert "SECRETPLANT" not in str(caught.value)
-    assert "(name not shown)" in str(caught.value)
-
-
-def test_landing_name_is_the_default_argocd_name() -> None:
-    spec = parse_output_spec({"format": "ArgoCD"}, landing_name="talos-root-access")
-    assert spec.argocd == ArgoCDSpec(name="talos-root-access")
-
-
-def test_crossplane_name_defaults_to_the_secret_name() -> None:
-    assert CrossplaneSpec().config_name("talos-root-kubeconfig") == "talos-root-kubeconfig"
-    assert CrossplaneSpec(name="x").config_name("talos-root-kubeconfig") == "x"
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "examples/argocd/landing.yaml",
-        "examples/flux/kustomization.yaml",
-        "examples/crossplane/landing-with-providerconfig.yaml",
-    ],
-)
-def test_examples_parse(path: str) -> None:
-    from moonlander import minting
-
-    landings = [
-        doc for doc in yaml.safe_load_all((ROOT / path).read_text()) if doc["kind"] == api.KIND
-    ]
-    assert landings
-    for doc in landings:
-        meta, spec = doc["metadata"], doc["spec"]
-        api.resolve_spec(meta["name"], meta["namespace"], spec)
-        minting.parse_mint_spec(spec.get("serviceAccount"), landing_namespace=meta["namespace"])
-        assert "output" in spec
-        parse_output_spec(spec["output"], landing_name=meta["name"])
-
-
-def test_docs_schema_enums_and_defaults_match_the_parser() -> None:
-    """The Landing CRD's spec.output names the same values the parser accepts."""
-    crd = yaml.safe_load((ROOT / "config/crd/bases/moons.kingdon.ci_landings.yaml").read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    props = spec["properties"]["output"]["properties"]
-    assert props["format"]["enum"] == [f.value for f in OutputFormat]
-    assert props["format"]["default"] == OutputSpec().format
-    xp = props["crossplane"]["properties"]
-    assert xp["providers"]["items"]["enum"] == [p.value for p in Provider]
-    assert xp["providers"]["default"] == [p.value for p in CrossplaneSpec().providers]
-    assert xp["scope"]["enum"] == [s.value for s in Scope]
-    assert xp["scope"]["default"] == CrossplaneSpec().scope
-    argo = props["argocd"]["properties"]
-    assert set(argo) == {"name", "project", "namespaces", "clusterResources", "labels"}
-    assert argo["namespaces"]["maxItems"] == outputs.MAX_NAMESPACES
-    assert argo["labels"]["maxProperties"] == outputs.MAX_LABELS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +135,7 @@ def test_argocd_optional_keys_only_when_set() -> None:
         project="tenants",
         namespaces=("web", "apps"),
         cluster_resources=True,
-        labels=(("env", "prod"),),
+        labels={"env": "prod"},
     )
     secret = outputs.argocd_cluster_secret(
         token_creds(), name="s", namespace="argocd", owner=OWNER, owner_uid=UID, spec=spec
@@ -390,7 +146,7 @@ def test_argocd_optional_keys_only_when_set() -> None:
     assert values["namespaces"] == "web,apps"
     assert values["clusterResources"] == "true"
     assert secret["metadata"]["labels"]["env"] == "prod"
-    no_cluster = dataclasses.replace(spec, cluster_resources=False)
+    no_cluster = msgspec.structs.replace(spec, cluster_resources=False)
     off = outputs.argocd_cluster_secret(
         token_creds(), name="s", namespace="argocd", owner=OWNER, owner_uid=UID, spec=no_cluster
     )
@@ -419,13 +175,13 @@ def test_argocd_secret_carries_extra_annotations_like_desired_secret() -> None:
 
 
 def test_argocd_hash_changes_with_labels_so_a_removed_label_is_reapplied() -> None:
-    def render(labels: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    def render(labels: dict[str, str]) -> dict[str, Any]:
         spec = ArgoCDSpec(name="h", labels=labels)
         return outputs.argocd_cluster_secret(
             token_creds(), name="s", namespace="argocd", owner=OWNER, owner_uid=UID, spec=spec
         )
 
-    with_label, without = render((("env", "prod"),)), render(())
+    with_label, without = render({"env": "prod"}), render({})
     assert with_label["data"] == without["data"]
     assert outputs.is_current(with_label, with_label)
     # Stored with the label, now unwanted: the hash differs, so it is re-applied (and SSA
@@ -623,7 +379,7 @@ def test_crossplane_objects_one_per_provider_in_order() -> None:
         ("kubernetes.m.crossplane.io/v1alpha1", "ClusterProviderConfig", "s"),
     ]
     assert all("namespace" not in o["metadata"] for o in objs)
-    assert CrossplaneSpec(providers=(Provider.HELM,)).kinds() == (
+    assert outputs.provider_config_kinds(CrossplaneSpec(providers=(Provider.HELM,))) == (
         PROVIDER_CONFIG_KINDS[(Provider.HELM, Scope.LEGACY)],
     )
 
@@ -732,7 +488,7 @@ def test_no_secret_in_labels_annotations_or_reprs(
 ) -> None:
     if creds.token is not None:  # a token nothing else can contain by chance
         creds = dataclasses.replace(creds, token="SECRETPLANT" + suffix)
-    spec = ArgoCDSpec(name="h", project="p", namespaces=("a",), labels=(("env", "x"),))
+    spec = ArgoCDSpec(name="h", project="p", namespaces=("a",), labels={"env": "x"})
     secret = outputs.argocd_cluster_secret(
         creds, name="s", namespace="argocd", owner=OWNER, owner_uid=UID, spec=spec
     )
@@ -750,7 +506,7 @@ def test_no_secret_in_labels_annotations_or_reprs(
         *(json.dumps(pc) for pc in pcs),
         repr(spec),
         repr(creds),
-        repr(parse_output_spec({"format": "ArgoCD"}, landing_name="h")),
+        repr(api.parse_spec({"output": {"format": "ArgoCD"}}, name="h").output),
     ]
     for marker in _secret_markers(creds):
         for text in outside_data:

@@ -1,4 +1,4 @@
-"""The pure parts of a reconcile: spec defaults, key search, ownership, desired Secret, retry timing."""
+"""The pure parts of a reconcile: key search, ownership, desired Secret, retry timing."""
 
 from __future__ import annotations
 
@@ -15,48 +15,6 @@ from moonlander.backoff import backoff_delay, jittered
 from moonlander.conditions import set_condition
 from moonlander.plan import LandingProblem, Ownership, Reason, Retry
 from moonlander.workqueue import WorkQueue
-
-
-def test_seed_defaults() -> None:
-    spec = api.resolve_spec("harvey", "harvey-system", {})
-    assert spec.source_name == "kubernetes-harvey-admin-kubeconfig"
-    assert spec.source_namespace == "harvey-system"
-    assert spec.write_name == "remote-kubeconfig"
-    assert spec.target_namespace == "harvey-system"
-    assert spec.direction is api.Direction.PARENT_TO_CHILD
-    assert spec.deletion_policy is api.DeletionPolicy.DELETE
-    assert spec.source_key is None and not spec.suspend and not spec.adopt_existing
-
-
-def test_pattern_a_fields_are_kept() -> None:
-    spec = api.resolve_spec(
-        "talos-root-access",
-        "harvey-system",
-        {
-            "kubeconfigSecretName": "kubernetes-harvey-admin-kubeconfig",
-            "writeKubeconfigSecretName": "talos-root-kubeconfig",
-            "targetNamespace": "crossplane-system",
-        },
-    )
-    assert spec.source_ref == ("harvey-system", "kubernetes-harvey-admin-kubeconfig")
-    assert spec.target == "crossplane-system/talos-root-kubeconfig"
-
-
-@pytest.mark.parametrize(
-    ("spec", "fragment"),
-    [
-        ({"kubeconfigSecretName": "Not_A_Name"}, "kubeconfigSecretName"),
-        ({"targetNamespace": "a.b"}, "targetNamespace"),
-        ({"direction": "Sideways"}, "direction"),
-        ({"deletionPolicy": "Maybe"}, "deletionPolicy"),
-        ({"suspend": "yes"}, "suspend"),
-        ({"kubeconfigSecretKey": "a/b"}, "kubeconfigSecretKey"),
-        ({"writeKubeconfigSecretName": 7}, "writeKubeconfigSecretName"),
-    ],
-)
-def test_invalid_spec_is_a_clear_error(spec: dict[str, object], fragment: str) -> None:
-    with pytest.raises(api.SpecError, match=fragment):
-        api.resolve_spec("x", "ns", spec)
 
 
 def test_key_search_order_is_documented_order() -> None:

@@ -1,0 +1,1 @@
+"""Talking to Kubernetes: typed resources for lightkube, clients and watches of clusters."""
