@@ -39,8 +39,9 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace, Secret
 from lightkube.types import PatchType
 
-from moonlander import api, plan
-from moonlander.devclusters import ClusterSpec, ControlPlane, free_port
+from moonlander import api
+from moonlander.controller import plan
+from moonlander.dev.clusters import ClusterSpec, ControlPlane, free_port
 from moonlander.kube.resources import LandingResource
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Fixtures over the real local control plane (moonlander.devclusters).
+"""Fixtures over the real local control plane (moonlander.dev.clusters).
 
 One etcd and three kube-apiservers (parent, child-a, child-b) start once per test session.
 If they cannot start, every e2e test fails with the reason: these tests never skip.
@@ -18,7 +18,7 @@ import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Namespace
 
-from moonlander.devclusters import Cluster, ClusterSpec, ControlPlane, ControlPlaneError
+from moonlander.dev.clusters import Cluster, ClusterSpec, ControlPlane, ControlPlaneError
 
 CLUSTERS = ("parent", "child-a", "child-b")
 
@@ -36,7 +36,7 @@ class Plane:
 
 
 def _reuse(directory: Path) -> Plane:
-    from moonlander import pki
+    from moonlander.dev import pki
 
     info = json.loads((directory / "clusters.json").read_text())
     clusters = {}

@@ -1,5 +1,5 @@
 import sys
 
-from moonlander.cli import main
+from moonlander.cli.main import main
 
 sys.exit(main())

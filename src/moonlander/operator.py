@@ -30,19 +30,20 @@ import kopf
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
-from moonlander import admission, api, health
-from moonlander.backoff import backoff_delay
-from moonlander.clusters import ClusterPool, Target, close_client
-from moonlander.controller import Controller, Timing
+from moonlander import api
+from moonlander.controller.loop import Controller, Timing
+from moonlander.controller.metrics import ClusterHealth, Metrics, Snapshot
+from moonlander.controller.parent import ParentKubeconfig
+from moonlander.controller.reconcile import Reconciler
 from moonlander.credentials import Policy
-from moonlander.drift import DriftWatches
-from moonlander.events import EventRecorder
+from moonlander.kube.backoff import backoff_delay
+from moonlander.kube.clusters import ClusterPool, Target, close_client
+from moonlander.kube.drift import DriftWatches
+from moonlander.kube.events import EventRecorder
+from moonlander.kube.leader import LeaderElector, LeaseConfig
 from moonlander.kube.resources import LandingResource
-from moonlander.leader import LeaderElector, LeaseConfig
-from moonlander.metrics import ClusterHealth, Metrics, Snapshot
-from moonlander.parent import ParentKubeconfig
-from moonlander.reconcile import Reconciler
-from moonlander.sources import SecretMetadataWatch, get_metadata
+from moonlander.kube.sources import SecretMetadataWatch, get_metadata
+from moonlander.serve import admission, health
 
 log = logging.getLogger(__name__)
 

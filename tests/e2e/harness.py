@@ -22,7 +22,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
-from moonlander.devclusters import free_port
+from moonlander.dev.clusters import free_port
 from moonlander.kube.resources import LandingResource
 
 ROOT = Path(__file__).resolve().parents[2]

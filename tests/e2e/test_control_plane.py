@@ -16,7 +16,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.authentication_v1 import TokenReview
 from lightkube.resources.core_v1 import ConfigMap, Secret, ServiceAccount
 
-from moonlander import devclusters
+from moonlander.dev import clusters as devclusters
 
 from ..conftest import Plane
 

@@ -27,8 +27,12 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
-from moonlander import api, devclusters, outputs, plan
+from moonlander import api
 from moonlander.api import Provider, Scope
+from moonlander.api import ownership as own
+from moonlander.api.reasons import LandingProblem, Reason
+from moonlander.controller import outputs, plan
+from moonlander.controller.outputs import PROVIDER_CONFIG_KINDS
 from moonlander.credentials import (
     Credentials,
     Policy,
@@ -36,7 +40,7 @@ from moonlander.credentials import (
     parse_kubeconfig,
     render_kubeconfig,
 )
-from moonlander.outputs import PROVIDER_CONFIG_KINDS
+from moonlander.dev import clusters as devclusters
 
 from ..conftest import Plane
 from . import consumers
@@ -398,7 +402,7 @@ async def test_provider_kubernetes_accepts_every_scope(
         stored = await apply_and_read(client, desired, kind.plural, kind.namespaced)
         # Accepted, and nothing pruned: the stored object holds all we wrote.
         assert outputs.is_current(stored, desired), (scope, stored)
-        assert plan.ownership(stored, owner) is plan.Ownership.OURS
+        assert own.ownership(stored, owner) is own.Ownership.OURS
         assert stored["spec"]["credentials"]["secretRef"] == {
             "namespace": namespace,
             "name": "child-a-kubeconfig",
@@ -700,9 +704,9 @@ async def test_token_secret_producers_land_a_working_kubeconfig(
         secret = await admin["parent"].get(Secret, name, namespace=namespace)
         data = dict(secret.data or {})
         assert plan.is_token_secret(data), name
-        with pytest.raises(plan.LandingProblem) as no_server:
+        with pytest.raises(LandingProblem) as no_server:
             plan.credentials_from_token_secret(data, None, LOOPBACK)
-        assert no_server.value.outcome.reason is plan.Reason.SOURCE_KEY_NOT_FOUND
+        assert no_server.value.outcome.reason is Reason.SOURCE_KEY_NOT_FOUND
         assert "spec.server" in no_server.value.outcome.message
 
         creds = plan.credentials_from_token_secret(data, plane["child-a"].url, LOOPBACK)

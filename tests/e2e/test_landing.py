@@ -20,7 +20,8 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 
-from moonlander import api, devclusters
+from moonlander import api
+from moonlander.dev import clusters as devclusters
 from moonlander.kube.resources import LandingResource
 
 from .conftest import Env

@@ -15,8 +15,9 @@ import yaml
 from lightkube import ApiError
 from lightkube.types import PatchType
 
-from moonlander import api, outputs
-from moonlander.companions import resource_for
+from moonlander import api
+from moonlander.controller import outputs
+from moonlander.controller.companions import resource_for
 from moonlander.kube.resources import LandingResource
 
 from . import consumers

@@ -32,13 +32,14 @@ from lightkube.resources.rbac_authorization_v1 import (
     RoleBinding,
 )
 
-from moonlander import api, devclusters, minting
+from moonlander import api, minting
 from moonlander.api import PolicyRule, RoleGrant, RoleKind, ServiceAccountSpec
-from moonlander.clusters import build_client, close_client
+from moonlander.api.reasons import LandingProblem, Reason
 from moonlander.credentials import Policy, parse_kubeconfig
-from moonlander.devclusters import ClusterSpec, ControlPlane, ControlPlaneError
+from moonlander.dev import clusters as devclusters
+from moonlander.dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError
+from moonlander.kube.clusters import build_client, close_client
 from moonlander.minting import MintedToken, ObjectRef, identity
-from moonlander.plan import LandingProblem, Reason
 
 from ..conftest import Plane
 

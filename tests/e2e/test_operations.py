@@ -27,7 +27,8 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Namespace
 
-from moonlander import devclusters, pki
+from moonlander.dev import clusters as devclusters
+from moonlander.dev import pki
 
 from .conftest import Env
 from .harness import (

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moonlander import pki
+from moonlander.dev import pki
 
 from .conftest import Env
 from .harness import PLANTED, ControllerProcess, landing, secret_with, wait_reason

@@ -2,25 +2,10 @@
 the CRDs generated from the models. Pure: no client library is imported here."""
 
 from moonlander.api.landing import (
-    ARGOCD_SECRET_TYPE_LABEL,
-    DEFAULT_AUDIENCE,
-    DEFAULT_MINT_NAMESPACE,
-    ArgoCDSpec,
     Condition,
-    CrossplaneSpec,
-    DeletionPolicy,
-    Direction,
     LandedStatus,
     LandingSpec,
     LandingStatus,
-    OutputFormat,
-    OutputSpec,
-    PolicyRule,
-    Provider,
-    RoleGrant,
-    RoleKind,
-    Scope,
-    ServiceAccountSpec,
 )
 from moonlander.api.names import (
     ALLOWED_NAMESPACES_ANNOTATION,
@@ -44,6 +29,12 @@ from moonlander.api.names import (
     default_source_name,
     owner_value,
 )
+from moonlander.api.output import (
+    ARGOCD_SECRET_TYPE_LABEL,
+    ArgoCDSpec,
+    CrossplaneSpec,
+    OutputSpec,
+)
 from moonlander.api.parse import (
     InvalidLanding,
     Landing,
@@ -51,9 +42,26 @@ from moonlander.api.parse import (
     ParsedLanding,
     SpecError,
     parse_landing,
+    parse_policy,
     parse_service_account,
     parse_spec,
     parse_status,
+)
+from moonlander.api.policy import LandingPolicy, LandingPolicySpec, MintGrant, NamespaceSelector
+from moonlander.api.serviceaccount import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_MINT_NAMESPACE,
+    PolicyRule,
+    RoleGrant,
+    ServiceAccountSpec,
+)
+from moonlander.api.types import (
+    DeletionPolicy,
+    Direction,
+    OutputFormat,
+    Provider,
+    RoleKind,
+    Scope,
 )
 
 __all__ = [
@@ -86,8 +94,12 @@ __all__ = [
     "InvalidLanding",
     "LandedStatus",
     "Landing",
+    "LandingPolicy",
+    "LandingPolicySpec",
     "LandingSpec",
     "LandingStatus",
+    "MintGrant",
+    "NamespaceSelector",
     "ObjectMeta",
     "OutputFormat",
     "OutputSpec",
@@ -102,6 +114,7 @@ __all__ = [
     "default_source_name",
     "owner_value",
     "parse_landing",
+    "parse_policy",
     "parse_service_account",
     "parse_spec",
     "parse_status",

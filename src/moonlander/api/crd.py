@@ -23,7 +23,11 @@ import msgspec
 import yaml
 from msgspec import inspect
 
-from moonlander.api.landing import LandingSpec, LandingStatus
+from moonlander.api import policy
+from moonlander.api.landing import (
+    LandingSpec,
+    LandingStatus,
+)
 from moonlander.api.names import GROUP, KIND, PLURAL, VERSION
 
 _HEADER = (
@@ -167,7 +171,26 @@ LANDING = Kind(
     ),
 )
 
-KINDS: tuple[Kind, ...] = (LANDING,)
+LANDING_POLICY = Kind(
+    kind=policy.KIND,
+    plural=policy.PLURAL,
+    scope="Cluster",
+    spec=policy.LandingPolicySpec,
+    status=policy.LandingPolicyStatus,
+    description=(
+        "LandingPolicy grants the Landings of the namespaces it selects what only the "
+        "operator can give: the parent credential, minting bounded by role allow-lists, and "
+        "writes into other namespaces. Without a policy a Landing gets none of these."
+    ),
+    short_names=("lp",),
+    columns=(
+        {"name": "Parent", "type": "boolean", "jsonPath": ".spec.parentCredential"},
+        {"name": "Namespaces", "type": "string", "jsonPath": ".status.matchedNamespaces"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+)
+
+KINDS: tuple[Kind, ...] = (LANDING, LANDING_POLICY)
 
 
 def crd(kind: Kind) -> dict[str, Any]:

@@ -18,13 +18,9 @@ from typing import Any
 import msgspec
 
 from moonlander.api.landing import (
-    ArgoCDSpec,
     LandedStatus,
     LandingSpec,
     LandingStatus,
-    OutputFormat,
-    OutputSpec,
-    ServiceAccountSpec,
 )
 from moonlander.api.names import (
     DEFAULT_WRITE_NAME,
@@ -32,6 +28,17 @@ from moonlander.api.names import (
     DNS_SUBDOMAIN_PATTERN,
     default_source_name,
     owner_value,
+)
+from moonlander.api.output import (
+    ArgoCDSpec,
+    OutputSpec,
+)
+from moonlander.api.policy import LandingPolicy, LandingPolicySpec
+from moonlander.api.serviceaccount import (
+    ServiceAccountSpec,
+)
+from moonlander.api.types import (
+    OutputFormat,
 )
 
 _MAX_MESSAGE = 300
@@ -227,3 +234,18 @@ def parse_service_account(raw: Mapping[str, Any]) -> ServiceAccountSpec:
 
 ParsedLanding = Landing | InvalidLanding
 """What the edge produces for every watched Landing."""
+
+
+def parse_policy(body: Mapping[str, Any]) -> LandingPolicy:
+    """A watched LandingPolicy as its typed model; raises :class:`SpecError` when its spec
+    cannot be used (such a policy grants nothing)."""
+    meta = body.get("metadata") or {}
+    try:
+        spec = msgspec.convert(
+            _unset_removed(body.get("spec") or {}), LandingPolicySpec, strict=True
+        )
+    except msgspec.ValidationError as err:
+        raise _spec_error(err, "spec") from None
+    return LandingPolicy(
+        name=str(meta.get("name", "")), spec=spec, generation=meta.get("generation")
+    )

@@ -27,8 +27,10 @@ from lightkube.resources.rbac_authorization_v1 import (
     RoleBinding,
 )
 
-from moonlander import api, plan
+from moonlander import api
 from moonlander.api import ServiceAccountSpec
+from moonlander.api import ownership as own
+from moonlander.api.reasons import LandingProblem, Reason, Retry
 from moonlander.minting.objects import (
     ObjectRef,
     _normal,
@@ -39,7 +41,6 @@ from moonlander.minting.tokens import (
     MintedToken,
     _rfc3339,
 )
-from moonlander.plan import LandingProblem, Reason, Retry
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ async def ensure_identity(
     await _ensure_namespace(client, spec.namespace)
     existing = await asyncio.gather(*(_get(client, ref) for ref, _ in objects))
     for (ref, _), current in zip(objects, existing, strict=True):
-        if current is not None and plan.ownership(current, owner) is not plan.Ownership.OURS:
+        if current is not None and own.ownership(current, owner) is not own.Ownership.OURS:
             raise _conflict(ref, owner)
 
     for (ref, body), current in zip(objects, existing, strict=True):
@@ -258,7 +259,7 @@ async def _owned(client: AsyncClient, owner: str) -> list[ObjectRef]:
             items = client.list(res, labels=selector)
         async for obj in items:
             body = obj.to_dict()
-            if plan.ownership(body, owner) is plan.Ownership.OURS:
+            if own.ownership(body, owner) is own.Ownership.OURS:
                 meta = body["metadata"]
                 refs.append(ObjectRef(kind, meta["name"], meta.get("namespace")))
     return refs
@@ -284,7 +285,7 @@ async def _delete_preconditioned(
 async def _delete_if_ours(client: AsyncClient, ref: ObjectRef, owner: str) -> bool:
     for _ in range(5):
         current = await _get(client, ref)
-        if current is None or plan.ownership(current, owner) is not plan.Ownership.OURS:
+        if current is None or own.ownership(current, owner) is not own.Ownership.OURS:
             return False
         meta = current["metadata"]
         try:

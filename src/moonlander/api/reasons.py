@@ -1,0 +1,73 @@
+"""Why a Landing is or is not Ready, and when it is tried again: part of the API (pure).
+
+The ``reason`` of a Landing's Ready condition is one of :class:`Reason`; each member's
+comment says what it means and what to do. :class:`Retry` is how the controller schedules
+the next attempt after each outcome (docs/architecture.md, "Retries", has the table).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Reason(enum.StrEnum):
+    # Ready=True: the Secret is landed and current.
+    SYNCED = "Synced"
+    PROGRESSING = "Progressing"
+    # Ready=Unknown: spec.suspend is set; nothing is changed.
+    SUSPENDED = "Suspended"
+    # The spec cannot be used as written; the message names the field. Fix the Landing.
+    INVALID_SPEC = "InvalidSpec"
+    # The source Secret is not there yet ("Planet B"): waiting, with backoff.
+    SOURCE_SECRET_NOT_FOUND = "SourceSecretNotFound"  # noqa: S105 - a reason, not a secret
+    # The source Secret has no kubeconfig key that was asked for or searched.
+    SOURCE_KEY_NOT_FOUND = "SourceKeyNotFound"
+    # The source Secret is in another namespace that has not granted this one.
+    CROSS_NAMESPACE_NOT_ALLOWED = "CrossNamespaceNotAllowed"
+    # The kubeconfig was refused by the validator (exec, files, http, addresses, ...).
+    INVALID_KUBECONFIG = "InvalidKubeconfig"
+    # The mounted parent kubeconfig cannot be read or is invalid: the operator's to fix.
+    PARENT_KUBECONFIG_UNAVAILABLE = "ParentKubeconfigUnavailable"
+    # The cluster written to (or granting access) does not answer: waiting, with backoff.
+    CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    # The credential to be landed does not authenticate where it grants access (401).
+    CREDENTIAL_REJECTED = "CredentialRejected"
+    # The credential used to write was refused (401) or lacks the rights (403).
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    # The Landing asks for something its namespace was not granted by a LandingPolicy (the
+    # parent credential, minting, a write into another namespace); the message says what.
+    NOT_PERMITTED = "NotPermitted"
+    # The Secret to write exists and is not this Landing's (set adoptExisting to take it).
+    CONFLICT = "Conflict"
+    # A fault that retrying may fix (5xx, 429, timeouts, 409 races).
+    TRANSIENT_ERROR = "TransientError"
+    # The Landing is being deleted and what it landed removed.
+    DELETING = "Deleting"
+
+
+class Retry(enum.StrEnum):
+    RESYNC = "Resync"  # converged: come back at the periodic resync
+    BACKOFF = "Backoff"  # waiting or transient: capped exponential backoff
+    ON_CHANGE = "OnChange"  # permanent: wait for a watched change (or the slow resync)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ready: bool
+    reason: Reason
+    message: str
+    retry: Retry
+    retry_after: float | None = None  # a server's Retry-After, honoured as a lower bound
+    requeue_after: float | None = None  # converged, but due again then (token renewal)
+
+
+class LandingProblem(Exception):
+    """A reason the Landing cannot converge now. The message never holds secret material."""
+
+    def __init__(
+        self, reason: Reason, message: str, retry: Retry, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.outcome = Outcome(False, reason, message, retry, retry_after)

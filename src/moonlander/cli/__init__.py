@@ -1,0 +1,1 @@
+"""The commands: ``moonlander run | check | mint | demo | dev-clusters | version``."""

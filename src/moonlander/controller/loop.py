@@ -1,0 +1,226 @@
+"""The controller's moving parts: what it knows of Landings, what wakes them, the workers.
+
+kopf delivers watch events (operator.py); they land here as ``landing_event`` and
+``secret_event``. Each event only updates the in-memory view and enqueues keys; workers
+take keys from the queue and call the reconciler, then schedule the next attempt from the
+outcome: periodic resync when converged, capped exponential backoff with jitter while
+waiting or after a transient fault, nothing but a watched change for a permanent problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moonlander import api
+from moonlander.api.reasons import Outcome, Retry
+from moonlander.controller.metrics import Metrics
+from moonlander.controller.reconcile import Reconciler
+from moonlander.controller.workqueue import WorkQueue
+from moonlander.kube.backoff import backoff_delay, jittered
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    resync: float = 600.0  # converged Landings are re-checked this often (jittered)
+    backoff_base: float = 1.0
+    backoff_cap: float = 120.0
+    workers: int = 16
+
+
+def _trigger_view(landing: api.ParsedLanding) -> tuple[Any, ...]:
+    """What in a Landing, when it changes, needs a reconcile: its spec (generation) and its
+    deletion. Status writes and our own finalizer do not."""
+    return (landing.metadata.generation, landing.metadata.deletion_timestamp)
+
+
+def _newer(meta: api.ObjectMeta, than: api.ObjectMeta) -> bool:
+    # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
+    try:
+        return int(meta.resource_version) > int(than.resource_version)
+    except ValueError:
+        return True
+
+
+class Controller:
+    def __init__(
+        self, reconciler: Reconciler, timing: Timing = Timing(), metrics: Metrics | None = None
+    ) -> None:
+        self.reconciler = reconciler
+        self.timing = timing
+        self.metrics = metrics
+        self._stopping = False
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.queue = WorkQueue()
+        # Every Landing as last seen, parsed once at this edge (api.parse_landing).
+        self.landings: dict[str, api.ParsedLanding] = {}
+        self._sources: dict[str, tuple[str, str]] = {}
+        self._by_source: dict[tuple[str, str], set[str]] = defaultdict(set)
+        # resourceVersion of every Secret the metadata watch has seen (names only, no data).
+        self._source_versions: dict[tuple[str, str], str] = {}
+        self._attempts: dict[str, int] = defaultdict(int)
+        self._workers: list[asyncio.Task[None]] = []
+        self.last_outcomes: dict[str, Outcome] = {}
+
+    # -- events in ----------------------------------------------------------------------
+
+    def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        landing = api.parse_landing(body)
+        key = landing.key
+        if event_type == "DELETED":
+            self._forget(key)
+            return
+        previous = self.landings.get(key)
+        if previous is not None and not _newer(landing.metadata, previous.metadata):
+            return  # an event older than our own write, which observe() already recorded
+        self.landings[key] = landing
+        self._index_source(key, landing)
+        if previous is None or _trigger_view(previous) != _trigger_view(landing):
+            self.queue.add(key)
+
+    def source_version(self, namespace: str, name: str) -> str | None:
+        return self._source_versions.get((namespace, name))
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """Our own write of a Landing: remember it unless the watch already brought newer."""
+        landing = api.parse_landing(body)
+        current = self.landings.get(landing.key)
+        if current is None or _newer(landing.metadata, current.metadata):
+            self.landings[landing.key] = landing
+
+    def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
+        """A Secret in the local cluster changed (``meta``: its metadata, never its data)."""
+        ref = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self._source_versions.pop(ref, None)
+            self.reconciler.forget_source(ref)
+        else:
+            self._source_versions[ref] = str(meta.get("resourceVersion", ""))
+        for key in self._by_source.get(ref, ()):
+            self.queue.add(key)
+        # A Secret this controller landed in its own cluster: repair drift.
+        labels = meta.get("labels") or {}
+        if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
+            owner = (meta.get("annotations") or {}).get(api.OWNER_ANNOTATION)
+            echo = self.reconciler.is_echo("local", *ref, str(meta.get("resourceVersion", "")))
+            if owner in self.landings and not echo:
+                self.queue.add(owner)
+
+    def wake(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key in self.landings:
+                self.queue.add(key)
+
+    def wake_parent_to_child(self) -> None:
+        for key, landing in self.landings.items():
+            if (
+                isinstance(landing, api.Landing)
+                and landing.spec.direction is api.Direction.PARENT_TO_CHILD
+            ):
+                self.queue.add(key)
+
+    def _index_source(self, key: str, landing: api.ParsedLanding | None) -> None:
+        """Keeps the source Secret -> Landings index; ``landing`` None: the Landing is gone."""
+        ref = landing.source_ref if isinstance(landing, api.Landing) else None
+        old = self._sources.get(key)
+        if old == ref:
+            return
+        if old is not None:
+            self._by_source[old].discard(key)
+            if not self._by_source[old]:
+                del self._by_source[old]
+        if ref is None:
+            self._sources.pop(key, None)
+        else:
+            self._sources[key] = ref
+            self._by_source[ref].add(key)
+
+    def _forget(self, key: str) -> None:
+        self.landings.pop(key, None)
+        self._index_source(key, None)
+        self._attempts.pop(key, None)
+        self.last_outcomes.pop(key, None)
+        self.reconciler.forget(key)
+        self.queue.forget(key)
+
+    # -- workers ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for _ in range(self.timing.workers):
+            self._workers.append(asyncio.create_task(self._work()))
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Takes no new work; reconciles in flight get ``grace`` seconds to finish."""
+        self._stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(BaseException):
+                await task
+        self._workers.clear()
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            key = await self.queue.get()
+            if self._stopping:
+                return
+            self._busy += 1
+            self._idle.clear()
+            try:
+                await self.process(key)
+            except Exception:
+                log.exception("reconcile of %s failed unexpectedly", key)
+                self.queue.add_after(key, self._next_backoff(key))
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+                self.queue.done(key)
+
+    async def process(self, key: str) -> Outcome | None:
+        landing = self.landings.get(key)
+        if landing is None:
+            return None
+        started = time.monotonic()
+        outcome = await self.reconciler.reconcile(landing)
+        elapsed = time.monotonic() - started
+        if key in self.landings:  # not deleted meanwhile
+            self.last_outcomes[key] = outcome
+            self._schedule(key, outcome)
+        if self.metrics is not None:
+            self.metrics.reconciles.labels(outcome.reason.value).inc()
+            self.metrics.duration.observe(elapsed)
+        log.debug("%s: %s in %.3fs", key, outcome.reason, elapsed)
+        return outcome
+
+    def _schedule(self, key: str, outcome: Outcome) -> None:
+        if outcome.retry is Retry.BACKOFF:
+            delay = self._next_backoff(key)
+            if outcome.retry_after is not None:
+                delay = max(delay, outcome.retry_after)
+            self.queue.add_after(key, delay)
+            return
+        self._attempts.pop(key, None)
+        # Converged, or waiting for a watched change: the slow resync catches anything missed.
+        delay = jittered(self.timing.resync)
+        if outcome.requeue_after is not None:
+            delay = min(delay, outcome.requeue_after)
+        self.queue.add_after(key, delay)
+
+    def _next_backoff(self, key: str) -> float:
+        self._attempts[key] += 1
+        return backoff_delay(
+            self._attempts[key], base=self.timing.backoff_base, cap=self.timing.backoff_cap
+        )

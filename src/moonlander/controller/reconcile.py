@@ -1,0 +1,661 @@
+"""One reconcile of one Landing: gather facts, ask ``plan`` what to do, do it, say so.
+
+Level-based and idempotent: every call computes the desired state from scratch and writes
+only what differs. Errors become ``LandingProblem`` outcomes with a reason, a message free
+of secret material and a retry class; the caller schedules the next attempt.
+
+Longer than the other modules (about 650 lines) because it is the one place that sequences
+I/O: its decisions are already elsewhere (``plan``, ``status``, ``outputs``, ``errors``,
+``minted``), and what is left is the order of calls and what each failure means. The next
+split is the landed-Secret store (namespace, create-or-apply, echo memory) into its own
+module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpcore2
+import httpx2
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.authentication_v1 import SelfSubjectReview
+from lightkube.resources.core_v1 import Namespace, Secret
+from lightkube.types import PatchType
+
+from moonlander import api, minting
+from moonlander.api import InvalidLanding, Landing
+from moonlander.api import ownership as own
+from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
+from moonlander.controller import companions, outputs, plan
+from moonlander.controller.conditions import now_rfc3339
+from moonlander.controller.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
+from moonlander.controller.metrics import Metrics
+from moonlander.controller.minted import Minter
+from moonlander.controller.parent import ParentKubeconfig
+from moonlander.controller.status import Landed, landed_from_status, next_status
+from moonlander.credentials import (
+    Credentials,
+    KubeconfigError,
+    Policy,
+    check_server,
+    parse_kubeconfig,
+    render_kubeconfig,
+)
+from moonlander.kube.clusters import (
+    ClusterPool,
+    Target,
+    annotations_of,
+)
+from moonlander.kube.drift import DriftWatches
+from moonlander.kube.events import EventRecorder
+from moonlander.kube.resources import LandingResource
+from moonlander.kube.sources import get_metadata
+
+log = logging.getLogger(__name__)
+
+LANDING = LandingResource
+VERIFIED_FOR = 60.0  # seconds a credential stays verified before it is asked about again
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        local: AsyncClient,
+        local_target: Target,
+        clusters: ClusterPool,
+        parent: ParentKubeconfig,
+        drift: DriftWatches,
+        events: EventRecorder,
+        policy: Policy,
+        allow_cross_namespace: bool = False,
+        observe: Callable[[Mapping[str, Any]], None] = lambda _body: None,
+        metrics: Metrics | None = None,
+        source_version: Callable[[str, str], str | None] = lambda _ns, _name: None,
+    ) -> None:
+        self.local = local
+        self.local_target = local_target
+        self.clusters = clusters
+        self.parent = parent
+        self.drift = drift
+        self.events = events
+        self.policy = policy
+        self.minter = Minter(clusters, events, policy)
+        self.allow_cross_namespace = allow_cross_namespace
+        # Told about every Landing this reconciler writes, so the next reconcile does not
+        # act on a copy older than its own write while the watch event is still on its way.
+        self.observe = observe
+        self.metrics = metrics
+        # Source Secrets as last read, by (namespace, name): (resourceVersion, Secret). Reused
+        # while the metadata watch reports the same version, so a reconcile of an unchanged
+        # source costs no read. Only sources of Landings are kept.
+        self.source_version = source_version
+        self._sources: dict[tuple[str, str], tuple[str, Secret]] = {}
+        # Landing key -> unix time the token it minted expires, for metrics.
+        self.token_expiry: dict[str, float] = {}
+        # Namespaces known to exist in each target, so they are not looked up every time.
+        self._namespaces: set[tuple[str, str]] = set()
+        # (target, namespace, name, resourceVersion) of Secrets this reconciler wrote: the
+        # drift watch's echo of our own write is not a change to repair.
+        self.own_writes: set[tuple[str, str, str, str]] = set()
+        # What we last wrote to each landed Secret (digest of data and ownership marks): a
+        # watch event showing exactly that is our own write, whatever order it arrives in.
+        self.own_digests: dict[tuple[str, str, str], str] = {}
+        # Credential fingerprint -> when a SelfSubjectReview last accepted it.
+        self._verified: dict[str, float] = {}
+
+    async def reconcile(self, landing: Landing | InvalidLanding) -> Outcome:
+        if landing.metadata.deletion_timestamp:
+            return await self._finalize(landing)
+        if isinstance(landing, InvalidLanding):
+            outcome = Outcome(False, Reason.INVALID_SPEC, str(landing.error), Retry.ON_CHANGE)
+            await self._write_status(landing, outcome, None)
+            return outcome
+        if landing.spec.suspend:
+            outcome = Outcome(
+                False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE
+            )
+            await self._write_status(landing, outcome, landed_from_status(landing))
+            return outcome
+        landed: Landed | None = None
+        target: Target | None = None
+        try:
+            await self._ensure_finalizer(landing)
+            landed, target = await self._land(landing)
+            renew_in = None
+            if landed.token_renew_at is not None and landed.token_expires_at is not None:
+                renew_in = max(1.0, (landed.token_renew_at - datetime.now(UTC)).total_seconds())
+                self.token_expiry[landing.key] = landed.token_expires_at.timestamp()
+            outcome = Outcome(
+                True,
+                Reason.SYNCED,
+                f"landed in {landed.cluster} as {landing.target} "
+                f"(source key {landed.source_key!r})",
+                Retry.RESYNC,
+                requeue_after=renew_in,
+            )
+        except LandingProblem as problem:
+            outcome = problem.outcome
+        except API_ERRORS as err:
+            outcome = problem_from_error(err, "cluster API").outcome
+        if target is not None and outcome.ready:
+            self.clusters.record_success(target)
+        await self._write_status(landing, outcome, landed or landed_from_status(landing))
+        return outcome
+
+    def is_echo(
+        self, target_key: str, namespace: str, name: str, version: str, digest: str | None = None
+    ) -> bool:
+        """True for the watch event of a Secret as this reconciler wrote it: by content when
+        the event carries it (remote watches), else once by resourceVersion."""
+        if digest is not None:
+            return self.own_digests.get((target_key, namespace, name)) == digest
+        entry = (target_key, namespace, name, version)
+        if entry in self.own_writes:
+            self.own_writes.discard(entry)
+            return True
+        return False
+
+    def forget_source(self, ref: tuple[str, str]) -> None:
+        self._sources.pop(ref, None)
+
+    def forget(self, key: str) -> None:
+        """The Landing is gone: drop what is kept about it."""
+        self.token_expiry.pop(key, None)
+        self.drift.release(key)
+
+    # -- landing -------------------------------------------------------------------------
+
+    async def _source_credentials(self, landing: Landing) -> tuple[str, Credentials]:
+        """The source Secret's key and its validated kubeconfig."""
+        source = await self._read_source(landing)
+        data = source.data or {}
+        wanted = landing.spec.kubeconfig_secret_key
+        if wanted is None and plan.is_token_secret(data):
+            # OCM managed-serviceaccount and service-account-token Secrets: token + ca.crt,
+            # the server comes from spec.server.
+            return plan.TOKEN_KEY, plan.credentials_from_token_secret(
+                data, landing.spec.server, self.policy
+            )
+        source_key = plan.select_source_key(data, wanted, annotations_of(source))
+        raw = plan.decode_secret_value(data, source_key)
+        ref = f"source Secret {landing.source_namespace}/{landing.source_name} key {source_key!r}"
+        try:
+            return source_key, parse_kubeconfig(raw, self.policy)
+        except KubeconfigError as err:
+            raise LandingProblem(
+                Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
+            ) from None
+
+    async def _land(self, landing: Landing) -> tuple[Landed, Target]:
+        spec = landing.spec
+        key = landing.key
+        source_key, source_creds = await self._source_credentials(landing)
+        mint_spec = spec.service_account
+        output = spec.output
+        # The payload grants access to one cluster; the Secret is written into another.
+        payload: Credentials
+        if spec.direction is api.Direction.PARENT_TO_CHILD:
+            payload = self.parent.current()
+            target = self.clusters.get(source_creds)
+        else:
+            payload = source_creds
+            target = self.local_target
+        if spec.server:
+            try:
+                server = check_server(spec.server, self.policy)
+            except KubeconfigError as err:
+                raise LandingProblem(
+                    Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
+                ) from None
+        else:
+            server = payload.server
+        fail_fast(target)
+        owner = landing.key
+        uid = landing.metadata.uid
+        token: minting.MintedToken | None = None
+        companions_present: list[str] = []
+        try:
+            await self._move_if_relocated(landing, target, owner)
+            existing = await self._landed_secret(
+                target, landing.target_namespace, landing.write_name
+            )
+            if mint_spec is None:
+                landed_creds = payload.with_server(server, self.policy)
+            else:
+                landed_creds, token = await self.minter.credentials(
+                    landing, payload, server, existing
+                )
+            token_annotations = token.annotations() if token else None
+            if output.format is api.OutputFormat.ARGOCD:
+                assert output.argocd is not None
+                desired = outputs.argocd_cluster_secret(
+                    landed_creds,
+                    name=landing.write_name,
+                    namespace=landing.target_namespace,
+                    owner=owner,
+                    owner_uid=uid,
+                    spec=output.argocd,
+                    annotations=token_annotations,
+                )
+            else:
+                kubeconfig = render_kubeconfig(
+                    landed_creds,
+                    name=mint_spec.name if mint_spec else payload.context_name or "moonlander",
+                )
+                desired = plan.desired_secret(
+                    name=landing.write_name,
+                    namespace=landing.target_namespace,
+                    owner=owner,
+                    owner_uid=uid,
+                    kubeconfig=kubeconfig,
+                    annotations=token_annotations,
+                )
+            if existing is None or not plan.is_current(existing, desired):
+                # About to land something new: it must work where it grants access.
+                await self._verify(payload if mint_spec is None else None, key)
+            await self._apply(target, desired, owner, spec.adopt_existing, landing, existing)
+            companions_present = await self._companions(landing, target)
+        except LandingProblem:
+            raise
+        except API_ERRORS as err:
+            raise await target_problem(self.clusters, target, err, key) from None
+        watches: list[tuple[Target, str, str]] = [(target, landing.target_namespace, "Secret")]
+        if mint_spec is not None:
+            granting = self.clusters.get(payload)
+            watches.append((granting, mint_spec.namespace, "ServiceAccount"))
+        self.drift.track(key, watches)
+        return (
+            Landed(
+                cluster=target.server,
+                server=server,
+                namespace=landing.target_namespace,
+                name=landing.write_name,
+                source_key=source_key,
+                content_hash=desired["metadata"]["annotations"][api.HASH_ANNOTATION],
+                service_account=f"{mint_spec.namespace}/{mint_spec.name}" if mint_spec else None,
+                token_expires_at=token.expires_at if token else None,
+                token_renew_at=token.renew_at(mint_spec.renew_before_fraction)
+                if token and mint_spec
+                else None,
+                provider_configs=tuple(companions_present),
+            ),
+            target,
+        )
+
+    async def _companions(self, landing: Landing, target: Target) -> list[str]:
+        """Crossplane ProviderConfigs next to the Secret, where their CRDs exist."""
+        output = landing.output
+        owner = landing.key
+        desired = (
+            outputs.crossplane_objects(
+                output.crossplane,
+                secret_name=landing.write_name,
+                secret_namespace=landing.target_namespace,
+                owner=owner,
+                owner_uid=landing.metadata.uid,
+            )
+            if output.crossplane is not None
+            else []
+        )
+        present, skipped = await companions.apply(target.client, desired, owner=owner)
+        if skipped:
+            log.info("%s: no CRD for %s in %s yet", owner, ", ".join(skipped), target.server)
+        previous = landing.landed.provider_configs if landing.landed else ()
+        if set(previous) - set(present):  # asked for no more (name, scope or providers changed)
+            for removed in await companions.prune(target.client, owner=owner, keep=present):
+                self._count_write("ProviderConfig", "deleted")
+                log.info("%s: removed %s", owner, removed)
+        return present
+
+    async def _verify(self, creds: Credentials | None, key: str) -> None:
+        """Asks the cluster a credential grants access to who it is (SelfSubjectReview), so
+        a credential that does not authenticate is reported instead of landed. Minted tokens
+        (``creds`` None) were just issued by that cluster."""
+        if creds is None:
+            return
+        fingerprint = creds.fingerprint()
+        if time.monotonic() - self._verified.get(fingerprint, -VERIFIED_FOR) < VERIFIED_FOR:
+            return  # many Landings land the same parent credential: ask once a minute
+        granting = self.clusters.get(creds)
+        fail_fast(granting)
+        try:
+            await granting.client.create(SelfSubjectReview(metadata=ObjectMeta()))
+        except ApiError as err:
+            if err.status.code == 401:
+                raise LandingProblem(
+                    Reason.CREDENTIAL_REJECTED,
+                    f"the credential to land does not authenticate at {creds.server} (401); "
+                    "it is not landed",
+                    Retry.BACKOFF,
+                ) from None
+            if err.status.code != 403:  # authenticated, only not allowed to ask: fine
+                raise await target_problem(self.clusters, granting, err, key) from None
+        except (httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+            raise await target_problem(self.clusters, granting, err, key) from None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[fingerprint] = time.monotonic()
+
+    async def _read_source(self, landing: Landing) -> Secret:
+        landing_ns = landing.metadata.namespace
+        source_namespace, source_name = landing.source_ref
+        where = f"source Secret {source_namespace}/{source_name}"
+        if source_namespace != landing_ns and not self.allow_cross_namespace:
+            # Another namespace's Secret: check its grant on the metadata alone, so a Secret
+            # that has not granted access is never read.
+            try:
+                meta = await get_metadata(self.local, source_namespace, source_name)
+            except (httpx2.HTTPError, httpcore2.ConnectError) as err:
+                raise problem_from_error(err, where) from None
+            if meta is None:
+                raise LandingProblem(
+                    Reason.SOURCE_SECRET_NOT_FOUND,
+                    f"{where} does not exist yet; waiting for it",
+                    Retry.BACKOFF,
+                )
+            plan.check_cross_namespace(
+                landing_ns, source_namespace, source_name, meta.get("annotations"), allow_all=False
+            )
+        ref = landing.source_ref
+        cached = self._sources.get(ref)
+        try:
+            if cached is not None and cached[0] == self.source_version(*ref):
+                secret = cached[1]  # unchanged since we read it, as the metadata watch says
+            else:
+                secret = await self.local.get(Secret, source_name, namespace=source_namespace)
+                version = secret.metadata.resourceVersion if secret.metadata else None
+                if version:
+                    self._sources[ref] = (version, secret)
+        except ApiError as err:
+            self._sources.pop(ref, None)
+            if err.status.code == 404:
+                raise LandingProblem(
+                    Reason.SOURCE_SECRET_NOT_FOUND,
+                    f"{where} does not exist yet; waiting for it",
+                    Retry.BACKOFF,
+                ) from None
+            raise problem_from_error(err, where) from None
+        plan.check_cross_namespace(
+            landing_ns,
+            source_namespace,
+            source_name,
+            annotations_of(secret),
+            allow_all=self.allow_cross_namespace,
+        )
+        return secret
+
+    async def _ensure_namespace(self, target: Target, namespace: str) -> None:
+        if (target.key, namespace) in self._namespaces:
+            return
+        client = target.client
+        try:
+            await client.get(Namespace, namespace)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+            try:
+                await client.create(Namespace(metadata={"name": namespace}))  # type: ignore[arg-type]
+            except ApiError as create_err:
+                if create_err.status.code != 409:  # created meanwhile
+                    raise
+        self._namespaces.add((target.key, namespace))
+
+    async def _landed_secret(
+        self, target: Target, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        """The Secret as the target's watch cache has it, or as read when it cannot tell."""
+        known, obj = self.drift.cached(target, namespace, name)
+        if known:
+            return obj
+        return await self._get_secret(target.client, name, namespace)
+
+    async def _get_secret(
+        self, client: AsyncClient, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        try:
+            secret = await client.get(Secret, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        return secret.to_dict()
+
+    async def _apply(
+        self,
+        target: Target,
+        desired: dict[str, Any],
+        owner: str,
+        adopt: bool,
+        landing: Landing,
+        existing: Mapping[str, Any] | None,
+    ) -> None:
+        client = target.client
+        name = desired["metadata"]["name"]
+        namespace = desired["metadata"]["namespace"]
+        obj = cast(Secret, Secret.from_dict(desired))
+        if existing is None:
+            await self._ensure_namespace(target, namespace)
+            # Create, never apply, what we believe absent: the watch cache only sees Secrets
+            # Moonlander manages, so a foreign one of that name must make this fail (409)
+            # rather than be overwritten.
+            try:
+                written = await client.create(obj)
+            except ApiError as err:
+                if err.status.code == 404:  # the namespace went away since we saw it
+                    self._namespaces.discard((target.key, namespace))
+                if err.status.code != 409:
+                    raise
+                existing = await self._get_secret(client, name, namespace)
+                if existing is None:
+                    raise
+            else:
+                self._record_write(target, desired, written, landing, created=True)
+                return
+        if existing is not None:
+            ownership = own.ownership(existing, owner)
+            if ownership is own.Ownership.FOREIGN and not adopt:
+                raise LandingProblem(
+                    Reason.CONFLICT,
+                    f"Secret {namespace}/{name} in {target.server} exists and is not managed by "
+                    "this Landing; it is left untouched (set spec.adoptExisting to take it over)",
+                    Retry.ON_CHANGE,
+                )
+            if plan.is_current(existing, desired):
+                return
+            if plan.type_change_needed(existing, desired):
+                await client.delete(Secret, name, namespace=namespace)
+        written = await client.apply(obj, force=True)
+        self._record_write(target, desired, written, landing, created=False)
+
+    def _record_write(
+        self,
+        target: Target,
+        desired: Mapping[str, Any],
+        written: Secret,
+        landing: Landing,
+        *,
+        created: bool,
+    ) -> None:
+        namespace = desired["metadata"]["namespace"]
+        name = desired["metadata"]["name"]
+        self.own_digests[(target.key, namespace, name)] = own.secret_digest(desired)
+        self.drift.remember(target, written.to_dict(), namespace, name)
+        if written.metadata and written.metadata.resourceVersion:
+            if len(self.own_writes) > 10_000:  # echoes lost to watch restarts: start afresh
+                self.own_writes.clear()
+            self.own_writes.add((target.key, namespace, name, written.metadata.resourceVersion))
+        self._count_write("Secret", "Created" if created else "Updated")
+        if not created:  # a first landing is reported by the Synced transition
+            self.events.record(
+                landing.metadata,
+                "Normal",
+                "Updated",
+                f"updated Secret {namespace}/{name} in {target.server}",
+            )
+
+    def _count_write(self, kind: str, action: str) -> None:
+        if self.metrics is not None:
+            self.metrics.writes.labels(kind, action.lower()).inc()
+
+    async def _move_if_relocated(self, landing: Landing, target: Target, owner: str) -> None:
+        """When the target name or namespace changed, the old Secret (if ours) is removed."""
+        previous = landing.landed
+        if previous is None or previous.cluster != target.server:
+            return
+        if (previous.namespace, previous.name) == (landing.target_namespace, landing.write_name):
+            return
+        await self._delete_if_ours(target, previous.name, previous.namespace, owner)
+
+    async def _delete_if_ours(self, target: Target, name: str, namespace: str, owner: str) -> bool:
+        existing = await self._get_secret(target.client, name, namespace)
+        if existing is None or own.ownership(existing, owner) is not own.Ownership.OURS:
+            return False
+        try:
+            await target.client.delete(Secret, name, namespace=namespace)
+            self._count_write("Secret", "deleted")
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+        self.drift.remember(target, None, namespace, name)
+        return True
+
+    # -- deletion ------------------------------------------------------------------------
+
+    async def _finalize(self, landing: Landing | InvalidLanding) -> Outcome:
+        key = landing.key
+        if api.FINALIZER not in landing.metadata.finalizers:
+            self.drift.release(key)
+            return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
+        # A Landing whose spec cannot be read is released without revoking: nothing says what.
+        if (
+            isinstance(landing, Landing)
+            and landing.spec.deletion_policy is api.DeletionPolicy.DELETE
+        ):
+            try:
+                await self._revoke(landing)
+            except LandingProblem as problem:
+                outcome = Outcome(
+                    False,
+                    problem.outcome.reason,
+                    f"cannot delete the landed Secret yet: {problem.outcome.message}; set "
+                    "spec.deletionPolicy to Orphan to release the Landing without it",
+                    Retry.BACKOFF,
+                    problem.outcome.retry_after,
+                )
+                await self._write_status(landing, outcome, landed_from_status(landing))
+                return outcome
+        self.drift.release(key)
+        await self._remove_finalizer(landing)
+        return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
+
+    async def _revoke(self, landing: Landing) -> None:
+        spec = landing.spec
+        owner = landing.key
+        landed = landing.landed
+        if landed is None:
+            return  # nothing was ever landed
+        mint_spec = spec.service_account
+        if spec.direction is api.Direction.CHILD_TO_PARENT:
+            target = self.local_target
+        else:
+            _, child_creds = await self._source_credentials(landing)
+            target = self.clusters.get(child_creds)
+        if mint_spec is not None:
+            # The ServiceAccount and its RBAC live in the cluster access was granted to.
+            if spec.direction is api.Direction.PARENT_TO_CHILD:
+                granting_creds = self.parent.current()
+            else:
+                _, granting_creds = await self._source_credentials(landing)
+            granting = self.clusters.get(granting_creds)
+            try:
+                removed = await minting.revoke(granting.client, mint_spec, owner=owner)
+            except API_ERRORS as err:
+                raise problem_from_error(err, f"cluster {granting.server}") from None
+            if removed:
+                self.events.record(
+                    landing.metadata,
+                    "Normal",
+                    "Revoked",
+                    f"deleted ServiceAccount {mint_spec.namespace}/{mint_spec.name} and "
+                    f"{len(removed) - 1} RBAC objects from {granting.server}",
+                )
+        try:
+            await self._delete_if_ours(target, landing.write_name, landing.target_namespace, owner)
+            if landed.cluster == target.server:
+                await self._delete_if_ours(target, landed.name, landed.namespace, owner)
+                if landed.provider_configs:
+                    await companions.prune(target.client, owner=owner, keep=())
+        except API_ERRORS as err:
+            raise problem_from_error(err, f"cluster {target.server}") from None
+        self.events.record(
+            landing.metadata,
+            "Normal",
+            "Revoked",
+            f"deleted Secret {landing.target} from {target.server}",
+        )
+
+    # -- metadata and status -------------------------------------------------------------
+
+    async def _ensure_finalizer(self, landing: Landing) -> None:
+        meta = landing.metadata
+        if api.FINALIZER in meta.finalizers:
+            return
+        patch = {
+            "metadata": {
+                "finalizers": [*meta.finalizers, api.FINALIZER],
+                "resourceVersion": meta.resource_version,
+            }
+        }
+        updated = await self.local.patch(
+            LANDING, meta.name, patch, namespace=meta.namespace, patch_type=PatchType.MERGE
+        )
+        self.observe(updated.to_dict())
+        self._count_write("Landing", "finalizer")
+
+    async def _remove_finalizer(self, landing: Landing | InvalidLanding) -> None:
+        meta = landing.metadata
+        finalizers = [f for f in meta.finalizers if f != api.FINALIZER]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.resource_version}}
+        try:
+            await self.local.patch(
+                LANDING, meta.name, patch, namespace=meta.namespace, patch_type=PatchType.MERGE
+            )
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+
+    async def _write_status(
+        self, landing: Landing | InvalidLanding, outcome: Outcome, landed: Landed | None
+    ) -> None:
+        meta = landing.metadata
+        update = next_status(
+            landing.status,
+            outcome=outcome,
+            generation=meta.generation,
+            target=landing.target if isinstance(landing, Landing) else None,
+            landed=landed,
+            now=now_rfc3339(),
+        )
+        if update is None:
+            return  # nothing changed: nothing is written
+        if update.event is not None:
+            self.events.record(meta, *update.event)
+        try:
+            updated = await self.local.patch(
+                LANDING.Status,
+                meta.name,
+                {"status": update.status},
+                namespace=meta.namespace,
+                patch_type=PatchType.MERGE,
+            )
+            self.observe(updated.to_dict())
+            self._count_write("Landing", "status")
+        except ApiError as err:
+            if err.status.code != 404:  # deleted meanwhile: nothing to report on
+                raise

@@ -1,0 +1,320 @@
+"""API clients for the clusters Moonlander writes to, built only from validated credentials.
+
+A client is cached per distinct credential (its fingerprint), so Landings sharing a child
+share one connection pool, and a rotated credential gets a fresh client. Each cluster has a
+health state: after a connection failure, Landings that target it fail fast instead of each
+waiting for a timeout, and a probe wakes them as soon as the cluster answers again.
+
+Security: the TLS context is built in memory from the validated CA (client keys go through
+an anonymous memfd, never the disk), or from the operating system's CA store at fixed
+locations when a kubeconfig has no CA data; no environment proxy or CA bundle
+(``SSL_CERT_FILE``, ``SSL_CERT_DIR``) is consulted, and every address a hostname resolves to
+is checked against the server address policy at connect time, which also closes the
+DNS-rebinding gap between validation and connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpcore2
+import httpx2
+from httpcore2._backends.auto import AutoBackend
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.models import Cluster as LkCluster
+from lightkube.config.models import Context as LkContext
+from lightkube.config.models import User as LkUser
+
+from moonlander import api
+from moonlander.credentials import Credentials, KubeconfigError, Policy, check_address
+from moonlander.kube.backoff import backoff_delay
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = httpx2.Timeout(15.0, connect=5.0)
+MAX_CONNECTIONS = 8  # per cluster credential, whatever the number of Landings
+PROBE_MAX_DELAY = 5.0
+
+
+class AddressPolicyError(httpcore2.ConnectError):
+    """The server resolved to an address the policy denies; no connection was made."""
+
+
+class GuardedBackend(httpcore2.AsyncNetworkBackend):
+    """Resolves the host itself, checks every address, then connects to a checked one."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._inner = AutoBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
+            )
+        except (OSError, TimeoutError) as err:
+            raise httpcore2.ConnectError(f"cannot resolve {host}: {err}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in addresses:
+            try:
+                check_address(ipaddress.ip_address(address), self._policy)
+            except KubeconfigError as err:
+                raise AddressPolicyError(f"{host}: {err}") from None
+        return await self._inner.connect_tcp(
+            addresses[0], port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _system_ca_locations() -> tuple[str | None, str | None]:
+    """The operating system's CA store, where this OpenSSL build looks by default (for
+    Debian-based images /usr/lib/ssl/cert.pem and /usr/lib/ssl/certs, both kept by the
+    ca-certificates package): ``(cafile, capath)``, None for what does not exist.
+
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` are ignored on purpose: nothing in the controller's
+    environment may change what a tenant's kubeconfig trusts.
+    """
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    return cafile, capath
+
+
+def ssl_context(creds: Credentials) -> ssl.SSLContext:
+    """TLS settings from the validated credentials only, built in memory.
+
+    With CA data, exactly that CA data is trusted. Without, the operating system's CA store
+    (:func:`_system_ca_locations`); never the default verify paths, which follow the
+    environment.
+    """
+    if creds.ca_data:
+        ctx = ssl.create_default_context(cadata=creds.ca_data.decode())
+    else:
+        cafile, capath = _system_ca_locations()
+        if cafile or capath:
+            ctx = ssl.create_default_context(cafile=cafile, capath=capath)
+        else:  # no system store: trust nothing, rather than what the environment names
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if creds.insecure_skip_tls_verify:  # only when the operator's policy allowed it
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if creds.client_cert and creds.client_key:
+        # The ssl module loads a key only from a path; an anonymous memfd keeps it off disk.
+        fd = os.memfd_create("moonlander-client", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, creds.client_cert + b"\n" + creds.client_key)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+    return ctx
+
+
+class _SNITransport(httpx2.AsyncBaseTransport):
+    """Sends a fixed TLS server name (kubeconfig ``tls-server-name``)."""
+
+    def __init__(self, inner: httpx2.AsyncHTTPTransport, server_name: str) -> None:
+        self._inner = inner
+        self._server_name = server_name
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.extensions = {**request.extensions, "sni_hostname": self._server_name}
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def build_client(
+    creds: Credentials, policy: Policy, *, timeout: httpx2.Timeout = DEFAULT_TIMEOUT
+) -> AsyncClient:
+    """A lightkube client for a tenant-supplied credential.
+
+    lightkube sees only the server URL and, for token users, the token; TLS (CA, client
+    certificate) lives in our own transport. ``trust_env=False``: no proxies, no netrc.
+    """
+    limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=4)
+    transport = httpx2.AsyncHTTPTransport(verify=ssl_context(creds), trust_env=False, limits=limits)
+    pool = transport._pool
+    assert isinstance(pool, httpcore2.AsyncConnectionPool)
+    pool._network_backend = GuardedBackend(policy)
+    outer: httpx2.AsyncBaseTransport = transport
+    if creds.tls_server_name:
+        outer = _SNITransport(transport, creds.tls_server_name)
+    config = SingleConfig(
+        context_name="moonlander",
+        context=LkContext(cluster="moonlander", namespace="default"),
+        cluster=LkCluster(server=creds.server),
+        user=LkUser(token=creds.token) if creds.token else LkUser(),
+    )
+    return AsyncClient(
+        config,
+        field_manager=api.FIELD_MANAGER,
+        trust_env=False,
+        timeout=timeout,
+        transport=outer,
+    )
+
+
+@dataclass(eq=False)
+class Target:
+    """A cluster Moonlander reads from or writes to, with its health."""
+
+    key: str
+    server: str
+    client: AsyncClient
+    local: bool = False
+    failures: int = 0
+    unreachable_until: float = 0.0
+    last_error: str = ""
+    last_used: float = field(default_factory=time.monotonic)
+    waiters: set[str] = field(default_factory=set)
+    probe: asyncio.Task[None] | None = None
+    make_client: Callable[[], AsyncClient] | None = None
+    _watch_client: AsyncClient | None = None
+
+    def watch_client(self) -> AsyncClient:
+        """A client of its own for long-running watches, so they never hold a connection
+        that reconciles need."""
+        if self._watch_client is None:
+            self._watch_client = self.make_client() if self.make_client else self.client
+        return self._watch_client
+
+    @property
+    def reachable(self) -> bool:
+        return self.failures == 0 or time.monotonic() >= self.unreachable_until
+
+
+class ClusterPool:
+    """Remote clients keyed by credential fingerprint, with per-cluster health."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        wake: Callable[[Iterable[str]], None],
+        *,
+        idle_ttl: float = 900.0,
+        timeout: httpx2.Timeout = DEFAULT_TIMEOUT,
+        instrument: Callable[[AsyncClient, str], None] = lambda _client, _server: None,
+    ) -> None:
+        self.policy = policy
+        self._wake = wake
+        self._idle_ttl = idle_ttl
+        self._timeout = timeout
+        self._instrument = instrument
+        self._targets: dict[str, Target] = {}
+
+    def get(self, creds: Credentials) -> Target:
+        key = creds.fingerprint()
+        target = self._targets.get(key)
+        if target is None:
+
+            def make() -> AsyncClient:
+                client = build_client(creds, self.policy, timeout=self._timeout)
+                self._instrument(client, creds.server)
+                return client
+
+            target = Target(key=key, server=creds.server, client=make(), make_client=make)
+            self._targets[key] = target
+        target.last_used = time.monotonic()
+        return target
+
+    def targets(self) -> list[Target]:
+        return list(self._targets.values())
+
+    def record_success(self, target: Target) -> None:
+        if target.failures:
+            log.info("cluster %s is reachable again", target.server)
+        target.failures = 0
+        target.last_error = ""
+
+    def record_failure(self, target: Target, error: str, landing_key: str) -> None:
+        """Marks the cluster unreachable and starts a probe that wakes its Landings."""
+        target.failures += 1
+        target.last_error = error
+        target.unreachable_until = time.monotonic() + backoff_delay(
+            target.failures, cap=PROBE_MAX_DELAY
+        )
+        target.waiters.add(landing_key)
+        if target.probe is None or target.probe.done():
+            target.probe = asyncio.create_task(self._probe(target))
+
+    async def _probe(self, target: Target) -> None:
+        while target.failures and target.key in self._targets:
+            await asyncio.sleep(max(0.0, target.unreachable_until - time.monotonic()))
+            try:
+                await target.client._client._client.get("/readyz")  # any HTTP answer will do
+            except (httpx2.TransportError, httpcore2.ConnectError) as err:
+                target.failures += 1
+                target.last_error = str(err)
+                target.unreachable_until = time.monotonic() + backoff_delay(
+                    target.failures, cap=PROBE_MAX_DELAY
+                )
+                continue
+            self.record_success(target)
+            waiters, target.waiters = target.waiters, set()
+            self._wake(waiters)
+
+    async def drop(self, key: str) -> None:
+        target = self._targets.pop(key, None)
+        if target is not None:
+            await _close(target)
+
+    async def evict_idle(self, in_use: set[str]) -> None:
+        now = time.monotonic()
+        for key, target in list(self._targets.items()):
+            if key not in in_use and now - target.last_used > self._idle_ttl:
+                await self.drop(key)
+
+    async def close(self) -> None:
+        for key in list(self._targets):
+            await self.drop(key)
+
+
+def annotations_of(obj: Any) -> dict[str, str]:
+    """A lightkube object's annotations, {} when it has none."""
+    meta = getattr(obj, "metadata", None)
+    return dict(getattr(meta, "annotations", None) or {})
+
+
+def annotations_of_dict(obj: Mapping[str, Any]) -> dict[str, str]:
+    """An object's annotations from its JSON form, {} when it has none."""
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+async def close_client(client: AsyncClient) -> None:
+    await client._client.close()  # type: ignore[no-untyped-call]
+
+
+async def _close(target: Target) -> None:
+    if target.probe is not None:
+        target.probe.cancel()
+    for client in {target.client, target._watch_client}:
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await close_client(client)
