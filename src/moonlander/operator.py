@@ -31,6 +31,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
 from moonlander import api
+from moonlander.controller.authorize import Fence
 from moonlander.controller.loop import Controller, Timing
 from moonlander.controller.metrics import ClusterHealth, Metrics, Snapshot
 from moonlander.controller.parent import ParentKubeconfig
@@ -41,8 +42,9 @@ from moonlander.kube.clusters import ClusterPool, Target, close_client
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
 from moonlander.kube.leader import LeaderElector, LeaseConfig
+from moonlander.kube.policies import PolicyWatch
 from moonlander.kube.resources import LandingResource
-from moonlander.kube.sources import SecretMetadataWatch, get_metadata
+from moonlander.kube.sources import SecretMetadataWatch
 from moonlander.serve import admission, health
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class Options:
     namespaces: tuple[str, ...] = ()  # () = all namespaces
     policy: Policy = field(default_factory=Policy)
     allow_cross_namespace: bool = False
+    # Where Moonlander runs: never a Landing's target, whatever a LandingPolicy grants.
+    controller_namespace: str | None = None
     timing: Timing = field(default_factory=Timing)
     parent_poll_interval: float = 0.25  # a stat() call: cheap, and rotation lands sooner
     health_port: int | None = None
@@ -79,9 +83,7 @@ def local_config(path: Path | None) -> SingleConfig:
     return single
 
 
-def build_registry(
-    controller: Controller, options: Options, local: AsyncClient
-) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -113,19 +115,9 @@ def build_registry(
 
     if options.webhook_port is not None:
 
-        async def metadata(namespace: str, name: str) -> Any:
-            return await get_metadata(local, namespace, name)
-
         @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
-        async def _validate(spec: kopf.Spec, name: str, namespace: str | None, **_: Any) -> None:
-            found = await admission.problems(
-                name,
-                namespace or "",
-                dict(spec),
-                policy=options.policy,
-                allow_cross_namespace=options.allow_cross_namespace,
-                secret_metadata=metadata,
-            )
+        async def _validate(spec: kopf.Spec, name: str, **_: Any) -> None:
+            found = admission.problems(name, dict(spec), policy=options.policy)
             if found:
                 raise kopf.AdmissionError("; ".join(found), code=422)
 
@@ -174,11 +166,13 @@ async def run(options: Options) -> None:
         allow_cross_namespace=options.allow_cross_namespace,
         observe=lambda body: controller().observe(body),
         metrics=metrics,
+        fence=Fence(controller_namespace=options.controller_namespace),
     )
     holder["controller"] = Controller(reconciler, options.timing, metrics)
     ctl = controller()
     reconciler.source_version = ctl.source_version
     secrets = SecretMetadataWatch(local, ctl.secret_event, options.namespaces)
+    policies = PolicyWatch(local, ctl.policy_event, ctl.namespace_event)
     kopf_ready = asyncio.Event()
     elector: LeaderElector | None = None
     if options.leader_elect:
@@ -211,6 +205,7 @@ async def run(options: Options) -> None:
         lambda: not leading() or (kopf_ready.is_set() and landings_listable.is_set()),
     )
     probes.add("secret watch", lambda: not leading() or secrets.ready.is_set())
+    probes.add("policy watch", lambda: not leading() or policies.ready.is_set())
     runner = await health.serve(
         probes,
         metrics,
@@ -227,10 +222,11 @@ async def run(options: Options) -> None:
     try:
         # Every replica watches and serves the admission webhook (a standby behind the
         # webhook Service must answer too); only the Lease holder's workers reconcile.
-        registry = build_registry(ctl, options, local)
+        registry = build_registry(ctl, options)
         background += [
             asyncio.create_task(parent.watch()),
             asyncio.create_task(secrets.run()),
+            asyncio.create_task(policies.run()),
             asyncio.create_task(_until_listable(local, options.namespaces, landings_listable)),
             asyncio.create_task(_evict_idle_clients(clusters, drift)),
         ]
@@ -252,6 +248,11 @@ async def run(options: Options) -> None:
             if operator.done():
                 return
             background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
+        # Landings are reconciled once the policies that may grant them are known.
+        waiter = asyncio.create_task(policies.ready.wait())
+        await asyncio.wait({waiter, operator}, return_when="FIRST_COMPLETED")
+        if operator.done():
+            return
         ctl.start()
         log.info(
             "moonlander running: local %s, parent kubeconfig %s, namespaces %s",

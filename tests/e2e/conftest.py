@@ -9,7 +9,7 @@ import pytest
 from lightkube import AsyncClient
 
 from ..conftest import Plane
-from .harness import ControllerProcess, controller_kubeconfig, install_crd
+from .harness import ControllerProcess, controller_kubeconfig, install_crd, trusted_policy
 
 
 class Env:
@@ -51,3 +51,11 @@ async def env(
     yield Env(plane, admin, controller)
     code = controller.stop()
     print(f"\ncontroller exited with {code}; log: {controller.log_path}")
+
+
+@pytest.fixture
+async def namespace(namespace: str, env: Env) -> str:
+    """A fresh namespace that the operator trusts: a LandingPolicy grants it the parent
+    credential and minting (tests of what an untrusted tenant gets use their own)."""
+    await env.local.create(trusted_policy(namespace))
+    return namespace

@@ -23,11 +23,13 @@ from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
 from moonlander.dev.clusters import free_port
-from moonlander.kube.resources import LandingResource
+from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
+CRD_DIR = ROOT / "config" / "crd" / "bases"
+CRD_PATH = CRD_DIR / "moons.kingdon.ci_landings.yaml"
 RBAC_PATH = ROOT / "config" / "rbac" / "role.yaml"
+POLICY_READER_PATH = ROOT / "config" / "rbac" / "policy-reader-role.yaml"
 T = TypeVar("T")
 
 
@@ -53,14 +55,19 @@ async def eventually(
 
 
 async def install_crd(client: AsyncClient) -> None:
-    crd = CustomResourceDefinition.from_dict(yaml.safe_load(CRD_PATH.read_text()))
-    await client.apply(crd, field_manager="tests", force=True)
-    await client.wait(CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"])
+    """Moonlander's CRDs (Landing, LandingPolicy), as config/crd/bases has them."""
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        crd = CustomResourceDefinition.from_dict(yaml.safe_load(path.read_text()))
+        await client.apply(crd, field_manager="tests", force=True)
+        await client.wait(
+            CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
+        )
 
 
 async def controller_kubeconfig(client: AsyncClient, server: str, ca_pem: bytes) -> str:
     """A kubeconfig for ServiceAccount moonlander-system/moonlander bound to exactly the
-    shipped ClusterRole (config/rbac/role.yaml): the e2e controller runs with it."""
+    shipped ClusterRoles (config/rbac/role.yaml and policy-reader-role.yaml): the e2e
+    controller runs with it."""
     from lightkube.resources.core_v1 import Namespace
     from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
@@ -68,6 +75,9 @@ async def controller_kubeconfig(client: AsyncClient, server: str, ca_pem: bytes)
     await client.apply(role, field_manager="tests", force=True)
     with contextlib.suppress(ApiError):
         await client.create(Namespace(metadata=ObjectMeta(name="moonlander-system")))
+    reader = ClusterRole.from_dict(yaml.safe_load(POLICY_READER_PATH.read_text()))
+    await client.apply(reader, field_manager="tests", force=True)
+    await bind_cluster_role(client, "moonlander-system", "moonlander", reader.metadata.name)
     return await mint_token_kubeconfig(
         client, server, ca_pem, "moonlander-system", "moonlander", role.metadata.name, 6 * 3600
     )
@@ -82,6 +92,36 @@ def secret_with(namespace: str, name: str, data: dict[str, str], **meta: Any) ->
 
 def decoded(secret: Secret, key: str) -> str:
     return base64.b64decode((secret.data or {})[key]).decode()
+
+
+def landing_policy(name: str, **spec: Any) -> Any:
+    return LandingPolicyResource.from_dict(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": "LandingPolicy",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def trusted_policy(namespace: str) -> Any:
+    """What the operator grants a namespace it trusts with the parent credential and with
+    minting the roles the tests use (tests/e2e/test_tenancy.py tries namespaces without it)."""
+    return landing_policy(
+        f"trusted-{namespace}",
+        namespaces={"names": [namespace]},
+        parentCredential=True,
+        mint={
+            "clusterRoles": ["view", "edit"],
+            "roles": ["cm-reader"],
+            "roleNamespaces": [namespace],
+            "clusterWide": True,
+            "inlineRules": True,
+            "serviceAccountNamespaces": ["moonlander-system", "moonlander-minted", namespace],
+            "maxExpirationSeconds": 86400,
+        },
+    )
 
 
 def landing(namespace: str, name: str, **spec: Any) -> Any:
@@ -157,6 +197,7 @@ class ControllerProcess:
                     f"--kubeconfig={self.kubeconfig}",
                     f"--parent-kubeconfig={self.parent_kubeconfig}",
                     "--allow-loopback",
+                    "--controller-namespace=moonlander-system",
                     "--max-backoff=4",
                     "--resync-interval=60",
                     f"--health-port={self.health_port}",
@@ -291,6 +332,30 @@ MEASURED: dict[str, list[float]] = {}
 
 def measure(name: str, seconds: float) -> None:
     MEASURED.setdefault(name, []).append(seconds)
+
+
+async def bind_cluster_role(
+    client: AsyncClient, namespace: str, name: str, cluster_role: str
+) -> None:
+    """Binds ``cluster_role`` to ServiceAccount ``namespace/name`` (server-side apply)."""
+    from lightkube.models.rbac_v1 import RoleRef, Subject
+    from lightkube.resources.core_v1 import ServiceAccount
+    from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
+
+    await client.apply(
+        ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)),
+        field_manager="tests",
+    )
+    await client.apply(
+        ClusterRoleBinding(
+            metadata=ObjectMeta(name=f"{namespace}-{name}-{cluster_role}"),
+            roleRef=RoleRef(
+                apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role
+            ),
+            subjects=[Subject(kind="ServiceAccount", name=name, namespace=namespace)],
+        ),
+        field_manager="tests",
+    )
 
 
 async def mint_token_kubeconfig(

@@ -23,7 +23,8 @@ from moonlander.api.names import (
 class Ownership(enum.Enum):
     ABSENT = "absent"
     OURS = "ours"
-    FOREIGN = "foreign"  # not written by Moonlander, or by another Landing
+    FOREIGN = "foreign"  # not written by Moonlander
+    OTHER_LANDING = "other-landing"  # written by Moonlander for another Landing
 
 
 def ownership(existing: Mapping[str, Any] | None, owner: str) -> Ownership:
@@ -34,6 +35,8 @@ def ownership(existing: Mapping[str, Any] | None, owner: str) -> Ownership:
     annotations = meta.get("annotations") or {}
     if labels.get(MANAGED_BY_LABEL) == MANAGED_BY and (annotations.get(OWNER_ANNOTATION) == owner):
         return Ownership.OURS
+    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY and annotations.get(OWNER_ANNOTATION):
+        return Ownership.OTHER_LANDING
     return Ownership.FOREIGN
 
 

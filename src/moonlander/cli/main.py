@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace),
         policy=_policy(args),
         allow_cross_namespace=args.allow_cross_namespace,
+        controller_namespace=args.controller_namespace or os.environ.get("POD_NAMESPACE"),
         timing=Timing(
             resync=args.resync_interval,
             backoff_cap=args.max_backoff,
@@ -166,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-cross-namespace",
         action="store_true",
         help="let Landings use source Secrets of other namespaces without their grant",
+    )
+    run.add_argument(
+        "--controller-namespace",
+        help="the namespace Moonlander runs in (holding its identity and the parent "
+        "credential); no Landing may write there (default: $POD_NAMESPACE)",
     )
     run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
     run.add_argument(

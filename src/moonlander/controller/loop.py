@@ -20,12 +20,17 @@ from typing import Any
 
 from moonlander import api
 from moonlander.api.reasons import Outcome, Retry
+from moonlander.controller.authorize import labels_of
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.reconcile import Reconciler
 from moonlander.controller.workqueue import WorkQueue
 from moonlander.kube.backoff import backoff_delay, jittered
 
 log = logging.getLogger(__name__)
+
+# Work-queue keys of LandingPolicies whose status is due ("policy:<name>"); Landing keys are
+# "<namespace>/<name>" and a namespace has no ':'.
+POLICY_KEY = "policy:"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,64 @@ class Controller:
         self.last_outcomes: dict[str, Outcome] = {}
 
     # -- events in ----------------------------------------------------------------------
+
+    def policy_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A LandingPolicy changed (``RELIST``: ``body["items"]`` is all of them): what every
+        Landing may do may have changed, so all are reconciled again (policies are few and
+        change rarely), and the policies' status is brought up to date."""
+        store = self.reconciler.policies
+        if event_type == "RELIST":
+            store.policies.clear()
+            bodies = list(body["items"])
+        elif event_type == "DELETED":
+            store.policies.pop(str((body.get("metadata") or {}).get("name")), None)
+            bodies = []
+        else:
+            bodies = [body]
+        for item in bodies:
+            name = str((item.get("metadata") or {}).get("name"))
+            try:
+                store.policies[name] = api.parse_policy(item)
+            except api.SpecError as err:
+                # A policy that cannot be read grants nothing (its schema makes this rare).
+                store.policies.pop(name, None)
+                log.warning("LandingPolicy %s grants nothing: %s", name, err)
+        for name in store.policies:
+            self.queue.add(POLICY_KEY + name)
+        self.wake(list(self.landings))
+
+    def namespace_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+        """A namespace's labels decide which policies select it."""
+        store = self.reconciler.policies
+        changed: set[str] = set()
+        if event_type == "RELIST":
+            fresh = {
+                str(item["metadata"]["name"]): labels_of(item["metadata"]) for item in body["items"]
+            }
+            changed = {
+                ns
+                for ns in fresh.keys() | store.namespace_labels.keys()
+                if fresh.get(ns) != store.namespace_labels.get(ns)
+            }
+            store.namespace_labels = fresh
+        else:
+            meta = body.get("metadata") or {}
+            name = str(meta.get("name"))
+            labels = None if event_type == "DELETED" else labels_of(meta)
+            if store.namespace_labels.get(name) != labels:
+                changed.add(name)
+            if labels is None:
+                store.namespace_labels.pop(name, None)
+            else:
+                store.namespace_labels[name] = labels
+        if not changed:
+            return
+        for name, policy in store.policies.items():
+            if policy.spec.namespaces.match_labels:
+                self.queue.add(POLICY_KEY + name)
+        self.wake(
+            k for k, landing in self.landings.items() if landing.metadata.namespace in changed
+        )
 
     def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         landing = api.parse_landing(body)
@@ -190,6 +253,9 @@ class Controller:
                 self.queue.done(key)
 
     async def process(self, key: str) -> Outcome | None:
+        if key.startswith(POLICY_KEY):
+            await self.reconciler.report_policy(key.removeprefix(POLICY_KEY))
+            return None
         landing = self.landings.get(key)
         if landing is None:
             return None

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from moonlander import api
+from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem, Reason, Retry
 from moonlander.credentials import (
     Credentials,
@@ -118,6 +119,28 @@ def is_current(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return True
 
 
+def check_adoptable(existing: Mapping[str, Any], owner: str, adopt: bool, what: str) -> None:
+    """Raises ``Conflict`` unless ``existing`` is this Landing's, or a Secret nobody manages
+    that the Landing asked to adopt and that is Opaque (adopting a typed Secret would turn a
+    TLS or token Secret into a kubeconfig). Another Landing's Secret is never taken: the
+    first claimant keeps it."""
+    ownership = own.ownership(existing, owner)
+    if ownership is own.Ownership.OURS:
+        return
+    if ownership is own.Ownership.OTHER_LANDING:
+        problem = "is landed by another Landing; it stays that Landing's"
+    elif not adopt:
+        problem = (
+            "exists and is not managed by this Landing; it is left untouched "
+            "(set spec.adoptExisting to take it over)"
+        )
+    elif existing.get("type", "Opaque") != "Opaque":
+        problem = "is not Opaque; only an Opaque Secret can be adopted"
+    else:
+        return
+    raise LandingProblem(Reason.CONFLICT, f"{what} {problem}", Retry.ON_CHANGE)
+
+
 def type_change_needed(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """A Secret's type is immutable: an adopted Secret of another type is replaced."""
     return bool(existing.get("type", "Opaque") != desired["type"])
@@ -139,10 +162,19 @@ def check_cross_namespace(
     allowed = {n.strip() for n in granted.split(",") if n.strip()}
     if "*" in allowed or landing_namespace in allowed:
         return
-    raise LandingProblem(
+    raise cross_namespace_refusal(landing_namespace, source_namespace, source_name)
+
+
+def cross_namespace_refusal(
+    landing_namespace: str, source_namespace: str, source_name: str
+) -> LandingProblem:
+    """The one answer for a source in another namespace that may not be used, whether or not
+    it exists: a tenant learns nothing about namespaces it cannot read."""
+    return LandingProblem(
         Reason.CROSS_NAMESPACE_NOT_ALLOWED,
-        f"Secret {source_namespace}/{source_name} is in another namespace and does not grant "
-        f"namespace {landing_namespace!r} (annotation {api.ALLOWED_NAMESPACES_ANNOTATION})",
+        f"Secret {source_namespace}/{source_name} is in another namespace and does not exist "
+        f"or does not grant namespace {landing_namespace!r} (annotation "
+        f"{api.ALLOWED_NAMESPACES_ANNOTATION})",
         Retry.ON_CHANGE,
     )
 

@@ -32,6 +32,7 @@ from moonlander.api import InvalidLanding, Landing
 from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
 from moonlander.controller import companions, outputs, plan
+from moonlander.controller.authorize import Fence, PolicyStore, authorize
 from moonlander.controller.conditions import now_rfc3339
 from moonlander.controller.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
 from moonlander.controller.metrics import Metrics
@@ -53,7 +54,7 @@ from moonlander.kube.clusters import (
 )
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
-from moonlander.kube.resources import LandingResource
+from moonlander.kube.resources import LandingPolicyResource, LandingResource
 from moonlander.kube.sources import get_metadata
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,14 @@ class Reconciler:
         observe: Callable[[Mapping[str, Any]], None] = lambda _body: None,
         metrics: Metrics | None = None,
         source_version: Callable[[str, str], str | None] = lambda _ns, _name: None,
+        policies: PolicyStore | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.local = local
         self.local_target = local_target
+        # The operator's LandingPolicies, kept by the policy watch, and what none can open.
+        self.policies = policies if policies is not None else PolicyStore()
+        self.fence = fence or Fence()
         self.clusters = clusters
         self.parent = parent
         self.drift = drift
@@ -106,6 +112,8 @@ class Reconciler:
         # What we last wrote to each landed Secret (digest of data and ownership marks): a
         # watch event showing exactly that is our own write, whatever order it arrives in.
         self.own_digests: dict[tuple[str, str, str], str] = {}
+        # LandingPolicy name -> the status last written, so that nothing is written twice.
+        self._policy_status: dict[str, dict[str, Any]] = {}
         # Credential fingerprint -> when a SelfSubjectReview last accepted it.
         self._verified: dict[str, float] = {}
 
@@ -195,6 +203,8 @@ class Reconciler:
     async def _land(self, landing: Landing) -> tuple[Landed, Target]:
         spec = landing.spec
         key = landing.key
+        # Before anything is read or sent anywhere: may this namespace do what is asked?
+        authorize(landing, self.policies.applying_to(landing.metadata.namespace), self.fence)
         source_key, source_creds = await self._source_credentials(landing)
         mint_spec = spec.service_account
         output = spec.output
@@ -353,12 +363,8 @@ class Reconciler:
                 meta = await get_metadata(self.local, source_namespace, source_name)
             except (httpx2.HTTPError, httpcore2.ConnectError) as err:
                 raise problem_from_error(err, where) from None
-            if meta is None:
-                raise LandingProblem(
-                    Reason.SOURCE_SECRET_NOT_FOUND,
-                    f"{where} does not exist yet; waiting for it",
-                    Retry.BACKOFF,
-                )
+            if meta is None:  # said exactly as for a Secret that has not granted access
+                raise plan.cross_namespace_refusal(landing_ns, source_namespace, source_name)
             plan.check_cross_namespace(
                 landing_ns, source_namespace, source_name, meta.get("annotations"), allow_all=False
             )
@@ -458,14 +464,7 @@ class Reconciler:
                 self._record_write(target, desired, written, landing, created=True)
                 return
         if existing is not None:
-            ownership = own.ownership(existing, owner)
-            if ownership is own.Ownership.FOREIGN and not adopt:
-                raise LandingProblem(
-                    Reason.CONFLICT,
-                    f"Secret {namespace}/{name} in {target.server} exists and is not managed by "
-                    "this Landing; it is left untouched (set spec.adoptExisting to take it over)",
-                    Retry.ON_CHANGE,
-                )
+            plan.check_adoptable(existing, owner, adopt, f"Secret {namespace}/{name}")
             if plan.is_current(existing, desired):
                 return
             if plan.type_change_needed(existing, desired):
@@ -524,6 +523,30 @@ class Reconciler:
                 raise
         self.drift.remember(target, None, namespace, name)
         return True
+
+    async def report_policy(self, name: str) -> None:
+        """Writes a LandingPolicy's status (the namespaces it applies to) when it changed."""
+        policy = self.policies.policies.get(name)
+        if policy is None:
+            return
+        status = {
+            "observedGeneration": policy.generation,
+            "matchedNamespaces": list(self.policies.matched_namespaces(policy)),
+        }
+        if self._policy_status.get(name) == status:
+            return
+        try:
+            await self.local.patch(
+                LandingPolicyResource.Status,
+                name,
+                {"status": status},
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as err:
+            if err.status.code != 404:
+                log.warning("LandingPolicy %s: status not written: %s", name, err.status.code)
+            return
+        self._policy_status[name] = status
 
     # -- deletion ------------------------------------------------------------------------
 

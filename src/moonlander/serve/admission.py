@@ -1,60 +1,34 @@
 """Admission checks for Landings that the CRD's CEL rules cannot express.
 
-CEL sees one object; it cannot know the operator's server address policy or whether a
-Secret in another namespace grants access. The validating webhook (kopf's admission
-support, wired in operator.py) rejects such Landings at ``kubectl apply`` time with the
-same checks the controller makes later.
+CEL sees one object; it cannot know the operator's server address policy. The validating
+webhook (kopf's admission support, wired in operator.py) parses the spec as the controller
+does (``api.parse_spec``) and rejects, at ``kubectl apply`` time, what the controller would
+refuse later.
+
+Whether a source Secret in another namespace grants access is deliberately not judged
+here: the answer would tell a tenant whether a Secret exists in a namespace it cannot
+read. The controller reports both cases the same way (``CrossNamespaceNotAllowed``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from moonlander import api
-from moonlander.api.reasons import LandingProblem
-from moonlander.controller import plan
 from moonlander.credentials import KubeconfigError, Policy, check_server
 
-MetadataLookup = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
 
-
-async def problems(
-    name: str,
-    namespace: str,
-    spec: Mapping[str, Any] | None,
-    *,
-    policy: Policy,
-    allow_cross_namespace: bool,
-    secret_metadata: MetadataLookup,
-) -> list[str]:
+def problems(name: str, spec: Mapping[str, Any] | None, *, policy: Policy) -> list[str]:
     """Why this Landing would not work; empty when it may be admitted."""
     try:
-        parsed = api.Landing(
-            metadata=api.ObjectMeta(name=name, namespace=namespace),
-            spec=api.parse_spec(spec, name=name),
-        )
+        parsed = api.parse_spec(spec, name=name)
     except api.SpecError as err:
         return [str(err)]
     found: list[str] = []
-    if parsed.spec.server:
+    if parsed.server:
         try:
-            check_server(parsed.spec.server, policy)
+            check_server(parsed.server, policy)
         except KubeconfigError as err:
             found.append(f"spec.server: {err}")
-    source_namespace, source_name = parsed.source_ref
-    if source_namespace != namespace and not allow_cross_namespace:
-        meta = await secret_metadata(source_namespace, source_name)
-        # A missing Secret may appear later (Planet B); the controller re-checks then.
-        if meta is not None:
-            try:
-                plan.check_cross_namespace(
-                    namespace,
-                    source_namespace,
-                    source_name,
-                    meta.get("annotations"),
-                    allow_all=False,
-                )
-            except LandingProblem as err:
-                found.append(str(err))
     return found

@@ -63,7 +63,8 @@ def test_ownership_and_currency() -> None:
     )
     assert own.ownership(None, "a/b") is Ownership.ABSENT
     assert own.ownership(desired, "a/b") is Ownership.OURS
-    assert own.ownership(desired, "a/other") is Ownership.FOREIGN
+    # Issue 11: another Landing's Secret is told apart from one nobody manages.
+    assert own.ownership(desired, "a/other") is Ownership.OTHER_LANDING
     assert own.ownership({"metadata": {"name": "s"}}, "a/b") is Ownership.FOREIGN
     existing = {
         **desired,
@@ -77,6 +78,33 @@ def test_ownership_and_currency() -> None:
     assert not plan.is_current(tampered, desired)
     assert not plan.is_current({**desired, "type": "kubernetes.io/tls"}, desired)
     assert plan.type_change_needed({**desired, "type": "kubernetes.io/tls"}, desired)
+
+
+@pytest.mark.parametrize(
+    ("existing_owner", "secret_type", "adopt", "conflict"),
+    [
+        ("a/b", "Opaque", False, None),  # ours
+        ("a/other", "Opaque", True, "another Landing"),  # never taken from another Landing
+        (None, "Opaque", False, "adoptExisting"),  # foreign, not asked to adopt
+        (None, "kubernetes.io/tls", True, "not Opaque"),  # a typed Secret is never adopted
+        (None, "Opaque", True, None),  # foreign Opaque, adoption asked: taken over
+    ],
+)
+def test_adoption_rules(
+    existing_owner: str | None, secret_type: str, adopt: bool, conflict: str | None
+) -> None:
+    existing: dict[str, object] = {"type": secret_type, "metadata": {"name": "s"}}
+    if existing_owner is not None:
+        existing = plan.desired_secret(
+            name="s", namespace="n", owner=existing_owner, owner_uid="u", kubeconfig="k"
+        )
+    if conflict is None:
+        plan.check_adoptable(existing, "a/b", adopt, "Secret n/s")
+        return
+    with pytest.raises(LandingProblem) as caught:
+        plan.check_adoptable(existing, "a/b", adopt, "Secret n/s")
+    assert caught.value.outcome.reason is Reason.CONFLICT
+    assert conflict in caught.value.outcome.message
 
 
 def test_cross_namespace_grant() -> None:
