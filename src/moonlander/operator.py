@@ -29,6 +29,8 @@ import httpx2
 import kopf
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
+from lightkube.resources.authorization_v1 import SubjectAccessReview
 
 from moonlander import api
 from moonlander.controller.authorize import Fence
@@ -83,7 +85,39 @@ def local_config(path: Path | None) -> SingleConfig:
     return single
 
 
-def build_registry(controller: Controller, options: Options) -> kopf.OperatorRegistry:
+async def _unbindable(client: AsyncClient, spec: api.LandingSpec, user: kopf.UserInfo) -> list[str]:
+    """What the requesting user could not bind of what the Landing would mint here."""
+    refused = []
+    for check in admission.bind_checks(spec):
+        review = SubjectAccessReview(
+            spec=SubjectAccessReviewSpec(
+                user=user.get("username"),
+                uid=user.get("uid"),
+                groups=list(user.get("groups") or []),
+                resourceAttributes=ResourceAttributes(
+                    group="rbac.authorization.k8s.io",
+                    resource=check.resource,
+                    verb=check.verb,
+                    name=check.name,
+                    namespace=check.namespace,
+                ),
+            )
+        )
+        result = await client.create(review)
+        if not (result.status and result.status.allowed):
+            refused.append(check.describe())
+    if not refused:
+        return []
+    return [
+        "spec.serviceAccount: the requesting user may not "
+        + "; ".join(refused)
+        + ", so the Landing may not mint it either"
+    ]
+
+
+def build_registry(
+    controller: Controller, options: Options, local: AsyncClient
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -116,8 +150,12 @@ def build_registry(controller: Controller, options: Options) -> kopf.OperatorReg
     if options.webhook_port is not None:
 
         @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
-        async def _validate(spec: kopf.Spec, name: str, **_: Any) -> None:
+        async def _validate(
+            spec: kopf.Spec, name: str, userinfo: kopf.UserInfo | None = None, **_: Any
+        ) -> None:
             found = admission.problems(name, dict(spec), policy=options.policy)
+            if not found and userinfo is not None:
+                found = await _unbindable(local, api.parse_spec(dict(spec), name=name), userinfo)
             if found:
                 raise kopf.AdmissionError("; ".join(found), code=422)
 
@@ -222,7 +260,7 @@ async def run(options: Options) -> None:
     try:
         # Every replica watches and serves the admission webhook (a standby behind the
         # webhook Service must answer too); only the Lease holder's workers reconcile.
-        registry = build_registry(ctl, options)
+        registry = build_registry(ctl, options, local)
         background += [
             asyncio.create_task(parent.watch()),
             asyncio.create_task(secrets.run()),

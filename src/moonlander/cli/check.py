@@ -16,29 +16,33 @@ from moonlander.credentials import (
 )
 
 
-def report(raw: bytes, policy: Policy, where: str) -> int:
-    problems = find_problems(raw, policy)
+def report(raw: bytes, policy: Policy, where: str, server: str | None = None) -> int:
+    """``server``: a ChildToParent Landing's ``spec.server``, which replaces the document's
+    server before the address policy judges it (vcluster's ``https://localhost:8443``)."""
+    problems = find_problems(raw, policy, server=server)
     if problems:
         print(f"{where}: not usable ({len(problems)} problem{'s' * (len(problems) > 1)}):")
         for problem in problems:
             print(f"  - [{problem.reason}] {problem}")
         return 1
-    creds: Credentials = parse_kubeconfig(raw, policy)
+    creds: Credentials = parse_kubeconfig(raw, policy, server=server)
     auth = "bearer token" if creds.token else "client certificate"
     print(f"{where}: OK: server {creds.server}, context {creds.context_name!r}, {auth}")
     return 0
 
 
-def check_file(path: Path, policy: Policy) -> int:
+def check_file(path: Path, policy: Policy, server: str | None = None) -> int:
     try:
         raw = path.read_bytes()
     except OSError as err:
         print(f"{path}: cannot read: {err.strerror}", file=sys.stderr)
         return 2
-    return report(raw, policy, str(path))
+    return report(raw, policy, str(path), server)
 
 
-async def check_secret(ref: str, key: str | None, kubeconfig: Path | None, policy: Policy) -> int:
+async def check_secret(
+    ref: str, key: str | None, kubeconfig: Path | None, policy: Policy, server: str | None = None
+) -> int:
     """Reads NAMESPACE/NAME from the cluster (the operator's own kubeconfig) and checks it."""
     from lightkube import ApiError, AsyncClient, KubeConfig
     from lightkube.resources.core_v1 import Secret
@@ -65,7 +69,7 @@ async def check_secret(ref: str, key: str | None, kubeconfig: Path | None, polic
         print(f"Secret {ref}: {problem}")
         return 1
     try:
-        return report(raw, policy, f"Secret {ref} key {used!r}")
+        return report(raw, policy, f"Secret {ref} key {used!r}", server)
     except KubeconfigError as err:  # find_problems said nothing, parse disagreed: report it
         print(f"Secret {ref}: {err}")
         return 1

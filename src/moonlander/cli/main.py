@@ -105,11 +105,13 @@ def _check(args: argparse.Namespace) -> int:
 
     policy = _policy(args)
     if args.secret:
-        return asyncio.run(check_secret(args.secret, args.key, args.kubeconfig, policy))
+        return asyncio.run(
+            check_secret(args.secret, args.key, args.kubeconfig, policy, args.server)
+        )
     if not args.file:
         print("error: give a FILE or --secret NAMESPACE/NAME", file=sys.stderr)
         return 2
-    return check_file(Path(args.file), policy)
+    return check_file(Path(args.file), policy, args.server)
 
 
 def _mint(args: argparse.Namespace) -> int:
@@ -224,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--secret", metavar="NAMESPACE/NAME", help="read it from a Secret")
     check.add_argument("--key", help="key of the Secret (default: the controller's search)")
     check.add_argument("--kubeconfig", type=Path, help="cluster to read --secret from")
+    check.add_argument(
+        "--server",
+        help="the server a ChildToParent Landing's spec.server puts in place of the "
+        "kubeconfig's own (as the controller judges it)",
+    )
     _add_policy_flags(check)
     check.set_defaults(func=_check)
 

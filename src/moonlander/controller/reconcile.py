@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -153,8 +154,35 @@ class Reconciler:
             outcome = problem_from_error(err, "cluster API").outcome
         if target is not None and outcome.ready:
             self.clusters.record_success(target)
-        await self._write_status(landing, outcome, landed or landed_from_status(landing))
+        previous = landed_from_status(landing)
+        if outcome.reason is Reason.NOT_PERMITTED and previous is not None:
+            # The grant it was landed under is gone: what it landed goes too.
+            outcome, previous = await self._withdraw(landing, outcome)
+        await self._write_status(landing, outcome, landed or previous)
         return outcome
+
+    async def _withdraw(self, landing: Landing, refusal: Outcome) -> tuple[Outcome, Landed | None]:
+        """Revokes what a Landing landed when it is no longer permitted to; the outcome, and
+        what the status should still say was landed (nothing once revoked)."""
+        try:
+            await self._revoke(landing)
+        except LandingProblem as problem:
+            message = (
+                f"{refusal.message}; what it landed could not be revoked yet: "
+                f"{problem.outcome.message}"
+            )
+            return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_from_status(
+                landing
+            )
+        except API_ERRORS as err:
+            message = f"{refusal.message}; revoking what it landed failed; retrying"
+            log.info("%s: revoking after a withdrawn grant: %s", landing.key, type(err).__name__)
+            return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_from_status(
+                landing
+            )
+        self.drift.release(landing.key)
+        self.token_expiry.pop(landing.key, None)
+        return replace(refusal, message=f"{refusal.message}; what it had landed was revoked"), None
 
     def is_echo(
         self, target_key: str, namespace: str, name: str, version: str, digest: str | None = None
@@ -180,7 +208,15 @@ class Reconciler:
     # -- landing -------------------------------------------------------------------------
 
     async def _source_credentials(self, landing: Landing) -> tuple[str, Credentials]:
-        """The source Secret's key and its validated kubeconfig."""
+        """The source Secret's key and its validated kubeconfig.
+
+        ChildToParent: the source is both what is landed and the cluster the controller talks
+        to for the child (credential check, minting, drift watch), so ``spec.server`` replaces
+        its server here, before the address policy judges it and before anything connects:
+        vcluster's Secret names ``https://localhost:8443``, which only works in its own pod.
+        ParentToChild: the source is the child written to, dialled at its own server;
+        ``spec.server`` is where the child reaches the parent, so it is applied in ``_land``.
+        """
         source = await self._read_source(landing)
         data = source.data or {}
         wanted = landing.spec.kubeconfig_secret_key
@@ -193,8 +229,16 @@ class Reconciler:
         source_key = plan.select_source_key(data, wanted, annotations_of(source))
         raw = plan.decode_secret_value(data, source_key)
         ref = f"source Secret {landing.source_namespace}/{landing.source_name} key {source_key!r}"
+        server: str | None = None
+        if landing.spec.server and landing.spec.direction is api.Direction.CHILD_TO_PARENT:
+            try:
+                server = check_server(landing.spec.server, self.policy)
+            except KubeconfigError as err:
+                raise LandingProblem(
+                    Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
+                ) from None
         try:
-            return source_key, parse_kubeconfig(raw, self.policy)
+            return source_key, parse_kubeconfig(raw, self.policy, server=server)
         except KubeconfigError as err:
             raise LandingProblem(
                 Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
@@ -214,6 +258,8 @@ class Reconciler:
             payload = self.parent.current()
             target = self.clusters.get(source_creds)
         else:
+            # Already at spec.server (_source_credentials): verified, minted in and watched
+            # there, never at the server the child's own kubeconfig names.
             payload = source_creds
             target = self.local_target
         if spec.server:
@@ -664,6 +710,7 @@ class Reconciler:
             target=landing.target if isinstance(landing, Landing) else None,
             landed=landed,
             now=now_rfc3339(),
+            revoked=outcome.reason is Reason.NOT_PERMITTED and landed is None,
         )
         if update is None:
             return  # nothing changed: nothing is written

@@ -64,6 +64,7 @@ def next_status(
     target: str | None,
     landed: Landed | None,
     now: str,
+    revoked: bool = False,
 ) -> StatusUpdate | None:
     """The status to write after a reconcile, or None when the current one already says it."""
     # As the API server holds it (lists, not tuples), to compare with what would be written.
@@ -85,6 +86,8 @@ def next_status(
         status["target"] = target
     if landed is not None:
         status["landed"] = landed.as_status()
+    elif revoked:
+        status["landed"] = None  # merge patch: what was landed is gone
     if all(current.get(k) == v for k, v in status.items()):
         return None
     if outcome.ready:

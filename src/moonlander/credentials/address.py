@@ -156,8 +156,9 @@ def check_address(ip: IPAddress, policy: Policy) -> None:
         )
 
 
-def _check_host(host: str, shown: str, policy: Policy) -> str:
-    """Validate the host part of a server URL; return its normalised form."""
+def _check_host(host: str, shown: str, policy: Policy | None) -> str:
+    """Validate the host part of a server URL; return its normalised form. Without a
+    ``policy`` only the syntax is checked, not whether the host may be contacted."""
 
     def invalid(why: str) -> KubeconfigError:
         return KubeconfigError(f"server {shown}: {why}", reason="InvalidServer")
@@ -171,7 +172,8 @@ def _check_host(host: str, shown: str, policy: Policy) -> str:
             ip6 = None
         if ip6 is None:
             raise invalid("the IPv6 address is malformed")
-        _check_server_ip(ip6, shown, policy)
+        if policy is not None:
+            _check_server_ip(ip6, shown, policy)
         return f"[{ip6.compressed}]"
 
     name = host.lower()
@@ -187,10 +189,13 @@ def _check_host(host: str, shown: str, policy: Policy) -> str:
             ip4 = None
         if ip4 is None:
             raise invalid("the host looks numeric but is not a dotted-decimal IPv4 address")
-        _check_server_ip(ip4, shown, policy)
+        if policy is not None:
+            _check_server_ip(ip4, shown, policy)
         return str(ip4)
     if not _HOSTNAME_RE.fullmatch(bare):
         raise invalid("the host is not a valid DNS name")
+    if policy is None:
+        return name
     if bare == "localhost" or bare.endswith(".localhost"):
         why = _address_problem(ipaddress.IPv4Address("127.0.0.1"), policy)
         if why is not None:
@@ -225,6 +230,17 @@ def check_server(server: str, policy: Policy) -> str:
     names are denied. Other host names are accepted here: DNS answers are checked with
     :func:`check_address` at connect time.
     """
+    return _check_server(server, policy)
+
+
+def _check_server_syntax(server: str) -> str:
+    """:func:`check_server` without the address policy: for a kubeconfig's server that is
+    replaced before anything connects (``parse_kubeconfig(..., server=...)``), so it must be
+    a well-formed https URL but is never contacted."""
+    return _check_server(server, None)
+
+
+def _check_server(server: str, policy: Policy | None) -> str:
     if not isinstance(server, str):
         raise KubeconfigError("server must be a string", reason="InvalidServer")
     if not server:

@@ -3,13 +3,14 @@ collected, and the credentials of the current context built from the validated f
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from moonlander.credentials.address import check_server
+from moonlander.credentials.address import _check_server_syntax, check_server
 from moonlander.credentials.fields import (
     _CLUSTER_FIELDS,
     _CLUSTER_HARMLESS,
@@ -67,8 +68,11 @@ class _Context:
 class _Checker:
     """Validates a whole document, collecting every problem (for ``moonlander check``)."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, replaced: str | None = None) -> None:
         self.policy = policy
+        # The cluster whose server a server override replaces: its own server is never
+        # contacted, so only its syntax is checked, not the address policy.
+        self.replaced = replaced
         self.problems: list[KubeconfigError] = []
 
     def add(self, reason: str, where: str, message: str) -> None:
@@ -161,7 +165,10 @@ class _Checker:
             )
         else:
             try:
-                server = check_server(raw_server, self.policy)
+                if name == self.replaced:
+                    server = _check_server_syntax(raw_server)
+                else:
+                    server = check_server(raw_server, self.policy)
             except KubeconfigError as err:
                 self.problems.append(err._within(where))
 
@@ -291,7 +298,39 @@ def _valid_server_name(name: str) -> bool:
     return "%" not in name  # no IPv6 zone IDs
 
 
-def _analyse(doc: object, policy: Policy) -> tuple[list[KubeconfigError], Credentials | None]:
+def _selected_cluster(doc: dict[str, object]) -> str | None:
+    """The cluster name the current context (or the only context) names, as written; None
+    when the document does not clearly say. Only a hint for :class:`_Checker`: the checks
+    themselves decide whether the document is usable."""
+    contexts = doc.get("contexts")
+    if not isinstance(contexts, list):
+        return None
+    current = doc.get("current-context")
+    entries = [c for c in contexts if isinstance(c, dict)]
+    if current is None or current == "":
+        chosen = entries if len(entries) == 1 else []
+    else:
+        chosen = [c for c in entries if c.get("name") == current][:1]
+    if not chosen:
+        return None
+    body = chosen[0].get("context")
+    cluster = body.get("cluster") if isinstance(body, dict) else None
+    return cluster if isinstance(cluster, str) and cluster else None
+
+
+def _check_override(server: str, policy: Policy) -> str:
+    """A server override, checked like any server (address policy included)."""
+    try:
+        return check_server(server, policy)
+    except KubeconfigError as err:
+        raise err._within("server override") from None
+
+
+def _analyse(
+    doc: object, policy: Policy, *, replaced: bool = False
+) -> tuple[list[KubeconfigError], Credentials | None]:
+    """Problems and credentials of ``doc``. With ``replaced``, the current context's server
+    is about to be replaced, so that cluster's own server is checked for syntax only."""
     if doc is None:
         return [KubeconfigError("the kubeconfig is empty", reason="NotAKubeconfig")], None
     if not isinstance(doc, dict):
@@ -301,7 +340,7 @@ def _analyse(doc: object, policy: Policy) -> tuple[list[KubeconfigError], Creden
                 reason="NotAKubeconfig",
             )
         ], None
-    check = _Checker(policy)
+    check = _Checker(policy, _selected_cluster(doc) if replaced else None)
     check.fields(doc, "top level", _TOP_LEVEL_FIELDS, _IGNORED_FIELDS, {})
     if not _unset(doc.get("kind")) and doc.get("kind") != "Config":
         check.add("NotAKubeconfig", "top level", 'kind must be "Config"')
@@ -366,25 +405,46 @@ def _analyse(doc: object, policy: Policy) -> tuple[list[KubeconfigError], Creden
     )
 
 
-def find_problems(raw: bytes | str, policy: Policy = _DEFAULT_POLICY) -> list[KubeconfigError]:
+def find_problems(
+    raw: bytes | str, policy: Policy = _DEFAULT_POLICY, *, server: str | None = None
+) -> list[KubeconfigError]:
     """Every problem in ``raw`` (empty when it is usable). Input and YAML problems stop early
-    because nothing after them can be trusted; everything else is collected."""
+    because nothing after them can be trusted; everything else is collected.
+
+    ``server``: as for :func:`parse_kubeconfig`; a problem with it is reported first.
+    """
+    problems: list[KubeconfigError] = []
+    if server is not None:
+        try:
+            _check_override(server, policy)
+        except KubeconfigError as err:
+            problems.append(err)
     try:
         doc = _load(raw, policy)
     except KubeconfigError as err:
-        return [err]
-    return _analyse(doc, policy)[0]
+        return [*problems, err]
+    return [*problems, *_analyse(doc, policy, replaced=server is not None)[0]]
 
 
-def parse_kubeconfig(raw: bytes | str, policy: Policy = _DEFAULT_POLICY) -> Credentials:
+def parse_kubeconfig(
+    raw: bytes | str, policy: Policy = _DEFAULT_POLICY, *, server: str | None = None
+) -> Credentials:
     """Validate ``raw`` and return the credentials of its current context.
+
+    ``server`` replaces the current context's server before anything judges it, as
+    ``spec.server`` does for a ChildToParent source (vcluster names ``https://localhost:8443``,
+    which only works inside the vcluster's pod). The override is checked against ``policy``;
+    the document's own server must still be a well-formed https URL, but it is not judged by
+    the address policy, since nothing ever connects to it. Other clusters in the document
+    are checked as usual.
 
     Raises the first :class:`KubeconfigError` that :func:`find_problems` would report.
     """
+    checked = _check_override(server, policy) if server is not None else None
     doc = _load(raw, policy)
-    problems, credentials = _analyse(doc, policy)
+    problems, credentials = _analyse(doc, policy, replaced=checked is not None)
     if problems:
         raise problems[0]
     if credentials is None:
         raise KubeconfigError("the kubeconfig is inconsistent", reason="InvalidData")
-    return credentials
+    return credentials if checked is None else dataclasses.replace(credentials, server=checked)

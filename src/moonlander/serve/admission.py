@@ -5,6 +5,13 @@ webhook (kopf's admission support, wired in operator.py) parses the spec as the 
 does (``api.parse_spec``) and rejects, at ``kubectl apply`` time, what the controller would
 refuse later.
 
+For a Landing that mints in this cluster (ParentToChild with ``spec.serviceAccount``), the
+webhook also asks the API server, with SubjectAccessReviews, whether the *requesting user*
+could bind each role the ServiceAccount would get (``bind`` on the role, as RBAC's own
+escalation check allows; ``escalate`` for inline rules). Nothing is minted that its
+author could not grant by RBAC themselves. This is defence in depth: the controller bounds
+minting by LandingPolicy with or without the webhook.
+
 Whether a source Secret in another namespace grants access is deliberately not judged
 here: the answer would tell a tenant whether a Secret exists in a namespace it cannot
 read. The controller reports both cases the same way (``CrossNamespaceNotAllowed``).
@@ -12,7 +19,8 @@ read. The controller reports both cases the same way (``CrossNamespaceNotAllowed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from moonlander import api
@@ -32,3 +40,39 @@ def problems(name: str, spec: Mapping[str, Any] | None, *, policy: Policy) -> li
         except KubeconfigError as err:
             found.append(f"spec.server: {err}")
     return found
+
+
+@dataclass(frozen=True)
+class BindCheck:
+    """One question for a SubjectAccessReview: may the user ``verb`` the role ``name`` of
+    ``resource`` (``clusterroles`` or ``roles``) in ``namespace`` (None: cluster-wide)?"""
+
+    verb: str
+    resource: str
+    name: str | None
+    namespace: str | None
+
+    def describe(self) -> str:
+        what = f"{self.resource} {self.name}" if self.name else self.resource
+        where = f" in namespace {self.namespace}" if self.namespace else " cluster-wide"
+        return f"{self.verb} {what}{where}"
+
+
+def bind_checks(spec: api.LandingSpec) -> Iterator[BindCheck]:
+    """What the requesting user must be allowed for the bindings a Landing would mint in
+    this cluster; nothing for Landings that do not mint here (ChildToParent mints in the
+    child, with the child's credential)."""
+    sa = spec.service_account
+    if sa is None or spec.direction is not api.Direction.PARENT_TO_CHILD:
+        return
+    if sa.cluster_role is not None:
+        yield BindCheck("bind", "clusterroles", sa.cluster_role, None)
+    for grant in sa.roles:
+        resource = "clusterroles" if grant.kind is api.RoleKind.CLUSTER_ROLE else "roles"
+        for namespace in grant.namespaces:
+            yield BindCheck("bind", resource, grant.name, namespace)
+    if sa.rules:
+        for namespace in sa.rules_namespaces:
+            yield BindCheck("escalate", "roles", None, namespace)
+        if not sa.rules_namespaces:
+            yield BindCheck("escalate", "clusterroles", None, None)

@@ -103,3 +103,23 @@ def test_landed_round_trips_through_status() -> None:
     assert (back.cluster, back.name, back.content_hash) == ("https://c", "n", "sha256:y")
     assert landed.as_status()["tokenExpiresAt"] == "2030-01-01T00:00:00Z"
     assert landed_from_status(with_status({})) is None
+
+
+def test_a_revoked_landing_no_longer_says_what_it_landed() -> None:
+    first = next_status(
+        NO_STATUS, outcome=SYNCED, generation=1, target="ns/name", landed=LANDED, now="t1"
+    )
+    assert first is not None
+    refused = Outcome(False, Reason.NOT_PERMITTED, "no grant; revoked", Retry.ON_CHANGE)
+    update = next_status(
+        api.parse_status(first.status),
+        outcome=refused,
+        generation=1,
+        target="ns/name",
+        landed=None,
+        now="t2",
+        revoked=True,
+    )
+    assert update is not None
+    assert "landed" in update.status and update.status["landed"] is None  # merge patch: delete
+    assert update.event == ("Warning", "NotPermitted", "no grant; revoked")
