@@ -506,3 +506,29 @@ async def test_other_namespaces_secrets_are_no_oracle(env: Env, tenant: Tenant) 
     b = await wait_reason(env.local, ns, "probe-b", "CrossNamespaceNotAllowed")
     assert a["message"].replace("exists", "X") == b["message"].replace("absent", "X")
     assert a["status"] == b["status"]
+
+
+# -- source networks ---------------------------------------------------------------------------
+
+
+async def test_source_networks_narrow_what_sources_may_name(env: Env, tenant: Tenant) -> None:
+    """A policy's sourceNetworks: a source naming a server outside them is refused before any
+    connection, one inside lands (the test clusters are on 127.0.0.1)."""
+    ns = tenant.namespace
+    await tenant.client.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    policy = f"networks-for-{ns}"
+    await env.local.create(
+        landing_policy(policy, namespaces={"names": [ns]}, sourceNetworks=["10.0.0.0/8"])
+    )
+    await tenant.client.create(
+        landing(ns, "moo", kubeconfigSecretName="src", direction="ChildToParent")
+    )
+    cond = await wait_reason(env.local, ns, "moo", "InvalidKubeconfig")
+    assert "sourceNetworks" in cond["message"]
+    await env.local.patch(
+        LandingPolicyResource,
+        policy,
+        {"spec": {"sourceNetworks": ["10.0.0.0/8", "127.0.0.0/8"]}},
+        patch_type=PatchType.MERGE,
+    )
+    await wait_reason(env.local, ns, "moo", "Synced", timeout=15)

@@ -81,6 +81,19 @@ a symlink to it). Fails rather than render a role without rules.
 {{- toYaml $role.rules }}
 {{- end }}
 
+{{/*
+The policy reader's rules (LandingPolicies, their status, namespaces' labels), from
+config/rbac/policy-reader-role.yaml (files/rbac/policy-reader-role.yaml is a symlink to it).
+Cluster-scoped kinds: always a ClusterRole, whichever rbac mode.
+*/}}
+{{- define "moonlander.policyReaderRules" -}}
+{{- $role := .Files.Get "files/rbac/policy-reader-role.yaml" | fromYaml }}
+{{- if not $role.rules }}
+{{- fail "files/rbac/policy-reader-role.yaml has no rules: is the symlink to config/rbac/policy-reader-role.yaml intact?" }}
+{{- end }}
+{{- toYaml $role.rules }}
+{{- end }}
+
 {{- define "moonlander.webhookCertSecretName" -}}
 {{- if .Values.webhook.certManager.enabled }}
 {{- printf "%s-webhook-tls" (include "moonlander.fullname" .) }}

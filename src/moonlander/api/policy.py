@@ -12,6 +12,7 @@ credential's Secret: ``controller.authorize`` refuses those whatever is granted.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -31,6 +32,14 @@ KIND = "LandingPolicy"
 PLURAL = "landingpolicies"
 
 LabelValue = Annotated[str, Meta(max_length=63)]
+CIDR = Annotated[
+    str,
+    Meta(
+        max_length=64,
+        pattern=r"^[0-9A-Fa-f:.]+/[0-9]{1,3}$",
+        extra={"x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "not a CIDR"}]},
+    ),
+]
 
 
 class NamespaceSelector(_Spec, frozen=True, kw_only=True):
@@ -131,6 +140,23 @@ class LandingPolicySpec(_Spec, frozen=True, kw_only=True):
             into besides its own (never the controller's own namespace)."""
         ),
     ] = ()
+    source_networks: Annotated[
+        tuple[CIDR, ...],
+        Meta(max_length=64),
+        doc(
+            """When set, the servers that the selected namespaces' source kubeconfigs and
+            spec.server name must resolve to addresses in these ranges (CIDR), on top of the
+            controller's address policy, which this only narrows. Policies add up: the
+            union of the ranges of every policy that sets them."""
+        ),
+    ] = ()
+
+    def __post_init__(self) -> None:
+        for cidr in self.source_networks:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"sourceNetworks: {cidr[:64]!r} is not a CIDR range") from None
 
 
 class LandingPolicyStatus(_Status, frozen=True, kw_only=True):

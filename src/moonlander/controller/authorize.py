@@ -20,11 +20,13 @@ to a wide one.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from moonlander.api import Direction, Landing, LandingPolicy, MintGrant, RoleKind
 from moonlander.api.reasons import LandingProblem, Reason, Retry
+from moonlander.credentials.model import IPNetwork
 
 __all__ = ["Fence", "PolicyStore", "authorize"]
 
@@ -170,6 +172,15 @@ def authorize(
             f"that selects namespace {landing.metadata.namespace} with parentCredential: true "
             "(or spec.serviceAccount with a mint grant)"
         )
+
+
+def source_networks(policies: list[LandingPolicy]) -> tuple[IPNetwork, ...] | None:
+    """The ranges sources of the namespace may name (the union of every policy's
+    ``sourceNetworks``), or None when no policy narrows the controller's address policy."""
+    ranges = [cidr for p in policies for cidr in p.spec.source_networks]
+    if not ranges:
+        return None
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in ranges)
 
 
 def labels_of(meta: Mapping[str, object]) -> dict[str, str]:

@@ -44,6 +44,7 @@ class Minter:
         granting_creds: Credentials,
         server: str,
         existing: Mapping[str, Any] | None,
+        policy: Policy,
     ) -> tuple[Credentials, minting.MintedToken]:
         """Credentials of the Landing's own ServiceAccount in the cluster it grants access
         to: the identity is created or repaired, and the token already landed is kept until
@@ -51,7 +52,7 @@ class Minter:
         mint_spec = landing.spec.service_account
         assert mint_spec is not None
         owner = landing.key
-        granting = self.clusters.get(granting_creds)
+        granting = self.clusters.get(granting_creds, policy)
         fail_fast(granting)
         try:
             await minting.ensure_identity(
@@ -78,7 +79,7 @@ class Minter:
             )
         try:
             creds = credentials_from_token(
-                server, granting_creds.ca_data, token.token, self.policy, name=mint_spec.name
+                server, granting_creds.ca_data, token.token, policy, name=mint_spec.name
             )
         except KubeconfigError as err:
             raise LandingProblem(

@@ -33,7 +33,7 @@ from moonlander.api import InvalidLanding, Landing
 from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
 from moonlander.controller import companions, outputs, plan
-from moonlander.controller.authorize import Fence, PolicyStore, authorize
+from moonlander.controller.authorize import Fence, PolicyStore, authorize, source_networks
 from moonlander.controller.conditions import now_rfc3339
 from moonlander.controller.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
 from moonlander.controller.metrics import Metrics
@@ -218,13 +218,14 @@ class Reconciler:
         ``spec.server`` is where the child reaches the parent, so it is applied in ``_land``.
         """
         source = await self._read_source(landing)
+        policy = self._source_policy(landing)
         data = source.data or {}
         wanted = landing.spec.kubeconfig_secret_key
         if wanted is None and plan.is_token_secret(data):
             # OCM managed-serviceaccount and service-account-token Secrets: token + ca.crt,
             # the server comes from spec.server.
             return plan.TOKEN_KEY, plan.credentials_from_token_secret(
-                data, landing.spec.server, self.policy
+                data, landing.spec.server, policy
             )
         source_key = plan.select_source_key(data, wanted, annotations_of(source))
         raw = plan.decode_secret_value(data, source_key)
@@ -232,17 +233,23 @@ class Reconciler:
         server: str | None = None
         if landing.spec.server and landing.spec.direction is api.Direction.CHILD_TO_PARENT:
             try:
-                server = check_server(landing.spec.server, self.policy)
+                server = check_server(landing.spec.server, policy)
             except KubeconfigError as err:
                 raise LandingProblem(
                     Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
                 ) from None
         try:
-            return source_key, parse_kubeconfig(raw, self.policy, server=server)
+            return source_key, parse_kubeconfig(raw, policy, server=server)
         except KubeconfigError as err:
             raise LandingProblem(
                 Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
             ) from None
+
+    def _source_policy(self, landing: Landing) -> Policy:
+        """The address policy for what a Landing's source names: the controller's, narrowed
+        to the sourceNetworks its namespace's LandingPolicies set, if any."""
+        ranges = source_networks(self.policies.applying_to(landing.metadata.namespace))
+        return self.policy if ranges is None else replace(self.policy, within_networks=ranges)
 
     async def _land(self, landing: Landing) -> tuple[Landed, Target]:
         spec = landing.spec
@@ -254,17 +261,22 @@ class Reconciler:
         output = spec.output
         # The payload grants access to one cluster; the Secret is written into another.
         payload: Credentials
+        source_policy = self._source_policy(landing)
+        # The payload is the operator's parent credential (judged by the operator's policy)
+        # or the tenant's source (judged by its namespace's narrower one).
+        payload_policy = self.policy
         if spec.direction is api.Direction.PARENT_TO_CHILD:
             payload = self.parent.current()
-            target = self.clusters.get(source_creds)
+            target = self.clusters.get(source_creds, source_policy)
         else:
+            payload_policy = source_policy
             # Already at spec.server (_source_credentials): verified, minted in and watched
             # there, never at the server the child's own kubeconfig names.
             payload = source_creds
             target = self.local_target
         if spec.server:
             try:
-                server = check_server(spec.server, self.policy)
+                server = check_server(spec.server, payload_policy)
             except KubeconfigError as err:
                 raise LandingProblem(
                     Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
@@ -282,10 +294,10 @@ class Reconciler:
                 target, landing.target_namespace, landing.write_name
             )
             if mint_spec is None:
-                landed_creds = payload.with_server(server, self.policy)
+                landed_creds = payload.with_server(server, payload_policy)
             else:
                 landed_creds, token = await self.minter.credentials(
-                    landing, payload, server, existing
+                    landing, payload, server, existing, payload_policy
                 )
             token_annotations = token.annotations() if token else None
             if output.format is api.OutputFormat.ARGOCD:
@@ -314,7 +326,7 @@ class Reconciler:
                 )
             if existing is None or not plan.is_current(existing, desired):
                 # About to land something new: it must work where it grants access.
-                await self._verify(payload if mint_spec is None else None, key)
+                await self._verify(payload if mint_spec is None else None, key, payload_policy)
             await self._apply(target, desired, owner, spec.adopt_existing, landing, existing)
             companions_present = await self._companions(landing, target)
         except LandingProblem:
@@ -323,7 +335,7 @@ class Reconciler:
             raise await target_problem(self.clusters, target, err, key) from None
         watches: list[tuple[Target, str, str]] = [(target, landing.target_namespace, "Secret")]
         if mint_spec is not None:
-            granting = self.clusters.get(payload)
+            granting = self.clusters.get(payload, payload_policy)
             watches.append((granting, mint_spec.namespace, "ServiceAccount"))
         self.drift.track(key, watches)
         return (
@@ -369,7 +381,7 @@ class Reconciler:
                 log.info("%s: removed %s", owner, removed)
         return present
 
-    async def _verify(self, creds: Credentials | None, key: str) -> None:
+    async def _verify(self, creds: Credentials | None, key: str, policy: Policy) -> None:
         """Asks the cluster a credential grants access to who it is (SelfSubjectReview), so
         a credential that does not authenticate is reported instead of landed. Minted tokens
         (``creds`` None) were just issued by that cluster."""
@@ -378,7 +390,7 @@ class Reconciler:
         fingerprint = creds.fingerprint()
         if time.monotonic() - self._verified.get(fingerprint, -VERIFIED_FOR) < VERIFIED_FOR:
             return  # many Landings land the same parent credential: ask once a minute
-        granting = self.clusters.get(creds)
+        granting = self.clusters.get(creds, policy)
         fail_fast(granting)
         try:
             await granting.client.create(SelfSubjectReview(metadata=ObjectMeta()))
@@ -634,14 +646,19 @@ class Reconciler:
             target = self.local_target
         else:
             _, child_creds = await self._source_credentials(landing)
-            target = self.clusters.get(child_creds)
+            target = self.clusters.get(child_creds, self._source_policy(landing))
         if mint_spec is not None:
             # The ServiceAccount and its RBAC live in the cluster access was granted to.
             if spec.direction is api.Direction.PARENT_TO_CHILD:
                 granting_creds = self.parent.current()
             else:
                 _, granting_creds = await self._source_credentials(landing)
-            granting = self.clusters.get(granting_creds)
+            granting_policy = (
+                self.policy
+                if spec.direction is api.Direction.PARENT_TO_CHILD
+                else self._source_policy(landing)
+            )
+            granting = self.clusters.get(granting_creds, granting_policy)
             try:
                 removed = await minting.revoke(granting.client, mint_spec, owner=owner)
             except API_ERRORS as err:

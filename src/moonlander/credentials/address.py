@@ -120,12 +120,21 @@ def _address_problem(ip: IPAddress, policy: Policy) -> str | None:
     """Why ``ip`` must not be contacted, or None when it may be."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
         ip = ipaddress.IPv6Address(int(ip))  # the zone does not change what is reached
+    if policy.within_networks is not None and not any(ip in net for net in policy.within_networks):
+        return (
+            "it is outside the networks Landings of this namespace may name "
+            "(LandingPolicy sourceNetworks)"
+        )
+    return _base_problem(ip, policy)
+
+
+def _base_problem(ip: IPAddress, policy: Policy) -> str | None:
     if any(ip in net for net in policy.allowed_networks):
         return None
     if isinstance(ip, ipaddress.IPv6Address):
         # IPv4 addresses smuggled inside IPv6 forms reach the IPv4 host: judge those too.
         for inner in _embedded_ipv4(ip):
-            why = _address_problem(inner, policy)
+            why = _base_problem(inner, policy)
             if why is not None:
                 return f"it embeds the IPv4 address {inner}: {why}"
     for category, nets in _ALWAYS_DENIED:
@@ -145,13 +154,19 @@ def _address_problem(ip: IPAddress, policy: Policy) -> str | None:
     return None
 
 
+def _hint(why: str) -> str:
+    if "sourceNetworks" in why:
+        return ""  # a namespace's narrowing: allowed_networks does not widen it
+    return " (an operator can permit it with allowed_networks)"
+
+
 def check_address(ip: IPAddress, policy: Policy) -> None:
     """Raise ``KubeconfigError(reason="AddressNotAllowed")`` unless ``policy`` lets the controller
     connect to ``ip``. Used for literal server IPs and, at connect time, after DNS resolution."""
     why = _address_problem(ip, policy)
     if why is not None:
         raise KubeconfigError(
-            f"address {ip} is not allowed: {why} (an operator can permit it with allowed_networks)",
+            f"address {ip} is not allowed: {why}{_hint(why)}",
             reason="AddressNotAllowed",
         )
 
@@ -216,8 +231,7 @@ def _check_server_ip(ip: IPAddress, shown: str, policy: Policy) -> None:
     why = _address_problem(ip, policy)
     if why is not None:
         raise KubeconfigError(
-            f"server {shown}: address {ip} is not allowed: {why} "
-            "(an operator can permit it with allowed_networks)",
+            f"server {shown}: address {ip} is not allowed: {why}{_hint(why)}",
             reason="AddressNotAllowed",
         )
 

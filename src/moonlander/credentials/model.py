@@ -61,6 +61,9 @@ class Policy:
     allow_private: bool = True
     # Explicitly allowed ranges; they override every deny, including metadata and link-local.
     allowed_networks: tuple[IPNetwork, ...] = ()
+    # When set, nothing outside these ranges (a LandingPolicy's sourceNetworks for the
+    # Landing's namespace), on top of everything above: it only ever narrows.
+    within_networks: tuple[IPNetwork, ...] | None = None
 
     def __post_init__(self) -> None:
         # Catch config mistakes early: a string here would make `ip in net` blow up at connect
@@ -69,9 +72,9 @@ class Policy:
             raise TypeError("Policy.max_bytes must be an int")
         if self.max_bytes <= 0:
             raise ValueError("Policy.max_bytes must be positive")
-        for net in self.allowed_networks:
+        for net in (*self.allowed_networks, *(self.within_networks or ())):
             if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
-                raise TypeError("Policy.allowed_networks must hold ipaddress networks")
+                raise TypeError("Policy networks must hold ipaddress networks")
 
 
 @dataclass(frozen=True, repr=False)

@@ -229,13 +229,18 @@ class ClusterPool:
         self._instrument = instrument
         self._targets: dict[str, Target] = {}
 
-    def get(self, creds: Credentials) -> Target:
+    def get(self, creds: Credentials, policy: Policy | None = None) -> Target:
+        """The client for ``creds``; ``policy``, when given, is a narrower address policy
+        (a namespace's sourceNetworks) checked at every connection of that client."""
+        policy = policy or self.policy
         key = creds.fingerprint()
+        if policy.within_networks is not None:
+            key += "|within:" + ",".join(sorted(str(n) for n in policy.within_networks))
         target = self._targets.get(key)
         if target is None:
 
             def make() -> AsyncClient:
-                client = build_client(creds, self.policy, timeout=self._timeout)
+                client = build_client(creds, policy, timeout=self._timeout)
                 self._instrument(client, creds.server)
                 return client
 

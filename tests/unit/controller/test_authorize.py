@@ -157,3 +157,19 @@ def test_a_policy_must_select_something() -> None:
     with pytest.raises(api.SpecError) as caught:
         api.parse_policy({"metadata": {"name": "p"}, "spec": {"namespaces": {}}})
     assert caught.value.field == "spec.namespaces"
+
+
+def test_source_networks_narrow_and_add_up() -> None:
+    import ipaddress
+
+    from moonlander.controller.authorize import source_networks
+
+    assert source_networks([]) is None
+    assert source_networks([policy(parentCredential=True)]) is None
+    ranges = source_networks(
+        [policy("a", sourceNetworks=["10.1.0.0/16"]), policy("b", sourceNetworks=["fd00::/8"])]
+    )
+    assert ranges == (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("fd00::/8"))
+    with pytest.raises(api.SpecError) as caught:
+        policy(sourceNetworks=["10.0.0.0/33"])
+    assert caught.value.field == "spec.sourceNetworks"
