@@ -83,6 +83,34 @@ async def controller_kubeconfig(client: AsyncClient, server: str, ca_pem: bytes)
     )
 
 
+def scratch_crd(group: str, kind: str, plural: str, spec_schema: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced v1 CRD whose ``spec`` has ``spec_schema``: for trying schemas (CEL
+    included) on a real API server."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", **spec_schema}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
 def secret_with(namespace: str, name: str, data: dict[str, str], **meta: Any) -> Secret:
     return Secret(
         metadata=ObjectMeta(name=name, namespace=namespace, **meta),
@@ -369,25 +397,10 @@ async def mint_token_kubeconfig(
 ) -> str:
     """A token kubeconfig for a new ServiceAccount bound to ``cluster_role`` (test helper)."""
     from lightkube.models.authentication_v1 import TokenRequestSpec
-    from lightkube.models.rbac_v1 import RoleRef, Subject
     from lightkube.resources.core_v1 import ServiceAccount
-    from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
     # Server-side apply: idempotent when clusters are reused (MOONLANDER_TEST_CLUSTERS).
-    await client.apply(
-        ServiceAccount(metadata=ObjectMeta(name=name, namespace=namespace)),
-        field_manager="tests",
-    )
-    await client.apply(
-        ClusterRoleBinding(
-            metadata=ObjectMeta(name=f"{namespace}-{name}"),
-            roleRef=RoleRef(
-                apiGroup="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role
-            ),
-            subjects=[Subject(kind="ServiceAccount", name=name, namespace=namespace)],
-        ),
-        field_manager="tests",
-    )
+    await bind_cluster_role(client, namespace, name, cluster_role)
     tr = await client.create(
         ServiceAccount.Token(
             metadata=ObjectMeta(), spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration)

@@ -19,6 +19,7 @@ from lightkube.resources.core_v1 import ConfigMap, Secret, ServiceAccount
 from moonlander.dev import clusters as devclusters
 
 from ..conftest import Plane
+from .harness import scratch_crd
 
 pytestmark = pytest.mark.e2e
 
@@ -116,41 +117,17 @@ async def test_crd_with_cel_rule_rejects_bad_object(
     client = admin["child-a"]
     group = f"{namespace}.smoke.test"
     crd = CustomResourceDefinition.from_dict(
-        {
-            "metadata": {"name": f"widgets.{group}"},
-            "spec": {
-                "group": group,
-                "scope": "Namespaced",
-                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                "versions": [
-                    {
-                        "name": "v1",
-                        "served": True,
-                        "storage": True,
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "properties": {
-                                    "spec": {
-                                        "type": "object",
-                                        "x-kubernetes-validations": [
-                                            {
-                                                "rule": "self.min <= self.max",
-                                                "message": "min must not exceed max",
-                                            }
-                                        ],
-                                        "properties": {
-                                            "min": {"type": "integer"},
-                                            "max": {"type": "integer"},
-                                        },
-                                    }
-                                },
-                            }
-                        },
-                    }
+        scratch_crd(
+            group,
+            "Widget",
+            "widgets",
+            {
+                "x-kubernetes-validations": [
+                    {"rule": "self.min <= self.max", "message": "min must not exceed max"}
                 ],
+                "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
             },
-        }
+        )
     )
     await client.create(crd)
     await client.wait(CustomResourceDefinition, f"widgets.{group}", for_conditions=["Established"])

@@ -44,7 +44,7 @@ from moonlander.dev import clusters as devclusters
 
 from ..conftest import Plane
 from . import consumers
-from .harness import mint_token_kubeconfig
+from .harness import mint_token_kubeconfig, scratch_crd
 
 pytestmark = pytest.mark.e2e
 
@@ -280,31 +280,9 @@ async def test_output_schema_snippet_matches_parser(
     (CEL included), and it accepts and rejects exactly what api.parse_spec does; the
     defaults it applies parse to the same OutputSpec."""
     client = admin["child-b"]
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"outputchecks.{CHECK_GROUP}"},
-        "spec": {
-            "group": CHECK_GROUP,
-            "scope": "Namespaced",
-            "names": {"plural": "outputchecks", "singular": "outputcheck", "kind": "OutputCheck"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {"type": "object", "properties": output_schema_from_docs()}
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    crd = scratch_crd(
+        CHECK_GROUP, "OutputCheck", "outputchecks", {"properties": output_schema_from_docs()}
+    )
     await install_crds(client, [crd])
     res = create_namespaced_resource(CHECK_GROUP, "v1", "OutputCheck", "outputchecks")
     for i, (output, valid) in enumerate(OUTPUT_CASES):
