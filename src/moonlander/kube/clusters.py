@@ -121,6 +121,8 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
             ctx = ssl.create_default_context(cafile=cafile, capath=capath)
         else:  # no system store: trust nothing, rather than what the environment names
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # create_default_context follows $SSLKEYLOGFILE: TLS session keys must never be written.
+    ctx.keylog_filename = None  # type: ignore[assignment]
     if creds.insecure_skip_tls_verify:  # only when the operator's policy allowed it
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -156,3 +156,16 @@ def test_without_a_system_store_nothing_is_trusted(
     assert ctx.check_hostname
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(ctx, server)
+
+
+def test_sslkeylogfile_is_never_followed(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$SSLKEYLOGFILE would make Python write TLS session keys: not for tenants' clusters."""
+    keylog = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))
+    assert ssl.create_default_context().keylog_filename == str(keylog)  # in effect
+    for ca in (server.ca_pem, None):
+        assert clusters.ssl_context(_credentials(ca)).keylog_filename is None
+    handshake(clusters.ssl_context(_credentials(server.ca_pem)), server)
+    assert not keylog.exists() or keylog.read_text() == ""
