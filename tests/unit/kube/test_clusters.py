@@ -168,4 +168,5 @@ def test_sslkeylogfile_is_never_followed(
     for ca in (server.ca_pem, None):
         assert clusters.ssl_context(_credentials(ca)).keylog_filename is None
     handshake(clusters.ssl_context(_credentials(server.ca_pem)), server)
-    assert not keylog.exists() or keylog.read_text() == ""
+    secrets = [line for line in keylog.read_text().splitlines() if not line.startswith("#")]
+    assert secrets == []  # only the header Python writes when a context is created
