@@ -2,9 +2,9 @@
 
 The chart and the manifests are rendered with the pinned helm and kubectl (hack/envtest),
 checked field by field against what each value promises, and applied with a server-side dry
-run to the real parent API server. The CRD and the RBAC rules have one source each
-(config/crd/bases, config/rbac): the chart reaches them through symlinks, and these tests
-fail when a rendered copy differs from its source.
+run to the real parent API server. The CRDs (Landing, LandingPolicy) and the RBAC rules have
+one source each (config/crd/bases, config/rbac): the chart reaches them through symlinks, and
+these tests fail when a rendered copy differs from its source.
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "moonlander"
 CONFIG = ROOT / "config"
 CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
+POLICY_CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landingpolicies.yaml"
 ROLE_SOURCE = CONFIG / "rbac" / "role.yaml"
 LEADER_ROLE_SOURCE = CONFIG / "rbac" / "leader-election-role.yaml"
+POLICY_READER_SOURCE = CONFIG / "rbac" / "policy-reader-role.yaml"
+CRD_NAME = "landings.moons.kingdon.ci"
+POLICY_CRD_NAME = "landingpolicies.moons.kingdon.ci"
 DOCKERFILE = ROOT / "Dockerfile"
 RUNTIME_LOCK = ROOT / "requirements-runtime.lock"
 FULL_LOCK = ROOT / "requirements.lock"
@@ -70,6 +74,26 @@ FULL_VALUES: dict[str, Any] = {
     "webhook": {"enabled": True, "certManager": {"enabled": True}},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    "policies": [
+        {
+            "name": "team-a.full-values",
+            "spec": {
+                "namespaces": {"names": ["a"], "matchLabels": {"tenant": "a"}},
+                "parentCredential": True,
+                "mint": {
+                    "clusterRoles": ["view"],
+                    "roles": ["deployer"],
+                    "roleNamespaces": ["a", "b"],
+                    "inlineRules": True,
+                    "serviceAccountNamespaces": ["moonlander-system"],
+                    "maxExpirationSeconds": 7200,
+                },
+                "targetNamespaces": ["crossplane-system"],
+                "sourceNetworks": ["10.0.0.0/8", "fd00::/8"],
+            },
+        },
+        {"name": "team-b-full-values", "spec": {"namespaces": {"names": ["b"]}}},
+    ],
 }
 
 # Kinds whose CRDs the test API server does not have (the Prometheus Operator's and
@@ -254,6 +278,34 @@ def assert_service_reaches(service: dict[str, Any], deployment: dict[str, Any], 
     assert port in {p["name"] for p in container(deployment)["ports"]}
 
 
+def assert_policy_reader(docs: list[dict[str, Any]], name: str, namespace: str) -> None:
+    """The policy reader: a ClusterRole with exactly the single-source rules (LandingPolicies
+    and namespaces are cluster-scoped, so whichever the RBAC mode), bound cluster-wide to the
+    controller's ServiceAccount."""
+    role = only(docs, "ClusterRole", name)
+    assert_same(role["rules"], POLICY_READER_SOURCE, "rules")
+    binding = only(docs, "ClusterRoleBinding", name)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": name,
+    }
+    sa = only(docs, "ServiceAccount")
+    assert sa["metadata"]["namespace"] == namespace
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": namespace}
+    ]
+
+
+def assert_crds(docs: list[dict[str, Any]], hint: str = "") -> None:
+    """Both CRDs, each straight from its single source, and no other."""
+    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE, hint=hint)
+    assert_same(
+        only(docs, "CustomResourceDefinition", POLICY_CRD_NAME), POLICY_CRD_SOURCE, hint=hint
+    )
+    assert len(of_kind(docs, "CustomResourceDefinition")) == 2
+
+
 def assert_webhook(
     docs: list[dict[str, Any]], deployment: dict[str, Any], *, cert_manager: bool
 ) -> None:
@@ -319,13 +371,20 @@ def test_helm_lint(tools: dict[str, str], tmp_path: Path) -> None:
 def test_chart_links_to_the_single_sources() -> None:
     links = {
         CHART / "crds" / "landings.yaml": CRD_SOURCE,
+        CHART / "crds" / "landingpolicies.yaml": POLICY_CRD_SOURCE,
         CHART / "files" / "rbac" / "role.yaml": ROLE_SOURCE,
         CHART / "files" / "rbac" / "leader-election-role.yaml": LEADER_ROLE_SOURCE,
+        CHART / "files" / "rbac" / "policy-reader-role.yaml": POLICY_READER_SOURCE,
     }
     for link, target in links.items():
         assert link.is_symlink(), f"{link} must be a symlink to {target}, not a copy"
         assert not Path(os.readlink(link)).is_absolute(), f"{link}: use a relative link"
         assert link.resolve() == target.resolve()
+    # Every CRD in config/crd/bases reaches the chart, and kustomize's config/crd.
+    bases = {p.resolve() for p in (CONFIG / "crd" / "bases").glob("*.yaml")}
+    assert {p.resolve() for p in (CHART / "crds").iterdir()} == bases
+    listed = source(CONFIG / "crd" / "kustomization.yaml")["resources"]
+    assert {(CONFIG / "crd" / r).resolve() for r in listed} == bases
 
 
 def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) -> None:
@@ -336,8 +395,10 @@ def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) ->
     with tarfile.open(package) as tar:
         for member, origin in {
             "moonlander/crds/landings.yaml": CRD_SOURCE,
+            "moonlander/crds/landingpolicies.yaml": POLICY_CRD_SOURCE,
             "moonlander/files/rbac/role.yaml": ROLE_SOURCE,
             "moonlander/files/rbac/leader-election-role.yaml": LEADER_ROLE_SOURCE,
+            "moonlander/files/rbac/policy-reader-role.yaml": POLICY_READER_SOURCE,
         }.items():
             info = tar.getmember(member)
             assert info.isfile(), f"{member} is packaged as a link, not the file's content"
@@ -346,7 +407,12 @@ def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) ->
             assert data.read() == origin.read_bytes(), member
     # The packaged chart renders the same rules as the chart directory.
     packaged = docs_of(run(tools["helm"], "template", "moonlander", str(package)))
-    assert_same(only(packaged, "ClusterRole")["rules"], ROLE_SOURCE, "rules")
+    assert_same(only(packaged, "ClusterRole", "moonlander")["rules"], ROLE_SOURCE, "rules")
+    assert_same(
+        only(packaged, "ClusterRole", "moonlander-policy-reader")["rules"],
+        POLICY_READER_SOURCE,
+        "rules",
+    )
 
 
 def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
@@ -354,12 +420,13 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
     chart = source(CHART / "Chart.yaml")
     assert (chart["apiVersion"], chart["version"], chart["appVersion"]) == ("v2", "0.1.0", "0.1.0")
 
-    # The CRD, straight from its single source.
-    assert_same(only(docs, "CustomResourceDefinition"), CRD_SOURCE)
+    # The CRDs, straight from their single sources.
+    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE)
+    assert_crds(docs)
     # Cluster-wide RBAC with exactly the single-source rules.
-    role = only(docs, "ClusterRole")
+    role = only(docs, "ClusterRole", "moonlander")
     assert_same(role["rules"], ROLE_SOURCE, "rules")
-    binding = only(docs, "ClusterRoleBinding")
+    binding = only(docs, "ClusterRoleBinding", "moonlander")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
@@ -373,6 +440,11 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
     leader = only(docs, "Role")
     assert_same(leader["rules"], LEADER_ROLE_SOURCE, "rules")
     assert only(docs, "RoleBinding")["roleRef"]["name"] == leader["metadata"]["name"]
+    # The policy reader, and nothing else cluster-wide.
+    assert_policy_reader(docs, "moonlander-policy-reader", "moonlander-system")
+    assert len(of_kind(docs, "ClusterRole")) == len(of_kind(docs, "ClusterRoleBinding")) == 2
+    # No LandingPolicy unless asked for: the secure default.
+    assert not of_kind(docs, "LandingPolicy")
 
     deployment = only(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -384,6 +456,8 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
     assert f"--parent-kubeconfig={PARENT_FILE}" in args
     assert not [a for a in args if a.startswith(("--namespace", "--webhook", "--allow"))]
     assert "--deny-private" not in args
+    # --controller-namespace defaults to $POD_NAMESPACE (checked in assert_hardened_controller).
+    assert not [a for a in args if a.startswith("--controller-namespace")]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     assert_hardened_controller(
         deployment,
@@ -399,11 +473,18 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
 
 def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> None:
     docs = helm_template(tools, tmp_path, FULL_VALUES, release="ml", namespace="ops")
-    assert_same(only(docs, "CustomResourceDefinition"), CRD_SOURCE)
+    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE)
+    assert_crds(docs)
 
-    # Namespaced RBAC: a Role and RoleBinding in each watched namespace, nothing cluster-wide.
-    assert not of_kind(docs, "ClusterRole")
-    assert not of_kind(docs, "ClusterRoleBinding")
+    # Namespaced RBAC: a Role and RoleBinding in each watched namespace; cluster-wide only the
+    # policy reader (LandingPolicies and namespaces are cluster-scoped).
+    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
+        "ml-moonlander-policy-reader"
+    ]
+    assert [b["metadata"]["name"] for b in of_kind(docs, "ClusterRoleBinding")] == [
+        "ml-moonlander-policy-reader"
+    ]
+    assert_policy_reader(docs, "ml-moonlander-policy-reader", "ops")
     roles = {r["metadata"]["namespace"]: r for r in of_kind(docs, "Role", "ml-moonlander")}
     assert sorted(roles) == ["a", "b"]
     for role in roles.values():
@@ -458,6 +539,15 @@ def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> Non
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
 
+    # `policies`: one LandingPolicy each, cluster-scoped, named and specified as given.
+    policies = of_kind(docs, "LandingPolicy")
+    assert [p["metadata"]["name"] for p in policies] == [p["name"] for p in FULL_VALUES["policies"]]
+    for rendered, value in zip(policies, FULL_VALUES["policies"], strict=True):
+        assert rendered["apiVersion"] == "moons.kingdon.ci/v1alpha1"
+        assert "namespace" not in rendered["metadata"]
+        assert rendered["metadata"]["labels"]["app.kubernetes.io/instance"] == "ml"
+        assert rendered["spec"] == value["spec"]
+
     assert_webhook(docs, deployment, cert_manager=True)
     hook = only(docs, "ValidatingWebhookConfiguration")["webhooks"][0]
     # The webhook only sees the watched namespaces.
@@ -473,7 +563,10 @@ def test_chart_namespaced_without_list_watches_release_namespace(
     tools: dict[str, str], tmp_path: Path
 ) -> None:
     docs = helm_template(tools, tmp_path, {"rbac": {"namespaced": True}}, namespace="solo")
-    assert not of_kind(docs, "ClusterRole")
+    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
+        "moonlander-policy-reader"
+    ]
+    assert_policy_reader(docs, "moonlander-policy-reader", "solo")
     assert only(docs, "Role", "moonlander")["metadata"]["namespace"] == "solo"
     assert [a for a in run_args(only(docs, "Deployment")) if a.startswith("--namespace")] == [
         "--namespace=solo"
@@ -511,6 +604,12 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
         ({"replicas": 2, "leaderElection": {"enabled": False}}, "leaderElection.enabled"),
         ({"webhook": {"enabled": True, "certManager": {"enabled": False}}}, "caBundle"),
         ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "metrics.enabled"),
+        ({"policies": [{"spec": {"namespaces": {"names": ["a"]}}}]}, "name"),
+        ({"policies": [{"name": "Not_A_Name", "spec": {}}]}, "policies"),
+        ({"policies": [{"name": "p", "spec": ["not", "an", "object"]}]}, "policies"),
+        ({"policies": [{"name": "p", "sepc": {}}]}, "sepc"),
+        ({"policies": [{"name": "p"}]}, "policies[0] (p) needs a spec"),
+        ({"policies": {"name": "p"}}, "policies"),
     ],
 )
 def test_chart_rejects_bad_values(
@@ -537,17 +636,25 @@ def test_chart_renders_what_the_sources_say(tools: dict[str, str], tmp_path: Pat
     role = source(role_file)
     role["rules"].append({"apiGroups": ["example.test"], "resources": ["x"], "verbs": ["get"]})
     role_file.write_text(yaml.safe_dump(role))
-    docs = helm_template(tools, tmp_path, chart=repo / "charts" / "moonlander")
-    assert only(docs, "ClusterRole")["rules"] == role["rules"]
-
-    role_file.unlink()
-    proc = subprocess.run(
-        [tools["helm"], "template", "x", str(repo / "charts" / "moonlander")],
-        capture_output=True,
-        text=True,
+    reader_file = repo / "config" / "rbac" / "policy-reader-role.yaml"
+    reader = source(reader_file)
+    reader["rules"].append(
+        {"apiGroups": ["example.test"], "resources": ["widgets"], "verbs": ["list"]}
     )
-    assert proc.returncode != 0
-    assert "config/rbac/role.yaml" in proc.stderr
+    reader_file.write_text(yaml.safe_dump(reader))
+    docs = helm_template(tools, tmp_path, chart=repo / "charts" / "moonlander")
+    assert only(docs, "ClusterRole", "moonlander")["rules"] == role["rules"]
+    assert only(docs, "ClusterRole", "moonlander-policy-reader")["rules"] == reader["rules"]
+
+    for broken in (role_file, reader_file):
+        broken.unlink()
+        proc = subprocess.run(
+            [tools["helm"], "template", "x", str(repo / "charts" / "moonlander")],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode != 0
+        assert str(broken.relative_to(repo)) in proc.stderr
 
 
 # -- kustomize -------------------------------------------------------------------------------
@@ -561,16 +668,17 @@ KYAML_HINT = (
 
 def test_kustomize_default(tools: dict[str, str]) -> None:
     docs = kustomize(tools, CONFIG / "default")
-    assert_same(only(docs, "CustomResourceDefinition"), CRD_SOURCE, hint=KYAML_HINT)
+    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE, hint=KYAML_HINT)
+    assert_crds(docs, hint=KYAML_HINT)
     assert only(docs, "Namespace")["metadata"]["name"] == "moonlander-system"
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for doc in docs:
         if doc["kind"] not in cluster_scoped:
             assert doc["metadata"]["namespace"] == "moonlander-system", doc["kind"]
 
-    role = only(docs, "ClusterRole")
+    role = only(docs, "ClusterRole", "moonlander-controller")
     assert_same(role, ROLE_SOURCE)  # reused as it is
-    binding = only(docs, "ClusterRoleBinding")
+    binding = only(docs, "ClusterRoleBinding", "moonlander-controller")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     sa = only(docs, "ServiceAccount")
     assert binding["subjects"] == [
@@ -583,6 +691,9 @@ def test_kustomize_default(tools: dict[str, str]) -> None:
     leader_binding = only(docs, "RoleBinding")
     assert leader_binding["roleRef"]["name"] == leader["metadata"]["name"]
     assert leader_binding["subjects"] == binding["subjects"]
+    assert_same(only(docs, "ClusterRole", "moonlander-policy-reader"), POLICY_READER_SOURCE)
+    assert_policy_reader(docs, "moonlander-policy-reader", "moonlander-system")
+    assert len(of_kind(docs, "ClusterRole")) == len(of_kind(docs, "ClusterRoleBinding")) == 2
 
     deployment = only(docs, "Deployment")
     assert container(deployment)["image"] == "ghcr.io/kingdonb/moonlander:0.1.0"
@@ -606,9 +717,17 @@ def test_kustomize_default(tools: dict[str, str]) -> None:
 
 def test_kustomize_namespaced(tools: dict[str, str]) -> None:
     docs = kustomize(tools, CONFIG / "namespaced")
-    assert not of_kind(docs, "ClusterRole")
-    assert not of_kind(docs, "ClusterRoleBinding")
+    assert_crds(docs, hint=KYAML_HINT)
+    # Only the policy reader stays cluster-wide: the patches turn moonlander-controller alone
+    # into a Role and RoleBinding.
+    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
+        "moonlander-policy-reader"
+    ]
+    assert [b["metadata"]["name"] for b in of_kind(docs, "ClusterRoleBinding")] == [
+        "moonlander-policy-reader"
+    ]
     ns = only(docs, "Namespace")["metadata"]["name"]
+    assert_policy_reader(docs, "moonlander-policy-reader", ns)
     role = only(docs, "Role", "moonlander-controller")
     assert role["metadata"]["namespace"] == ns
     assert_same(role["rules"], ROLE_SOURCE, "rules")
@@ -747,7 +866,18 @@ async def test_chart_is_accepted_by_the_api_server(
     applied = installable(docs)
     if variant == "full":
         assert {d["kind"] for d in docs} - {d["kind"] for d in applied} == NOT_INSTALLED_KINDS
+        # The `policies` value: LandingPolicies the API server validates against their CRD.
+        assert len(of_kind(applied, "LandingPolicy")) == len(FULL_VALUES["policies"])
+    assert len(of_kind(applied, "CustomResourceDefinition")) == 2
+    assert of_kind(applied, "ClusterRole", f"{namespace}-moonlander-policy-reader")
     dry_run(tools, plane, applied)
+    if variant == "full":
+        # The server does judge a rendered policy: one that selects nothing is refused.
+        empty = {"policies": [{"name": f"{namespace}-empty", "spec": {"namespaces": {}}}]}
+        docs = helm_template(tools, tmp_path, empty, release=namespace, namespace=namespace)
+        proc = apply_dry_run(tools, plane, of_kind(docs, "LandingPolicy"))
+        assert proc.returncode != 0
+        assert "namespaces selects nothing" in proc.stderr
 
 
 def overlay_into(directory: Path, base: Path, namespace: str) -> Path:

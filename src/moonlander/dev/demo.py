@@ -1,8 +1,11 @@
 """``moonlander demo``: the seed's Pattern A end to end on local clusters.
 
 Starts two real clusters ("talos-root", where Moonlander runs, and the tenant "harvey"),
-installs the CRD, runs the controller, creates CozyStack's admin kubeconfig Secret for
-harvey, applies examples/pattern-a/landing.yaml, waits for Ready, then proves the landed
+installs the CRDs (Landing, LandingPolicy), runs the controller, creates CozyStack's admin
+kubeconfig Secret for harvey, then shows the secure default: examples/pattern-a/landing.yaml
+alone is refused (``NotPermitted``: it would hand out the parent credential, which no
+LandingPolicy has granted its namespace), and lands once examples/pattern-a/policy.yaml is
+applied (the time from the policy to Ready is printed). Finally it proves the landed
 kubeconfig works: read from harvey's Secret, kubectl uses it to list the parent's
 namespaces. Exits 0 only when all of that held.
 """
@@ -20,6 +23,9 @@ from pathlib import Path
 from moonlander.dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError, repo_root
 
 PARENT, CHILD = "talos-root", "harvey"
+# Where the controller would run in the parent: no LandingPolicy can make it a target.
+CONTROLLER_NAMESPACE = "moonlander-system"
+READY_REASON = '{.status.conditions[?(@.type=="Ready")].reason}'
 
 
 class DemoError(RuntimeError):
@@ -64,10 +70,14 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
                 raise DemoError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
             return proc.stdout
 
-        crd = root / "config" / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
-        k(parent_kc, "apply", "--server-side", "-f", str(crd))
-        k(parent_kc, "wait", "--for=condition=Established", "crd/landings.moons.kingdon.ci")
-        _say(f"installed the Landing CRD in {PARENT}")
+        # Every CRD of config/crd/bases: Landing and LandingPolicy.
+        bases = root / "config" / "crd" / "bases"
+        crds = k(parent_kc, "apply", "--server-side", "-f", str(bases), "-o", "name").split()
+        if len(crds) != len(list(bases.glob("*.yaml"))):
+            raise DemoError(f"expected a CRD per file of {bases}, applied {crds}")
+        k(parent_kc, "wait", "--for=condition=Established", *crds)
+        names = ", ".join(sorted(c.rsplit("/", 1)[1] for c in crds))
+        _say(f"installed the CRDs in {PARENT}: {names}")
 
         # What a Deployment mounts at /etc/moonlander/parent-kubeconfig.
         parent_file = directory / "parent-kubeconfig"
@@ -83,6 +93,7 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
                     "run",
                     f"--kubeconfig={parent_kc}",
                     f"--parent-kubeconfig={parent_file}",
+                    f"--controller-namespace={CONTROLLER_NAMESPACE}",
                     "--allow-loopback",  # the local clusters listen on 127.0.0.1
                 ],
                 stdout=log,
@@ -102,22 +113,89 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
             "kubernetes-harvey-admin-kubeconfig",
             f"--from-file=admin.conf={child_kc}",
         )
+        # The secure default: with no LandingPolicy, a ParentToChild Landing (which would hand
+        # out the parent's credential) is refused, and says what the operator must grant.
         landing = root / "examples" / "pattern-a" / "landing.yaml"
         applied_at = time.monotonic()
         k(parent_kc, "apply", "-f", str(landing))
-        _say(f"applied {landing.relative_to(root)}")
+        _say(f"applied {landing.relative_to(root)} (no LandingPolicy yet)")
         k(
             parent_kc,
             "-n",
             "harvey-system",
             "wait",
-            "--for=condition=Ready",
+            f"--for=jsonpath={READY_REASON}=NotPermitted",
             "--timeout=60s",
             "landing/talos-root-access",
         )
-        ready_in = time.monotonic() - applied_at
+        refused_in = time.monotonic() - applied_at
+        message = k(
+            parent_kc,
+            "-n",
+            "harvey-system",
+            "get",
+            "landing/talos-root-access",
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].message}',
+        )
         row = k(parent_kc, "-n", "harvey-system", "get", "landings", "--no-headers")
-        _say(f"Ready in {ready_in:.2f}s: {' '.join(row.split())}")
+        _say(
+            f"refused in {refused_in:.2f}s (controller start-up included): {' '.join(row.split())}"
+        )
+        _say(f"  {message.strip()}")
+        if k(
+            child_kc,
+            "get",
+            "secrets",
+            "-A",
+            "-l",
+            "app.kubernetes.io/managed-by=moonlander",
+            "-o",
+            "name",
+        ).strip():
+            raise DemoError(f"a refused Landing landed something in {CHILD}")
+        _say(f"nothing landed in {CHILD}")
+
+        # The operator grants harvey-system the parent credential: it lands. The wait is
+        # already watching when the policy is created, so the time measured is the
+        # controller's (from `kubectl apply` returning to Ready), not kubectl's start-up.
+        policy = root / "examples" / "pattern-a" / "policy.yaml"
+        waiter = subprocess.Popen(
+            [
+                kubectl,
+                "--kubeconfig",
+                parent_kc,
+                "-n",
+                "harvey-system",
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=60s",
+                "landing/talos-root-access",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(1.0)  # time for the waiter to start watching the Landing
+            k(parent_kc, "apply", "-f", str(policy))
+            granted_at = time.monotonic()
+            _say(f"applied {policy.relative_to(root)} (parentCredential for harvey-system)")
+            _, err = waiter.communicate(timeout=90)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+        if waiter.returncode != 0:
+            raise DemoError(f"the Landing did not become Ready: {err.strip()}")
+        ready_in = time.monotonic() - granted_at
+        row = k(parent_kc, "-n", "harvey-system", "get", "landings", "--no-headers")
+        reason = row.split()[2] if len(row.split()) > 2 else ""
+        if reason != "Synced":
+            raise DemoError(f"expected Synced, got: {row.strip()}")
+        _say(f"landed {ready_in:.2f}s after the policy appeared: {' '.join(row.split())}")
+        policies = k(parent_kc, "get", "landingpolicies", "--no-headers")
+        _say(f"  landingpolicies: {' '.join(policies.split())}")
 
         # The proof: take the kubeconfig from harvey's Secret and use it.
         data = json.loads(
