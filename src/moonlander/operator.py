@@ -286,18 +286,20 @@ async def run(options: Options) -> None:
             if operator.done():
                 return
             background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
-        # Landings are reconciled once the policies that may grant them are known.
-        waiter = asyncio.create_task(policies.ready.wait())
-        await asyncio.wait({waiter, operator}, return_when="FIRST_COMPLETED")
-        if operator.done():
-            return
-        ctl.start()
         log.info(
             "moonlander running: local %s, parent kubeconfig %s, namespaces %s",
             config.cluster.server,
             options.parent_kubeconfig,
             ",".join(options.namespaces) or "all",
         )
+        # Landings are reconciled once the policies that may grant them are known (until
+        # then /readyz says "policy watch").
+        waiter = asyncio.create_task(policies.ready.wait())
+        await asyncio.wait({waiter, operator}, return_when="FIRST_COMPLETED")
+        if operator.done():
+            return
+        ctl.start()
+        log.info("LandingPolicies listed: reconciling")
         await operator
         log.info("shutting down")
     finally:

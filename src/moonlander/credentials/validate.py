@@ -1,5 +1,9 @@
 """The document checker: every entry of a kubeconfig against the allowlist, every problem
-collected, and the credentials of the current context built from the validated fields."""
+collected, and the credentials of the current context built from the validated fields.
+
+About 450 lines on purpose: one checker walks the whole document, so every field's rule and
+every cross-reference (contexts to clusters and users) is read in one place; the tables it
+checks against (``fields``), addresses, YAML and PEM live in their own modules."""
 
 from __future__ import annotations
 

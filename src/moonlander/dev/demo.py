@@ -193,7 +193,7 @@ def run_demo(directory: Path, *, keep: bool = False) -> int:
         reason = row.split()[2] if len(row.split()) > 2 else ""
         if reason != "Synced":
             raise DemoError(f"expected Synced, got: {row.strip()}")
-        _say(f"landed {ready_in:.2f}s after the policy appeared: {' '.join(row.split())}")
+        _say(f"Ready in {ready_in:.2f}s after the policy appeared: {' '.join(row.split())}")
         policies = k(parent_kc, "get", "landingpolicies", "--no-headers")
         _say(f"  landingpolicies: {' '.join(policies.split())}")
 
