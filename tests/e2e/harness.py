@@ -6,8 +6,10 @@ import asyncio
 import base64
 import contextlib
 import os
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -442,3 +444,15 @@ def audit_events(directory: Path, cluster: str) -> list[dict[str, Any]]:
         if event.get("user", {}).get("username") == CONTROLLER_USER:
             events.append(event)
     return events
+
+
+def server_tls_context(ca: Any, name: str) -> ssl.SSLContext:
+    """A TLS server context with a certificate for ``name`` issued by ``ca`` (dev.pki), for
+    the fake servers that stand in for hostile API servers."""
+    pair = ca.issue(name, server=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.NamedTemporaryFile("wb", delete=False) as f:
+        f.write(pair.cert_pem + pair.key_pem)
+    ctx.load_cert_chain(f.name)
+    os.unlink(f.name)
+    return ctx

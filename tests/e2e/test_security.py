@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import secrets
 import ssl
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,14 @@ import yaml
 from moonlander.dev import pki
 
 from .conftest import Env
-from .harness import PLANTED, ControllerProcess, landing, secret_with, wait_reason
+from .harness import (
+    PLANTED,
+    ControllerProcess,
+    landing,
+    secret_with,
+    server_tls_context,
+    wait_reason,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,12 +40,7 @@ class RecordingServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        pair = self.ca.issue("recording", server=True)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        with tempfile.NamedTemporaryFile("wb", delete=False) as f:
-            f.write(pair.cert_pem + pair.key_pem)
-        ctx.load_cert_chain(f.name)
-        os.unlink(f.name)
+        ctx = server_tls_context(self.ca, "recording")
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -29,8 +29,12 @@ class Reason(enum.StrEnum):
     INVALID_KUBECONFIG = "InvalidKubeconfig"
     # The mounted parent kubeconfig cannot be read or is invalid: the operator's to fix.
     PARENT_KUBECONFIG_UNAVAILABLE = "ParentKubeconfigUnavailable"
-    # The cluster written to (or granting access) does not answer: waiting, with backoff.
+    # The cluster written to (or granting access) does not answer, or not in time: waiting,
+    # with backoff; its Landings fail fast until a probe sees it answer.
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    # The cluster answered what no API server sends (a body over the size cap, not HTTP, not
+    # JSON, an error without Content-Type): treated like an unreachable one.
+    INVALID_RESPONSE = "InvalidResponse"
     # The credential to be landed does not authenticate where it grants access (401).
     CREDENTIAL_REJECTED = "CredentialRejected"
     # The credential used to write was refused (401) or lacks the rights (403).

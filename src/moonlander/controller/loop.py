@@ -5,6 +5,13 @@ kopf delivers watch events (operator.py); they land here as ``landing_event`` an
 take keys from the queue and call the reconciler, then schedule the next attempt from the
 outcome: periodic resync when converged, capped exponential backoff with jitter while
 waiting or after a transient fault, nothing but a watched change for a permanent problem.
+
+No tenant can take the workers: a reconcile holds its worker at most ``Timing.slow_after``
+seconds, then goes on off the workers as a slow reconcile of its namespace; a namespace with
+``Timing.slow_share`` slow reconciles in flight gets no more (its other Landings wait, parked,
+until one ends; deletions never wait). A reconcile that has not ended after
+``Timing.reconcile_deadline`` is cancelled, and one superseded by a new spec or a deletion is
+cancelled at once; every reconcile ends with a status, whatever it raised.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moonlander import api
-from moonlander.api.reasons import Outcome, Retry
+from moonlander.api.reasons import Outcome, Reason, Retry
 from moonlander.controller.authorize import labels_of
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.reconcile import Reconciler
@@ -39,6 +46,18 @@ class Timing:
     backoff_base: float = 1.0
     backoff_cap: float = 120.0
     workers: int = 16
+    slow_after: float = 2.0  # a reconcile holds a worker at most this long
+    slow_share: int = 0  # slow reconciles one namespace may have in flight (0: workers / 2)
+    reconcile_deadline: float = 60.0  # a reconcile still running then is cancelled
+
+    @property
+    def share(self) -> int:
+        return self.slow_share or max(1, self.workers // 2)
+
+
+def _namespace(key: str) -> str | None:
+    """The namespace of a Landing key; None for other work (LandingPolicy status)."""
+    return None if key.startswith(POLICY_KEY) else key.partition("/")[0]
 
 
 def _trigger_view(landing: api.ParsedLanding) -> tuple[Any, ...]:
@@ -76,6 +95,11 @@ class Controller:
         self._attempts: dict[str, int] = defaultdict(int)
         self._workers: list[asyncio.Task[None]] = []
         self.last_outcomes: dict[str, Outcome] = {}
+        # Reconciles in flight by key; the slow ones (past slow_after) by namespace; keys
+        # parked while their namespace has its share of slow ones, in arrival order.
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._slow: dict[str, set[str]] = defaultdict(set)
+        self._parked: dict[str, dict[str, None]] = defaultdict(dict)
 
     # -- events in ----------------------------------------------------------------------
 
@@ -150,6 +174,7 @@ class Controller:
         self._index_source(key, landing)
         if previous is None or _trigger_view(previous) != _trigger_view(landing):
             self.queue.add(key)
+            self._supersede(key)
 
     def source_version(self, namespace: str, name: str) -> str | None:
         return self._source_versions.get((namespace, name))
@@ -208,7 +233,19 @@ class Controller:
             self._sources[key] = ref
             self._by_source[ref].add(key)
 
+    def _supersede(self, key: str) -> None:
+        """A reconcile of an older spec (or of a Landing since deleted) stops now: the queue
+        runs the key again when it ends, so a deletion or an Orphan switch never waits on a
+        cluster that does not answer."""
+        task = self._running.get(key)
+        if task is not None:
+            task.cancel()
+
     def _forget(self, key: str) -> None:
+        self._supersede(key)
+        namespace = _namespace(key)
+        if namespace is not None:
+            self._parked.get(namespace, {}).pop(key, None)
         self.landings.pop(key, None)
         self._index_source(key, None)
         self._attempts.pop(key, None)
@@ -227,9 +264,10 @@ class Controller:
         self._stopping = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        for task in self._workers:
+        tasks = [*self._workers, *self._running.values()]
+        for task in tasks:
             task.cancel()
-        for task in self._workers:
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         self._workers.clear()
@@ -239,18 +277,52 @@ class Controller:
             key = await self.queue.get()
             if self._stopping:
                 return
+            if self._park(key):
+                self.queue.done(key)
+                continue
             self._busy += 1
             self._idle.clear()
-            try:
-                await self.process(key)
-            except Exception:
-                log.exception("reconcile of %s failed unexpectedly", key)
-                self.queue.add_after(key, self._next_backoff(key))
-            finally:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.set()
-                self.queue.done(key)
+            task = asyncio.create_task(self._run(key))
+            self._running[key] = task
+            done, _ = await asyncio.wait({task}, timeout=self.timing.slow_after)
+            namespace = _namespace(key)
+            if not done and namespace is not None:
+                # Slow (a cluster that answers slowly): it goes on without this worker.
+                self._slow[namespace].add(key)
+
+    def _park(self, key: str) -> bool:
+        """True when the key must wait: its namespace has its share of slow reconciles in
+        flight. A Landing being deleted never waits."""
+        namespace = _namespace(key)
+        if namespace is None or len(self._slow.get(namespace, ())) < self.timing.share:
+            return False
+        landing = self.landings.get(key)
+        if landing is None or landing.metadata.deletion_timestamp:
+            return False
+        self._parked[namespace][key] = None
+        return True
+
+    async def _run(self, key: str) -> None:
+        try:
+            await self.process(key)
+        except Exception:
+            log.exception("reconcile of %s failed unexpectedly", key)
+            self.queue.add_after(key, self._next_backoff(key))
+        finally:
+            if self._running.get(key) is asyncio.current_task():
+                del self._running[key]
+            namespace = _namespace(key)
+            if namespace is not None and key in self._slow.get(namespace, ()):
+                self._slow[namespace].discard(key)
+                if not self._slow[namespace]:
+                    del self._slow[namespace]
+                # A slot is free: the parked keys try again (and park again if it is taken).
+                for parked in self._parked.pop(namespace, {}):
+                    self.queue.add(parked)
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+            self.queue.done(key)
 
     async def process(self, key: str) -> Outcome | None:
         if key.startswith(POLICY_KEY):
@@ -260,7 +332,27 @@ class Controller:
         if landing is None:
             return None
         started = time.monotonic()
-        outcome = await self.reconciler.reconcile(landing)
+        try:
+            async with asyncio.timeout(self.timing.reconcile_deadline):
+                outcome = await self.reconciler.reconcile(landing)
+        except TimeoutError:
+            outcome = Outcome(
+                False,
+                Reason.CLUSTER_UNREACHABLE,
+                f"the reconcile did not finish within {self.timing.reconcile_deadline:g}s: a "
+                "cluster it calls answers too slowly; retrying",
+                Retry.BACKOFF,
+            )
+            await self._report(landing, outcome)
+        except Exception as err:
+            log.exception("reconcile of %s failed unexpectedly", key)
+            outcome = Outcome(
+                False,
+                Reason.TRANSIENT_ERROR,
+                f"the reconcile failed unexpectedly ({type(err).__name__}); retrying",
+                Retry.BACKOFF,
+            )
+            await self._report(landing, outcome)
         elapsed = time.monotonic() - started
         if key in self.landings:  # not deleted meanwhile
             self.last_outcomes[key] = outcome
@@ -270,6 +362,13 @@ class Controller:
             self.metrics.duration.observe(elapsed)
         log.debug("%s: %s in %.3fs", key, outcome.reason, elapsed)
         return outcome
+
+    async def _report(self, landing: api.ParsedLanding, outcome: Outcome) -> None:
+        """The status of a reconcile that could not write it itself, if it can be written."""
+        try:
+            await self.reconciler.report(landing, outcome)
+        except Exception as err:
+            log.warning("%s: status not written: %s", landing.key, type(err).__name__)
 
     def _schedule(self, key: str, outcome: Outcome) -> None:
         if outcome.retry is Retry.BACKOFF:

@@ -13,6 +13,7 @@ module.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 
 LANDING = LandingResource
 VERIFIED_FOR = 60.0  # seconds a credential stays verified before it is asked about again
+# Revoking on deletion makes a few calls, each within the request deadline; past this the
+# Landing says why it is not released yet (and that deletionPolicy Orphan releases it).
+FINALIZE_DEADLINE = 20.0
 
 
 class Reconciler:
@@ -152,6 +156,9 @@ class Reconciler:
             outcome = problem.outcome
         except API_ERRORS as err:
             outcome = problem_from_error(err, "cluster API").outcome
+        except Exception as err:  # a fault of our own: still a status and a retry, never a crash
+            log.exception("%s: reconcile failed", landing.key)
+            outcome = problem_from_error(err, "reconcile").outcome
         if target is not None and outcome.ready:
             self.clusters.record_success(target)
         previous = landed_from_status(landing)
@@ -404,7 +411,7 @@ class Reconciler:
                 ) from None
             if err.status.code != 403:  # authenticated, only not allowed to ask: fine
                 raise await target_problem(self.clusters, granting, err, key) from None
-        except (httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
+        except API_ERRORS as err:  # the cluster granting access, not the one written to
             raise await target_problem(self.clusters, granting, err, key) from None
         if len(self._verified) > 10_000:
             self._verified.clear()
@@ -618,9 +625,25 @@ class Reconciler:
             isinstance(landing, Landing)
             and landing.spec.deletion_policy is api.DeletionPolicy.DELETE
         ):
+            # Bounded: a target that does not answer cannot hold the deletion. Orphan never
+            # calls the target at all.
             try:
-                await self._revoke(landing)
-            except LandingProblem as problem:
+                async with asyncio.timeout(FINALIZE_DEADLINE):
+                    await self._revoke(landing)
+            except TimeoutError:
+                problem: LandingProblem | None = LandingProblem(
+                    Reason.CLUSTER_UNREACHABLE,
+                    f"revoking did not finish within {FINALIZE_DEADLINE:g}s",
+                    Retry.BACKOFF,
+                )
+            except LandingProblem as err:
+                problem = err
+            except Exception as err:  # whatever it was, the Landing says so
+                log.exception("%s: revoke failed", key)
+                problem = problem_from_error(err, "revoke")
+            else:
+                problem = None
+            if problem is not None:
                 outcome = Outcome(
                     False,
                     problem.outcome.reason,
@@ -647,6 +670,7 @@ class Reconciler:
         else:
             _, child_creds = await self._source_credentials(landing)
             target = self.clusters.get(child_creds, self._source_policy(landing))
+            fail_fast(target)  # known not to answer: say so now rather than wait on it
         if mint_spec is not None:
             # The ServiceAccount and its RBAC live in the cluster access was granted to.
             if spec.direction is api.Direction.PARENT_TO_CHILD:
@@ -659,10 +683,11 @@ class Reconciler:
                 else self._source_policy(landing)
             )
             granting = self.clusters.get(granting_creds, granting_policy)
+            fail_fast(granting)
             try:
                 removed = await minting.revoke(granting.client, mint_spec, owner=owner)
             except API_ERRORS as err:
-                raise problem_from_error(err, f"cluster {granting.server}") from None
+                raise await target_problem(self.clusters, granting, err, owner) from None
             if removed:
                 self.events.record(
                     landing.metadata,
@@ -678,7 +703,7 @@ class Reconciler:
                 if landed.provider_configs:
                     await companions.prune(target.client, owner=owner, keep=())
         except API_ERRORS as err:
-            raise problem_from_error(err, f"cluster {target.server}") from None
+            raise await target_problem(self.clusters, target, err, owner) from None
         self.events.record(
             landing.metadata,
             "Normal",
@@ -715,6 +740,10 @@ class Reconciler:
         except ApiError as err:
             if err.status.code != 404:
                 raise
+
+    async def report(self, landing: Landing | InvalidLanding, outcome: Outcome) -> None:
+        """Writes an outcome the reconcile could not write itself (it was cut off)."""
+        await self._write_status(landing, outcome, landed_from_status(landing))
 
     async def _write_status(
         self, landing: Landing | InvalidLanding, outcome: Outcome, landed: Landed | None

@@ -11,6 +11,14 @@ locations when a kubeconfig has no CA data; no environment proxy or CA bundle
 (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) is consulted, and every address a hostname resolves to
 is checked against the server address policy at connect time, which also closes the
 DNS-rebinding gap between validation and connection.
+
+Isolation: a tenant chooses the server, so every response from it is bounded
+(:class:`_TenantTransport`): a body of at most ``MAX_RESPONSE_BYTES``, a watch event line of at
+most ``MAX_EVENT_BYTES``, no compression (a small compressed body can inflate to gigabytes),
+and a whole request, body included, within ``REQUEST_DEADLINE`` on top of the per-read
+timeout; a watch instead delivers each event within ``WATCH_EVENT_GAP``. A cluster that
+answers too slowly or with what no API server sends is marked like an unreachable one, and
+only a probe readmits it.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +53,32 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = httpx2.Timeout(15.0, connect=5.0)
 MAX_CONNECTIONS = 8  # per cluster credential, whatever the number of Landings
 PROBE_MAX_DELAY = 5.0
+# What the controller legitimately reads from a tenant's cluster: a Secret (at most 1 MiB of
+# data, ~1.4 MiB as base64 in JSON, with its metadata), a Status, a ServiceAccount, a list
+# page (lists are paged). Four times a full Secret is room enough; nothing bigger is read.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_EVENT_BYTES = 4 * 1024 * 1024  # one watch event carries one object
+# A whole request (pool wait, connect, TLS, send, headers and body), whatever the per-read
+# timeout: an API server answers a Secret read or write in milliseconds.
+REQUEST_DEADLINE = 10.0
+# A watch (asked to end after 300 s) must deliver each event line within this.
+WATCH_EVENT_GAP = 360.0
 
 
 class AddressPolicyError(httpcore2.ConnectError):
     """The server resolved to an address the policy denies; no connection was made."""
+
+
+class InvalidResponse(httpx2.RequestError):
+    """The server answered what no API server sends (compressed though asked not to be)."""
+
+
+class ResponseTooLarge(InvalidResponse):
+    """A response body, or one watch event, is larger than anything the controller reads."""
+
+
+class DeadlineExceeded(httpx2.TimeoutException):
+    """The server did not finish answering a request within its deadline."""
 
 
 class GuardedBackend(httpcore2.AsyncNetworkBackend):
@@ -137,16 +167,149 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
     return ctx
 
 
-class _SNITransport(httpx2.AsyncBaseTransport):
-    """Sends a fixed TLS server name (kubeconfig ``tls-server-name``)."""
+# Errors whose text comes from the network stack or from us, never from what a server sent:
+# "[Errno 111] Connection refused", "[SSL: CERTIFICATE_VERIFY_FAILED] ...", "timed out".
+# A protocol error's text may quote the bytes a server sent, a status error its reason phrase.
+_TEXT_SAFE = (
+    httpx2.TimeoutException,
+    httpx2.NetworkError,
+    httpcore2.ConnectError,
+    InvalidResponse,
+    OSError,
+)
 
-    def __init__(self, inner: httpx2.AsyncHTTPTransport, server_name: str) -> None:
+
+def describe_error(err: BaseException) -> str:
+    """The error's type, and its text only when no server chose that text."""
+    name = type(err).__name__
+    if isinstance(err, _TEXT_SAFE) and str(err):
+        return f"{name}: {err}"[:300]
+    return name
+
+
+class _BoundedStream(httpx2.AsyncByteStream):
+    """A response body that may not exceed ``max_bytes`` nor arrive after ``deadline`` (event
+    loop time); with ``lines`` (a watch), the bounds hold for each line: at most ``max_bytes``
+    and within ``gap`` seconds of the previous one."""
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncByteStream,
+        request: httpx2.Request,
+        *,
+        max_bytes: int,
+        deadline: float | None = None,
+        lines: bool = False,
+        gap: float | None = None,
+    ) -> None:
+        self._inner = inner
+        self._request = request
+        self._max_bytes = max_bytes
+        self._deadline = deadline
+        self._lines = lines
+        self._gap = gap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        chunks = self._inner.__aiter__()
+        size = 0  # of the body, or of the line being received
+        line_started = loop.time()
+        try:
+            while True:
+                due = self._deadline
+                if self._lines and self._gap is not None:
+                    due = line_started + self._gap
+                try:
+                    async with asyncio.timeout_at(due):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    what = "a watch event" if self._lines else "the response"
+                    raise DeadlineExceeded(
+                        f"{what} did not arrive in time", request=self._request
+                    ) from None
+                if self._lines and b"\n" in chunk:
+                    parts = chunk.split(b"\n")
+                    longest = max(size + len(parts[0]), *(len(p) for p in parts[1:]))
+                    size = len(parts[-1])
+                    line_started = loop.time()
+                else:
+                    size += len(chunk)
+                    longest = size
+                if longest > self._max_bytes:
+                    what = "a watch event" if self._lines else "the response"
+                    raise ResponseTooLarge(
+                        f"{what} is larger than {self._max_bytes} bytes", request=self._request
+                    )
+                yield chunk
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _TenantTransport(httpx2.AsyncBaseTransport):
+    """Bounds what a tenant-chosen server can cost: the size of every response and watch
+    event, the time of every request (``deadline``, body included; for a watch, the time to
+    its headers and then between events); asks for uncompressed answers and refuses others.
+    Sends a fixed TLS server name (kubeconfig ``tls-server-name``) when given one."""
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport,
+        server_name: str | None = None,
+        *,
+        deadline: float = REQUEST_DEADLINE,
+        max_bytes: int = MAX_RESPONSE_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        event_gap: float = WATCH_EVENT_GAP,
+    ) -> None:
         self._inner = inner
         self._server_name = server_name
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._max_event_bytes = max_event_bytes
+        self._event_gap = event_gap
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        request.extensions = {**request.extensions, "sni_hostname": self._server_name}
-        return await self._inner.handle_async_request(request)
+        if self._server_name:
+            request.extensions = {**request.extensions, "sni_hostname": self._server_name}
+        # The size cap counts bytes as they arrive: a compressed body could inflate past it.
+        request.headers["Accept-Encoding"] = "identity"
+        watch = request.url.params.get("watch") in ("true", "1")
+        due = asyncio.get_running_loop().time() + self._deadline
+        try:
+            async with asyncio.timeout_at(due):
+                response = await self._inner.handle_async_request(request)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"no answer within {self._deadline:g}s", request=request
+            ) from None
+        if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+            await response.aclose()
+            raise InvalidResponse(
+                "the response is compressed; it was not asked to be", request=request
+            )
+        length = response.headers.get("Content-Length", "")
+        if not watch and length.isdigit() and int(length) > self._max_bytes:
+            await response.aclose()
+            raise ResponseTooLarge(
+                f"the response is larger than {self._max_bytes} bytes", request=request
+            )
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _BoundedStream(
+            response.stream,
+            request,
+            max_bytes=self._max_event_bytes if watch else self._max_bytes,
+            deadline=None if watch else due,
+            lines=watch,
+            gap=self._event_gap if watch else None,
+        )
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -165,9 +328,7 @@ def build_client(
     pool = transport._pool
     assert isinstance(pool, httpcore2.AsyncConnectionPool)
     pool._network_backend = GuardedBackend(policy)
-    outer: httpx2.AsyncBaseTransport = transport
-    if creds.tls_server_name:
-        outer = _SNITransport(transport, creds.tls_server_name)
+    outer = _TenantTransport(transport, creds.tls_server_name or None)
     config = SingleConfig(
         context_name="moonlander",
         context=LkContext(cluster="moonlander", namespace="default"),
@@ -194,6 +355,10 @@ class Target:
     failures: int = 0
     unreachable_until: float = 0.0
     last_error: str = ""
+    # Why the last call failed (a Reason), and whether only a probe may readmit the cluster
+    # (it answered too slowly, or with what no API server sends).
+    last_reason: str = ""
+    until_probe: bool = False
     last_used: float = field(default_factory=time.monotonic)
     waiters: set[str] = field(default_factory=set)
     probe: asyncio.Task[None] | None = None
@@ -209,7 +374,9 @@ class Target:
 
     @property
     def reachable(self) -> bool:
-        return self.failures == 0 or time.monotonic() >= self.unreachable_until
+        if self.failures == 0:
+            return True
+        return not self.until_probe and time.monotonic() >= self.unreachable_until
 
 
 class ClusterPool:
@@ -259,11 +426,25 @@ class ClusterPool:
             log.info("cluster %s is reachable again", target.server)
         target.failures = 0
         target.last_error = ""
+        target.last_reason = ""
+        target.until_probe = False
 
-    def record_failure(self, target: Target, error: str, landing_key: str) -> None:
-        """Marks the cluster unreachable and starts a probe that wakes its Landings."""
+    def record_failure(
+        self,
+        target: Target,
+        error: str,
+        landing_key: str,
+        *,
+        reason: str = "",
+        until_probe: bool = False,
+    ) -> None:
+        """Marks the cluster unreachable and starts a probe that wakes its Landings. With
+        ``until_probe`` (too slow, or answers no API server gives) its Landings fail fast
+        until the probe sees it answer, not only until the backoff has passed."""
         target.failures += 1
         target.last_error = error
+        target.last_reason = reason
+        target.until_probe = target.until_probe or until_probe
         target.unreachable_until = time.monotonic() + backoff_delay(
             target.failures, cap=PROBE_MAX_DELAY
         )
@@ -275,17 +456,24 @@ class ClusterPool:
         while target.failures and target.key in self._targets:
             await asyncio.sleep(max(0.0, target.unreachable_until - time.monotonic()))
             try:
-                await target.client._client._client.get("/readyz")  # any HTTP answer will do
-            except (httpx2.TransportError, httpcore2.ConnectError) as err:
-                target.failures += 1
-                target.last_error = str(err)
-                target.unreachable_until = time.monotonic() + backoff_delay(
-                    target.failures, cap=PROBE_MAX_DELAY
-                )
-                continue
-            self.record_success(target)
-            waiters, target.waiters = target.waiters, set()
-            self._wake(waiters)
+                # Within the deadline and the size cap, like every call.
+                response = await target.client._client._client.get("/readyz")
+            except Exception as err:  # whatever it answered, it did not answer usefully
+                error = describe_error(err)
+            else:
+                # Any HTTP answer will do; after a slow or malformed answer, not a server
+                # error (an error may be all such a server gives).
+                if not (target.until_probe and response.status_code >= 500):
+                    self.record_success(target)
+                    waiters, target.waiters = target.waiters, set()
+                    self._wake(waiters)
+                    continue
+                error = target.last_error or f"HTTP {response.status_code} from /readyz"
+            target.failures += 1
+            target.last_error = error
+            target.unreachable_until = time.monotonic() + backoff_delay(
+                target.failures, cap=PROBE_MAX_DELAY
+            )
 
     async def drop(self, key: str) -> None:
         target = self._targets.pop(key, None)

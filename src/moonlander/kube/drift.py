@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import httpx2
 from lightkube import ApiError
 from lightkube.resources.core_v1 import Secret, ServiceAccount
 
@@ -28,6 +27,8 @@ from moonlander.kube.clusters import Target, annotations_of
 log = logging.getLogger(__name__)
 
 _SELECTOR: dict[str, Any] = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
+# Objects per list page: pages stay far below the response size cap (kube/clusters.py).
+LIST_PAGE = 100
 KINDS: dict[str, Any] = {"Secret": Secret, "ServiceAccount": ServiceAccount}
 WatchKey = tuple[str, str]  # (target key, kind)
 # (target key, namespace, name, resourceVersion, content digest or None) -> our own write?
@@ -57,6 +58,7 @@ class _ClusterWatch:
         # spares reconciles a read. Trusted only where a list has completed ("synced").
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.synced: set[str | None] = set()
+        self.listed: set[str | None] = set()  # watches that have listed at least once
 
     def covers(self, namespace: str) -> bool:
         return (namespace if self.namespaced else None) in self.synced
@@ -85,7 +87,7 @@ class _ClusterWatch:
         """Lists what exists (replacing what the cache held there); returns the version to
         watch from."""
         listing = self.target.watch_client().list(
-            KINDS[self.kind], namespace=namespace or "*", labels=_SELECTOR
+            KINDS[self.kind], namespace=namespace or "*", labels=_SELECTOR, chunk_size=LIST_PAGE
         )
         seen: dict[tuple[str, str], dict[str, Any]] = {}
         async for obj in listing:
@@ -94,9 +96,22 @@ class _ClusterWatch:
             seen[(meta.get("namespace", ""), meta["name"])] = body
         for key in [k for k in self.objects if namespace is None or k[0] == namespace]:
             if key not in seen:
-                del self.objects[key]
+                # Deleted while no watch was running (its DELETED event was never seen).
+                gone = self.objects.pop(key)
+                owner = ((gone.get("metadata") or {}).get("annotations") or {}).get(
+                    api.OWNER_ANNOTATION
+                )
+                if owner:
+                    self.enqueue(owner)
         for body in seen.values():
             self.remember(body)
+        if namespace not in self.listed:
+            # The first list of this watch: what its Landings wrote before it existed may
+            # have changed or gone before it began; they check once.
+            self.listed.add(namespace)
+            for landing, interest in list(self.landings.items()):
+                if namespace is None or interest == namespace:
+                    self.enqueue(landing)
         self.synced.add(namespace)
         return listing.resourceVersion
 
@@ -149,7 +164,9 @@ class _ClusterWatch:
                     return
                 failures += 1
                 log.debug("%s watch on %s: %s", self.kind, self.target.server, err.status.code)
-            except httpx2.HTTPError as err:
+            except Exception as err:  # whatever a tenant's server answered
+                # Transport errors, the size cap, a deadline, or the client library failing on
+                # an answer no API server sends: the watch starts over after a backoff.
                 failures += 1
                 log.debug("%s watch on %s: %s", self.kind, self.target.server, type(err).__name__)
             # Until the next list completes, the cache may miss changes: reads go to the API.

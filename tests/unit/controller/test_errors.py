@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpcore2
 import httpx2
+import msgspec
 import pytest
 from lightkube import ApiError
 
 from moonlander.api.reasons import LandingProblem, Reason, Retry
-from moonlander.controller.errors import problem_from_error
-from moonlander.kube.clusters import AddressPolicyError
+from moonlander.controller.errors import fail_fast, needs_probe, problem_from_error, target_problem
+from moonlander.credentials import Policy
+from moonlander.kube.clusters import (
+    AddressPolicyError,
+    ClusterPool,
+    DeadlineExceeded,
+    InvalidResponse,
+    ResponseTooLarge,
+    Target,
+)
 
 
 def api_error(code: int, headers: dict[str, str] | None = None) -> ApiError:
@@ -64,8 +75,162 @@ def test_network_faults_mean_unreachable_and_policy_denials_are_permanent() -> N
     assert denied.retry is Retry.ON_CHANGE
 
 
-def test_problems_pass_through_and_other_errors_are_not_swallowed() -> None:
+def test_problems_pass_through() -> None:
     problem = LandingProblem(Reason.CONFLICT, "x", Retry.ON_CHANGE)
     assert problem_from_error(problem, "c") is problem
-    with pytest.raises(KeyError):
-        problem_from_error(KeyError("bug"), "c")
+
+
+_REQUEST = httpx2.Request("GET", "https://evil.example/api/v1/namespaces/n/secrets/s")
+_SERVER_BYTES = "HTTP/9 tenant-chosen-bytes"  # what a hostile server sent, never to be echoed
+
+
+def _status_error(code: int, headers: dict[str, str] | None = None) -> httpx2.HTTPStatusError:
+    response = httpx2.Response(code, headers=headers, content=b"<html>", request=_REQUEST)
+    return httpx2.HTTPStatusError(_SERVER_BYTES, request=_REQUEST, response=response)
+
+
+def _no_content_type() -> BaseException:
+    """What lightkube raises for an error answer without Content-Type (a KeyError)."""
+    from lightkube.core.generic_client import transform_exception
+
+    try:
+        raise transform_exception(_status_error(500))
+    except KeyError as err:
+        return err
+
+
+def _not_json() -> BaseException:
+    from lightkube.core import decoders
+    from lightkube.resources.core_v1 import Secret
+
+    try:
+        decoders.decode_object(_SERVER_BYTES.encode(), Secret)
+    except Exception as err:
+        return err
+    raise AssertionError("decoded")
+
+
+# Each class of failure a remote call can raise, what it means and whether only a probe may
+# readmit the cluster afterwards.
+FAULTS: list[tuple[str, BaseException, Reason, bool]] = [
+    ("connection refused", httpx2.ConnectError("[Errno 111] Connection refused"), Reason.CLUSTER_UNREACHABLE, False),
+    ("connect or TLS timeout", httpx2.ConnectTimeout("timed out"), Reason.CLUSTER_UNREACHABLE, False),
+    ("address policy", AddressPolicyError("169.254.169.254 is link-local"), Reason.INVALID_KUBECONFIG, False),
+    ("read timeout", httpx2.ReadTimeout("timed out"), Reason.CLUSTER_UNREACHABLE, True),
+    ("write timeout", httpx2.WriteTimeout("timed out"), Reason.CLUSTER_UNREACHABLE, True),
+    ("pool timeout", httpx2.PoolTimeout("timed out"), Reason.CLUSTER_UNREACHABLE, True),
+    ("request deadline", DeadlineExceeded("no answer within 10s"), Reason.CLUSTER_UNREACHABLE, True),
+    ("connection reset", httpx2.ReadError("[Errno 104] Connection reset by peer"), Reason.CLUSTER_UNREACHABLE, False),
+    ("asyncio timeout", TimeoutError(), Reason.CLUSTER_UNREACHABLE, False),
+    ("OS error", ConnectionResetError(104, "reset"), Reason.CLUSTER_UNREACHABLE, False),
+    ("endless body", ResponseTooLarge("the response is larger than 4194304 bytes"), Reason.INVALID_RESPONSE, True),
+    ("compressed body", InvalidResponse("the response is compressed"), Reason.INVALID_RESPONSE, True),
+    ("not HTTP", httpx2.RemoteProtocolError(_SERVER_BYTES), Reason.INVALID_RESPONSE, True),
+    ("bad encoding", httpx2.DecodingError(_SERVER_BYTES), Reason.INVALID_RESPONSE, True),
+    ("no Content-Type", _no_content_type(), Reason.INVALID_RESPONSE, True),
+    ("not JSON", _not_json(), Reason.INVALID_RESPONSE, True),
+    ("not an object", msgspec.ValidationError(_SERVER_BYTES), Reason.INVALID_RESPONSE, True),
+    ("undecodable text", UnicodeDecodeError("utf-8", b"\xff", 0, 1, _SERVER_BYTES), Reason.INVALID_RESPONSE, True),
+    ("stream misuse", httpx2.StreamConsumed(), Reason.INVALID_RESPONSE, True),
+    ("HTTP 503 not JSON", _status_error(503, {"Retry-After": "3"}), Reason.TRANSIENT_ERROR, False),
+    ("redirect loop", httpx2.TooManyRedirects(_SERVER_BYTES, request=_REQUEST), Reason.TRANSIENT_ERROR, False),
+    ("anything else", RuntimeError(_SERVER_BYTES), Reason.TRANSIENT_ERROR, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("what", "err", "reason", "probe_only"), FAULTS, ids=[f[0] for f in FAULTS]
+)
+def test_every_fault_of_a_remote_call_has_a_reason_and_a_retry(
+    what: str, err: BaseException, reason: Reason, probe_only: bool
+) -> None:
+    outcome = problem_from_error(err, "cluster https://evil.example").outcome
+    assert outcome.reason is reason, what
+    expected = Retry.ON_CHANGE if reason is Reason.INVALID_KUBECONFIG else Retry.BACKOFF
+    assert outcome.retry is expected
+    assert outcome.message.startswith("cluster https://evil.example"), outcome.message
+    # What the server sent is never echoed: a hostile server chooses it.
+    assert "tenant-chosen" not in outcome.message, outcome.message
+    assert needs_probe(err) is probe_only
+
+
+def test_503_honours_retry_after_like_429() -> None:
+    assert problem_from_error(api_error(503, {"Retry-After": "5"}), "c").outcome.retry_after == 5
+    assert (
+        problem_from_error(_status_error(503, {"Retry-After": "3"}), "c").outcome.retry_after == 3
+    )
+
+
+def _target() -> Target:
+    return Target(key="k", server="https://evil.example", client=None)  # type: ignore[arg-type]
+
+
+async def test_a_slow_or_misbehaving_cluster_fails_fast_until_a_probe_readmits_it() -> None:
+    woken: list[str] = []
+    pool = ClusterPool(Policy(), woken.extend)
+    target = _target()
+    for err, reason in (
+        (DeadlineExceeded("no answer within 10s"), Reason.CLUSTER_UNREACHABLE),
+        (ResponseTooLarge("too large"), Reason.INVALID_RESPONSE),
+    ):
+        problem = await target_problem(pool, target, err, "ns/a")
+        assert problem.outcome.reason is reason
+        assert not target.reachable and target.until_probe
+        target.unreachable_until = 0.0  # the backoff has passed: still closed
+        with pytest.raises(LandingProblem) as caught:
+            fail_fast(target)
+        assert caught.value.outcome.reason is reason
+        assert "https://evil.example" in caught.value.outcome.message
+        assert "until a probe sees it answer" in caught.value.outcome.message, caught.value
+        pool.record_success(target)  # what the probe does when the cluster answers
+        assert target.reachable
+    assert target.probe is not None
+    target.probe.cancel()
+
+
+async def test_a_refused_connection_fails_fast_only_for_its_backoff() -> None:
+    pool = ClusterPool(Policy(), lambda _keys: None)
+    target = _target()
+    await target_problem(pool, target, httpx2.ConnectError("refused"), "ns/a")
+    assert not target.reachable and not target.until_probe
+    target.unreachable_until = 0.0
+    assert target.reachable
+    assert target.probe is not None
+    target.probe.cancel()
+
+
+async def test_the_local_cluster_is_not_closed_by_a_client_fault() -> None:
+    pool = ClusterPool(Policy(), lambda _keys: None)
+    local = Target(key="local", server="https://local", client=None, local=True)  # type: ignore[arg-type]
+    problem = await target_problem(pool, local, KeyError("Content-Type"), "ns/a")
+    assert problem.outcome.reason is Reason.INVALID_RESPONSE
+    assert local.reachable and local.failures == 0
+
+
+class _Readyz:
+    """Stands in for a client's HTTP layer: answers /readyz with the given status codes."""
+
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = codes
+        self._client = self
+
+    async def get(self, path: str) -> httpx2.Response:
+        assert path == "/readyz"
+        return httpx2.Response(self.codes.pop(0), request=httpx2.Request("GET", "https://x"))
+
+
+async def test_a_probe_readmits_a_misbehaving_cluster_only_on_a_real_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moonlander.kube import clusters
+
+    monkeypatch.setattr(clusters, "backoff_delay", lambda *_a, **_k: 0.01)
+    woken: list[str] = []
+    pool = ClusterPool(Policy(), woken.extend)
+    readyz = _Readyz([500, 503, 403])  # a server error is all such a server may give
+    target = Target(key="k", server="https://evil.example", client=readyz)  # type: ignore[arg-type]
+    pool._targets["k"] = target
+    await target_problem(pool, target, _no_content_type(), "ns/a")
+    assert target.probe is not None
+    await asyncio.wait_for(target.probe, 5)
+    assert readyz.codes == [] and target.reachable and woken == ["ns/a"]

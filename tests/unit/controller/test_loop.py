@@ -1,0 +1,139 @@
+"""The workers under slow and failing reconciles: no tenant takes them all, every reconcile
+ends with a status, deletion never waits on a reconcile stuck on a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from moonlander import api
+from moonlander.api.reasons import Outcome, Reason, Retry
+from moonlander.controller.loop import Controller, Timing
+
+SYNCED = Outcome(True, Reason.SYNCED, "landed", Retry.RESYNC)
+
+
+class StubReconciler:
+    """Reconciles instantly, except Landings named ``slow-*`` (they hang, as on a server
+    that answers one byte at a time) and ``crash-*`` (an exception nobody expected)."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, float] = {}
+        self.reports: dict[str, Outcome] = {}
+        self.cancelled: list[str] = []
+
+    async def reconcile(self, landing: api.ParsedLanding) -> Outcome:
+        name = landing.metadata.name
+        if name.startswith("slow-") and not landing.metadata.deletion_timestamp:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancelled.append(landing.key)
+                raise
+        if name.startswith("crash-"):
+            raise KeyError("Content-Type")
+        self.done[landing.key] = time.monotonic()
+        return SYNCED
+
+    async def report(self, landing: api.ParsedLanding, outcome: Outcome) -> None:
+        self.reports[landing.key] = outcome
+
+    def forget(self, key: str) -> None:
+        pass
+
+
+def body(namespace: str, name: str, version: int = 1, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "generation": 1,
+            "resourceVersion": str(version),
+            "uid": f"{namespace}-{name}",
+            **meta,
+        },
+        "spec": {},
+    }
+
+
+@pytest.fixture
+async def controller() -> AsyncIterator[tuple[Controller, StubReconciler]]:
+    stub = StubReconciler()
+    ctl = Controller(stub, Timing(workers=4, slow_after=0.2, reconcile_deadline=30))  # type: ignore[arg-type]
+    ctl.start()
+    yield ctl, stub
+    await ctl.stop()
+
+
+async def until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_slow_reconciles_do_not_pin_the_workers(
+    controller: tuple[Controller, StubReconciler],
+) -> None:
+    ctl, stub = controller
+    for i in range(40):  # ten times the workers, all hanging on their cluster
+        ctl.landing_event("ADDED", body("hostile", f"slow-{i}"))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    ctl.landing_event("ADDED", body("healthy", "fine"))
+    await until(lambda: "healthy/fine" in stub.done)
+    assert stub.done["healthy/fine"] - started < 0.5
+    # The hostile namespace has at most its share of slow reconciles in flight (plus the
+    # ones the workers had taken before they were known to be slow); the rest wait parked.
+    in_flight = sum(1 for key in ctl._running if key.startswith("hostile/"))
+    assert in_flight <= ctl.timing.share + ctl.timing.workers
+    assert len(ctl._parked["hostile"]) >= 40 - in_flight - ctl.timing.workers
+
+
+async def test_deleting_cancels_a_stuck_reconcile_and_finalizes_at_once(
+    controller: tuple[Controller, StubReconciler],
+) -> None:
+    ctl, stub = controller
+    for i in range(10):
+        ctl.landing_event("ADDED", body("hostile", f"slow-{i}"))
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    for i in range(10):  # parked or stuck, each is finalized promptly
+        ctl.landing_event(
+            "MODIFIED",
+            body("hostile", f"slow-{i}", 2, deletionTimestamp="2026-01-01T00:00:00Z"),
+        )
+    await until(lambda: all(f"hostile/slow-{i}" in stub.done for i in range(10)))
+    assert time.monotonic() - started < 0.5
+    assert stub.cancelled  # the ones in flight were cut off, not waited for
+
+
+async def test_an_unexpected_exception_still_ends_with_a_status(
+    controller: tuple[Controller, StubReconciler],
+) -> None:
+    ctl, stub = controller
+    ctl.landing_event("ADDED", body("n", "crash-1"))
+    await until(lambda: "n/crash-1" in stub.reports)
+    outcome = stub.reports["n/crash-1"]
+    assert outcome.reason is Reason.TRANSIENT_ERROR and outcome.retry is Retry.BACKOFF
+    assert "KeyError" in outcome.message
+    assert ctl.queue.pending("n/crash-1") is not None  # retried with backoff
+
+
+async def test_a_reconcile_past_its_deadline_is_cut_off_and_reported() -> None:
+    stub = StubReconciler()
+    ctl = Controller(stub, Timing(workers=2, slow_after=0.1, reconcile_deadline=0.3))  # type: ignore[arg-type]
+    ctl.start()
+    try:
+        ctl.landing_event("ADDED", body("n", "slow-1"))
+        await until(lambda: "n/slow-1" in stub.reports)
+        assert stub.reports["n/slow-1"].reason is Reason.CLUSTER_UNREACHABLE
+        assert "did not finish within 0.3s" in stub.reports["n/slow-1"].message
+    finally:
+        await ctl.stop()
