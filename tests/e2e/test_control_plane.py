@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -209,6 +212,101 @@ def test_dev_clusters_up_writes_ready_and_leaves_no_process(tmp_path: Path) -> N
     for pid in children:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"process {pid} survived"
     assert not (tmp_path / "ready").exists()
+
+
+def _start_dev_clusters(directory: Path, clusters: str) -> subprocess.Popen[str]:
+    import sys
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "moonlander",
+            "dev-clusters",
+            "up",
+            "--dir",
+            str(directory),
+            "--clusters",
+            clusters,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _processes_of(directory: Path) -> dict[int, str]:
+    """Live processes whose command line names ``directory`` (etcd and the API servers)."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        pid = int(cmdline.parent.name)
+        if any(str(directory).encode() in a for a in args[1:]) and not _is_zombie(pid):
+            found[pid] = Path(args[0].decode()).name
+    return found
+
+
+def _gone_within(directory: Path, seconds: float) -> dict[int, str]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (left := _processes_of(directory)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:  # do not leak them into the rest of the run
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+@pytest.mark.parametrize(
+    ("when", "how"),
+    [
+        ("ready", "sigint-twice"),  # the second Ctrl-C once interrupted the stop itself
+        ("ready", "sigkill"),  # nobody stops anything: PR_SET_PDEATHSIG must
+        ("starting", "sigint-twice"),  # while children are being forked and registered
+        ("starting", "sigterm"),
+    ],
+)
+def test_dev_clusters_up_never_leaves_a_process(tmp_path: Path, when: str, how: str) -> None:
+    """However and whenever `dev-clusters up` is stopped, every process it started is gone
+    within seconds (a leftover kube-apiserver whose etcd has stopped used to run on)."""
+    import time
+
+    proc = _start_dev_clusters(tmp_path, "one,two")
+    try:
+        if when == "ready":
+            deadline = time.monotonic() + 180
+            while not (tmp_path / "ready").exists():
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "dev-clusters up did not become ready"
+                time.sleep(0.1)
+        else:  # as soon as etcd runs and the first API server is being started
+            deadline = time.monotonic() + 60
+            while "kube-apiserver" not in _processes_of(tmp_path).values():
+                assert time.monotonic() < deadline, "no kube-apiserver was started"
+                time.sleep(0.02)
+        assert len(_processes_of(tmp_path)) >= 2
+        if how == "sigkill":
+            proc.kill()
+        elif how == "sigterm":
+            proc.terminate()
+        else:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _gone_within(tmp_path, 10) == {}
+    if how != "sigkill":
+        # A second SIGINT that arrives after the stop has finished, as Python exits, may
+        # end the process (-2): harmless, everything is already stopped.
+        assert proc.returncode in ((0, -signal.SIGINT) if how == "sigint-twice" else (0,))
+        assert not (tmp_path / "ready").exists()
 
 
 def _children(pid: int) -> list[int]:

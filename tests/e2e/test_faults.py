@@ -16,7 +16,6 @@ import secrets
 import shutil
 import signal
 import ssl
-import subprocess
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable
@@ -38,7 +37,6 @@ from moonlander.dev.clusters import (
     ClusterSpec,
     ControlPlane,
     Process,
-    _die_with_parent,
     admin_kubeconfig,
 )
 from moonlander.kube.resources import LandingResource
@@ -215,21 +213,7 @@ def restart_process(plane: ControlPlane, name: str) -> Process:
     proc = next(p for p in plane.processes if p.name == name)
     proc.popen.send_signal(signal.SIGKILL)
     proc.popen.wait()
-    return respawn(plane, proc)
-
-
-def respawn(plane: ControlPlane, proc: Process) -> Process:
-    with proc.log_path.open("ab") as log:
-        popen = subprocess.Popen(
-            proc.popen.args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-    new = Process(proc.name, popen, proc.log_path)
-    plane.processes[plane.processes.index(proc)] = new
-    return new
+    return plane.respawn(proc)
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -401,7 +385,7 @@ def compact_under_every_watch(plane: ControlPlane) -> int:
     revision = int(put["header"]["revision"])  # type: ignore[index]
     etcd_call(plane, "/v3/kv/compaction", {"revision": revision, "physical": True})
     for proc in procs:
-        respawn(plane, proc)
+        plane.respawn(proc)
     for name in plane.clusters:
         wait_ready(plane, name)
     return revision

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -19,15 +20,24 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from moonlander.credentials import Credentials, render_kubeconfig
 from moonlander.dev import pki
 
 ETCD_START_TIMEOUT = 60.0
 APISERVER_START_TIMEOUT = 180.0  # generous: three apiservers starting at once on two cores
+STOP_GRACE = 5.0  # SIGTERM, then SIGKILL: nothing here holds state worth a longer wait
+ETCD = "etcd"
+
+# The signals that stop a control plane. While one is spawning or stopping processes they
+# are held (see ``_stop_signals_held``) and delivered right after, so a Ctrl-C can never
+# land between fork and bookkeeping or halfway through a stop.
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+_PR_SET_PDEATHSIG = 1
 
 
 class ControlPlaneError(RuntimeError):
@@ -81,10 +91,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: the child gets SIGTERM if we die, even by SIGKILL; no orphans.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+def _child_setup(parent: int) -> None:
+    """Runs in the child between fork and exec."""
+    # The parent holds the stop signals while spawning; the mask is inherited, so undo it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    # SIGKILL, not SIGTERM, when the parent dies (even by SIGKILL): nobody is left to wait
+    # for a graceful stop, and a kube-apiserver whose etcd is gone never finishes one.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl: the signal will never come
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    # Only the calling thread's mask changes; Python runs signal handlers in the main thread,
+    # which is where the CLI, the demo and the fixtures start and stop planes.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def spawn(
+    args: Sequence[str], log: IO[bytes], env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Starts a child that dies with this process and ignores a terminal's Ctrl-C.
+
+    It gets its own process group, so a Ctrl-C reaches only the parent, which then stops
+    the children in order (API servers before etcd, so none of them waits on a dead etcd).
+    """
+    with _stop_signals_held():
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=functools.partial(_child_setup, os.getpid()),
+            process_group=0,
+            env=env,
+        )
 
 
 @dataclass
@@ -100,15 +146,23 @@ class Process:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        stop_together([self], grace)
+
+
+def stop_together(processes: Sequence[Process], grace: float = STOP_GRACE) -> None:
+    """SIGTERM to all at once, SIGKILL to whoever is still running after ``grace``."""
+    with _stop_signals_held():
+        running = [p for p in processes if p.popen.poll() is None]
+        for p in running:
+            p.popen.terminate()
+        deadline = time.monotonic() + grace
+        for p in running:
+            try:
+                p.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait()
 
 
 @dataclass
@@ -213,27 +267,30 @@ class ControlPlane:
         (self.directory / "ready").write_text(f"{time.monotonic() - started:.1f}\n")
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
-        self.processes.clear()
-        (self.directory / "ready").unlink(missing_ok=True)
+        """Stops the API servers together, then etcd. Stop signals wait until it is done."""
+        with _stop_signals_held():
+            stop_together([p for p in self.processes if p.name != ETCD])
+            stop_together([p for p in self.processes if p.name == ETCD])
+            self.processes.clear()
+            (self.directory / "ready").unlink(missing_ok=True)
 
-    def _spawn(self, name: str, args: list[str]) -> Process:
+    def respawn(self, proc: Process) -> Process:
+        """Starts a stopped process again with the same command line (fault tests)."""
+        return self._spawn(proc.name, list(proc.popen.args), replacing=proc)  # type: ignore[arg-type]
+
+    def _spawn(self, name: str, args: list[str], replacing: Process | None = None) -> Process:
         log_path = self.directory / f"{name}.log"
-        with log_path.open("wb") as log:
+        # Held from fork to bookkeeping: a Ctrl-C then finds every child in self.processes.
+        with _stop_signals_held(), log_path.open("ab" if replacing else "wb") as log:
             try:
-                popen = subprocess.Popen(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
-                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                )
+                popen = spawn(args, log, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
             except OSError as err:
                 raise ControlPlaneError(f"{name}: cannot start {args[0]}: {err}") from err
-        proc = Process(name, popen, log_path)
-        self.processes.append(proc)
+            proc = Process(name, popen, log_path)
+            if replacing is None:
+                self.processes.append(proc)
+            else:
+                self.processes[self.processes.index(replacing)] = proc
         return proc
 
     def _start_etcd(self) -> None:
@@ -243,7 +300,7 @@ class ControlPlane:
         shutil.rmtree(data, ignore_errors=True)
         self.etcd_url = f"http://127.0.0.1:{client}"
         proc = self._spawn(
-            "etcd",
+            ETCD,
             [
                 str(self.assets / "etcd"),
                 "--name=moonlander",
@@ -376,10 +433,18 @@ def run_foreground(directory: Path, specs: Sequence[ClusterSpec]) -> int:
     """``moonlander dev-clusters up``: start, print a summary, wait for SIGINT/SIGTERM."""
     plane = ControlPlane(directory, specs)
 
-    def _terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    stopping = False
 
-    signal.signal(signal.SIGTERM, _terminate)
+    def _stop(signum: int, _frame: object) -> None:
+        # The first SIGINT/SIGTERM stops the plane; later ones must not cut that stop short
+        # (it is bounded: STOP_GRACE for the API servers, then for etcd).
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _stop)
     try:
         plane.start()
         for line in plane.summary():
