@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,20 @@ class Options:
     leader_election_id: str = "moonlander-leader"
     webhook_port: int | None = None
     webhook_cert_dir: Path | None = None
+
+
+def local_kubeconfig(flag: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The controller's own cluster's kubeconfig, found as client-go finds it: ``--kubeconfig``,
+    then ``$KUBECONFIG``, then none (the pod's ServiceAccount)."""
+    if flag is not None:
+        return flag
+    files = [f for f in environ.get("KUBECONFIG", "").split(os.pathsep) if f]
+    if len(files) > 1:  # kubectl merges them; lightkube reads one file, so do not guess
+        raise ValueError(
+            f"$KUBECONFIG names {len(files)} files; moonlander run reads one: "
+            "pass --kubeconfig FILE (or set $KUBECONFIG to one file)"
+        )
+    return Path(files[0]) if files else None
 
 
 def local_config(path: Path | None) -> SingleConfig:

@@ -197,8 +197,9 @@ class ControllerProcess:
     """``moonlander run`` as a subprocess, logging at DEBUG to a file tests can scan."""
 
     def __init__(
-        self, workdir: Path, kubeconfig: Path, parent_kubeconfig: Path, *extra: str
+        self, workdir: Path, kubeconfig: Path | None, parent_kubeconfig: Path, *extra: str
     ) -> None:
+        """``kubeconfig=None`` passes no ``--kubeconfig`` (set ``extra_env`` instead)."""
         self.workdir = workdir
         self.kubeconfig = kubeconfig
         self.parent_kubeconfig = parent_kubeconfig
@@ -224,7 +225,7 @@ class ControllerProcess:
                     "moonlander",
                     "--log-level=DEBUG",
                     "run",
-                    f"--kubeconfig={self.kubeconfig}",
+                    *([f"--kubeconfig={self.kubeconfig}"] if self.kubeconfig else []),
                     f"--parent-kubeconfig={self.parent_kubeconfig}",
                     "--allow-loopback",
                     "--controller-namespace=moonlander-system",

@@ -490,3 +490,24 @@ async def test_sigterm_mid_burst_exits_cleanly_and_a_restart_converges(
             await wait_reason(child, ns, f"l{i}", "Synced", timeout=60)
     finally:
         assert second.stop() == 0
+
+
+async def test_run_finds_its_cluster_through_kubeconfig_env(env: Env, tmp_path: Path) -> None:
+    """`KUBECONFIG=... moonlander run` (no --kubeconfig, no ServiceAccount) uses that file, as
+    kubectl would; it used to die looking for an in-cluster token."""
+    child = env.admin["child-a"]
+    await _crd_in(child)
+    ns = f"kc-{int(time.time() * 1000) % 10**9}"
+    await child.create(Namespace(metadata=ObjectMeta(name=ns)))
+    await child.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    controller = ControllerProcess(tmp_path, None, env.parent_file, f"--namespace={ns}")
+    controller.extra_env["KUBECONFIG"] = str(env.plane["child-a"].kubeconfig)
+    controller.start()
+    try:
+        controller.wait_started()
+        await child.create(
+            landing(ns, "via-env", kubeconfigSecretName="src", direction="ChildToParent")
+        )
+        await wait_reason(child, ns, "via-env", "Synced", timeout=30)
+    finally:
+        assert controller.stop() == 0, controller.log_tail()

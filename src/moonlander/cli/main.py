@@ -56,10 +56,15 @@ def _add_policy_flags(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from moonlander.controller.loop import Timing
-    from moonlander.operator import Options, run
+    from moonlander.operator import Options, local_kubeconfig, run
 
+    try:
+        kubeconfig = local_kubeconfig(args.kubeconfig, os.environ)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     options = Options(
-        kubeconfig=args.kubeconfig,
+        kubeconfig=kubeconfig,
         parent_kubeconfig=args.parent_kubeconfig,
         namespaces=tuple(args.namespace),
         policy=_policy(args),
@@ -152,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kubeconfig",
         type=Path,
-        help="kubeconfig of the cluster Moonlander runs in (default: in-cluster, else $KUBECONFIG)",
+        help="kubeconfig of the cluster Moonlander runs in (default: $KUBECONFIG, else in-cluster)",
     )
     run.add_argument(
         "--parent-kubeconfig",
