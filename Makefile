@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP) ## Python environment and control-plane binaries
+setup: $(STAMP) ## Python environment, control-plane binaries and the real consumers
 	bash hack/envtest/build.sh >/dev/null
+	bash hack/consumers/build.sh >/dev/null
 
 envtest: ## build (or find cached) kube-apiserver, etcd, kubectl, helm
 	bash hack/envtest/build.sh
