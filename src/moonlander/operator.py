@@ -31,10 +31,13 @@ import kopf
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
+from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.authorization_v1 import SubjectAccessReview
 
 from moonlander import api
+from moonlander.api import landingset
 from moonlander.controller.authorize import Fence
+from moonlander.controller.landingsets import LandingSets
 from moonlander.controller.loop import Controller, Timing
 from moonlander.controller.metrics import ClusterHealth, Metrics, Snapshot
 from moonlander.controller.parent import ParentKubeconfig
@@ -130,8 +133,32 @@ async def _unbindable(client: AsyncClient, spec: api.LandingSpec, user: kopf.Use
     ]
 
 
+def _set_owned(meta: Mapping[str, Any]) -> bool:
+    return any(
+        ref.get("kind") == landingset.KIND and ref.get("controller")
+        for ref in meta.get("ownerReferences") or ()
+    )
+
+
+class _Identity:
+    """Who this controller is to its own API server (SelfSubjectReview, asked once)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._username: str | None = None
+
+    async def is_self(self, user: kopf.UserInfo | None) -> bool:
+        if user is None:
+            return False
+        if self._username is None:
+            review = await self._client.create(SelfSubjectReview())
+            info = review.status.userInfo if review.status else None
+            self._username = (info.username if info else None) or ""
+        return bool(self._username) and user.get("username") == self._username
+
+
 def build_registry(
-    controller: Controller, options: Options, local: AsyncClient
+    controller: Controller, sets: LandingSets, options: Options, local: AsyncClient
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -161,16 +188,40 @@ def build_registry(
     @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
     def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
         controller.landing_event(type, dict(body))
+        sets.landing_event(type, dict(body))
+
+    @kopf.on.event(api.GROUP, api.VERSION, landingset.PLURAL, registry=registry)
+    def _landing_set(type: str | None, body: kopf.Body, **_: Any) -> None:
+        sets.set_event(type, dict(body))
 
     if options.webhook_port is not None:
+        identity = _Identity(local)
 
         @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
         async def _validate(
-            spec: kopf.Spec, name: str, userinfo: kopf.UserInfo | None = None, **_: Any
+            spec: kopf.Spec,
+            name: str,
+            meta: kopf.Meta,
+            userinfo: kopf.UserInfo | None = None,
+            **_: Any,
         ) -> None:
             found = admission.problems(name, dict(spec), policy=options.policy)
-            if not found and userinfo is not None:
+            generated = _set_owned(meta) and await identity.is_self(userinfo)
+            if not found and userinfo is not None and not generated:
                 found = await _unbindable(local, api.parse_spec(dict(spec), name=name), userinfo)
+            if found:
+                raise kopf.AdmissionError("; ".join(found), code=422)
+
+        @kopf.on.validate(
+            api.GROUP, api.VERSION, landingset.PLURAL, id="validate-landingset", registry=registry
+        )
+        async def _validate_set(
+            body: kopf.Body, userinfo: kopf.UserInfo | None = None, **_: Any
+        ) -> None:
+            found = admission.set_problems(dict(body), policy=options.policy)
+            if not found and userinfo is not None:
+                name, spec = admission.sample_landing(dict(body))
+                found = await _unbindable(local, api.parse_spec(spec, name=name), userinfo)
             if found:
                 raise kopf.AdmissionError("; ".join(found), code=422)
 
@@ -224,7 +275,13 @@ async def run(options: Options) -> None:
     holder["controller"] = Controller(reconciler, options.timing, metrics)
     ctl = controller()
     reconciler.source_version = ctl.source_version
-    secrets = SecretMetadataWatch(local, ctl.secret_event, options.namespaces)
+    sets = LandingSets(local, events)
+
+    def secret_event(event_type: str, meta: Mapping[str, Any]) -> None:
+        ctl.secret_event(event_type, meta)
+        sets.secret_event(event_type, meta)
+
+    secrets = SecretMetadataWatch(local, secret_event, options.namespaces)
     policies = PolicyWatch(local, ctl.policy_event, ctl.namespace_event)
     kopf_ready = asyncio.Event()
     elector: LeaderElector | None = None
@@ -275,7 +332,7 @@ async def run(options: Options) -> None:
     try:
         # Every replica watches and serves the admission webhook (a standby behind the
         # webhook Service must answer too); only the Lease holder's workers reconcile.
-        registry = build_registry(ctl, options, local)
+        registry = build_registry(ctl, sets, options, local)
         background += [
             asyncio.create_task(parent.watch()),
             asyncio.create_task(secrets.run()),
@@ -314,11 +371,13 @@ async def run(options: Options) -> None:
         if operator.done():
             return
         ctl.start()
+        sets.start()
         log.info("LandingPolicies listed: reconciling")
         await operator
         log.info("shutting down")
     finally:
         started = time.monotonic()
+        await sets.stop()
         if "controller" in holder:
             await ctl.stop(grace=SHUTDOWN_GRACE)
         for task in background:

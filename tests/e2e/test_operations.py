@@ -357,7 +357,27 @@ async def test_webhook_rejects_what_cel_cannot_check(env: Env, tmp_path: Path) -
                             "sideEffects": "None",
                             "failurePolicy": "Fail",
                             "timeoutSeconds": 10,
-                        }
+                        },
+                        {
+                            "name": "landingsets.moons.kingdon.ci",
+                            "clientConfig": {
+                                "url": f"https://127.0.0.1:{port}/validate-landingset",
+                                "caBundle": base64.b64encode(ca.cert_pem).decode(),
+                            },
+                            "rules": [
+                                {
+                                    "apiGroups": ["moons.kingdon.ci"],
+                                    "apiVersions": ["v1alpha1"],
+                                    "operations": ["CREATE", "UPDATE"],
+                                    "resources": ["landingsets"],
+                                }
+                            ],
+                            "namespaceSelector": {"matchLabels": {"moonlander-webhook-test": ns}},
+                            "admissionReviewVersions": ["v1"],
+                            "sideEffects": "None",
+                            "failurePolicy": "Fail",
+                            "timeoutSeconds": 10,
+                        },
                     ],
                 }
             )
@@ -369,11 +389,11 @@ async def test_webhook_rejects_what_cel_cannot_check(env: Env, tmp_path: Path) -
         ]
 
         def apply(
-            spec: dict[str, object], name: str, *flags: str
+            spec: dict[str, object], name: str, *flags: str, kind: str = "Landing"
         ) -> subprocess.CompletedProcess[str]:
             doc = {
                 "apiVersion": "moons.kingdon.ci/v1alpha1",
-                "kind": "Landing",
+                "kind": kind,
                 "metadata": {"name": name, "namespace": ns},
                 "spec": spec,
             }
@@ -415,7 +435,7 @@ async def test_webhook_rejects_what_cel_cannot_check(env: Env, tmp_path: Path) -
                 rules=[
                     PolicyRule(
                         apiGroups=["moons.kingdon.ci"],
-                        resources=["landings"],
+                        resources=["landings", "landingsets"],
                         verbs=["get", "create", "patch"],
                     )
                 ],
@@ -436,6 +456,42 @@ async def test_webhook_rejects_what_cel_cannot_check(env: Env, tmp_path: Path) -
         assert "may not bind clusterroles cluster-admin cluster-wide" in as_tenant.stderr
         as_admin = apply(minting, "mint-admin")
         assert as_admin.returncode == 0, as_admin.stderr
+
+        # A LandingSet's template is checked as the Landing it generates, and its minting
+        # against the set's author: a set cannot mint what a Landing could not.
+        def landing_set(template_spec: dict[str, object]) -> dict[str, object]:
+            return {
+                "generators": [
+                    {"secrets": {"namePattern": "kubernetes-{{tenant}}-admin-kubeconfig"}}
+                ],
+                "template": {"metadata": {"name": "{{tenant}}"}, "spec": template_spec},
+            }
+
+        set_as_tenant = apply(landing_set(minting), "fleet", "--as=tenant-alice", kind="LandingSet")
+        assert set_as_tenant.returncode != 0, set_as_tenant.stdout
+        assert "may not bind clusterroles cluster-admin cluster-wide" in set_as_tenant.stderr
+        typo = apply(
+            landing_set({"writeKubeconfigSecretName": "{{tenat}}"}), "typo", kind="LandingSet"
+        )
+        assert typo.returncode != 0
+        assert "template.spec.writeKubeconfigSecretName: unknown variable {{tenat}}" in typo.stderr
+        imds_set = apply(
+            landing_set({"server": "https://169.254.169.254"}), "imds", kind="LandingSet"
+        )
+        assert imds_set.returncode != 0 and "spec.template (as a Landing)" in imds_set.stderr
+        set_as_admin = apply(landing_set(minting), "fleet", kind="LandingSet")
+        assert set_as_admin.returncode == 0, set_as_admin.stderr
+        # The Landing the controller then generates passes the same webhook.
+        await child.create(secret_with(ns, "kubernetes-acme-admin-kubeconfig", {"value": "x"}))
+
+        async def generated() -> bool:
+            from moonlander.kube.resources import LandingResource
+
+            got = await child.get(LandingResource, "acme", namespace=ns)
+            assert got.spec["serviceAccount"]["clusterRole"] == "cluster-admin"
+            return True
+
+        await eventually(generated, timeout=30, what="the set's Landing admitted")
     finally:
         await child.delete(ValidatingWebhookConfiguration, config_name)
         assert controller.stop() == 0, controller.log_tail()

@@ -40,11 +40,13 @@ CHART = ROOT / "charts" / "moonlander"
 CONFIG = ROOT / "config"
 CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landings.yaml"
 POLICY_CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landingpolicies.yaml"
+SET_CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landingsets.yaml"
 ROLE_SOURCE = CONFIG / "rbac" / "role.yaml"
 LEADER_ROLE_SOURCE = CONFIG / "rbac" / "leader-election-role.yaml"
 POLICY_READER_SOURCE = CONFIG / "rbac" / "policy-reader-role.yaml"
 CRD_NAME = "landings.moons.kingdon.ci"
 POLICY_CRD_NAME = "landingpolicies.moons.kingdon.ci"
+SET_CRD_NAME = "landingsets.moons.kingdon.ci"
 DOCKERFILE = ROOT / "Dockerfile"
 RUNTIME_LOCK = ROOT / "requirements-runtime.lock"
 FULL_LOCK = ROOT / "requirements.lock"
@@ -298,31 +300,40 @@ def assert_policy_reader(docs: list[dict[str, Any]], name: str, namespace: str) 
 
 
 def assert_crds(docs: list[dict[str, Any]], hint: str = "") -> None:
-    """Both CRDs, each straight from its single source, and no other."""
+    """The three CRDs, each straight from its single source, and no other."""
     assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE, hint=hint)
     assert_same(
         only(docs, "CustomResourceDefinition", POLICY_CRD_NAME), POLICY_CRD_SOURCE, hint=hint
     )
-    assert len(of_kind(docs, "CustomResourceDefinition")) == 2
+    assert_same(only(docs, "CustomResourceDefinition", SET_CRD_NAME), SET_CRD_SOURCE, hint=hint)
+    assert len(of_kind(docs, "CustomResourceDefinition")) == 3
 
 
 def assert_webhook(
     docs: list[dict[str, Any]], deployment: dict[str, Any], *, cert_manager: bool
 ) -> None:
     vwc = only(docs, "ValidatingWebhookConfiguration")
-    (hook,) = vwc["webhooks"]
-    assert hook["failurePolicy"] == "Fail"
-    assert hook["sideEffects"] == "None"
-    assert hook["admissionReviewVersions"] == ["v1"]
-    (rule,) = hook["rules"]
-    assert rule["apiGroups"] == ["moons.kingdon.ci"]
-    assert rule["resources"] == ["landings"]
-    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
-    service_ref = hook["clientConfig"]["service"]
-    assert service_ref["path"] == "/validate"
-    service = only(docs, "Service", service_ref["name"])
-    assert service_ref["namespace"] == service["metadata"]["namespace"]
-    assert service_ref["port"] == service["spec"]["ports"][0]["port"]
+    # Landings at /validate, LandingSets at /validate-landingset (kopf's handler ids).
+    hooks = vwc["webhooks"]
+    assert [h["name"] for h in hooks] == [
+        "landings.moons.kingdon.ci",
+        "landingsets.moons.kingdon.ci",
+    ]
+    for hook, resource, path in zip(
+        hooks, ("landings", "landingsets"), ("/validate", "/validate-landingset"), strict=True
+    ):
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["sideEffects"] == "None"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        (rule,) = hook["rules"]
+        assert rule["apiGroups"] == ["moons.kingdon.ci"]
+        assert rule["resources"] == [resource]
+        assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+        service_ref = hook["clientConfig"]["service"]
+        assert service_ref["path"] == path
+        service = only(docs, "Service", service_ref["name"])
+        assert service_ref["namespace"] == service["metadata"]["namespace"]
+        assert service_ref["port"] == service["spec"]["ports"][0]["port"]
     assert_service_reaches(service, deployment, "webhook")
 
     args = run_args(deployment)
@@ -549,14 +560,14 @@ def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> Non
         assert rendered["spec"] == value["spec"]
 
     assert_webhook(docs, deployment, cert_manager=True)
-    hook = only(docs, "ValidatingWebhookConfiguration")["webhooks"][0]
-    # The webhook only sees the watched namespaces.
-    (expr,) = hook["namespaceSelector"]["matchExpressions"]
-    assert (expr["key"], expr["operator"], expr["values"]) == (
-        "kubernetes.io/metadata.name",
-        "In",
-        ["a", "b"],
-    )
+    # The webhooks only see the watched namespaces.
+    for hook in only(docs, "ValidatingWebhookConfiguration")["webhooks"]:
+        (expr,) = hook["namespaceSelector"]["matchExpressions"]
+        assert (expr["key"], expr["operator"], expr["values"]) == (
+            "kubernetes.io/metadata.name",
+            "In",
+            ["a", "b"],
+        )
 
 
 def test_chart_namespaced_without_list_watches_release_namespace(
@@ -587,7 +598,7 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
     assert not of_kind(docs, "Issuer")
     vwc = only(docs, "ValidatingWebhookConfiguration")
     assert "cert-manager.io/inject-ca-from" not in (vwc["metadata"].get("annotations") or {})
-    assert vwc["webhooks"][0]["clientConfig"]["caBundle"] == "Q0EK"
+    assert {h["clientConfig"]["caBundle"] for h in vwc["webhooks"]} == {"Q0EK"}
     deployment = only(docs, "Deployment")
     assert_webhook(docs, deployment, cert_manager=False)
     args = run_args(deployment)
@@ -868,7 +879,7 @@ async def test_chart_is_accepted_by_the_api_server(
         assert {d["kind"] for d in docs} - {d["kind"] for d in applied} == NOT_INSTALLED_KINDS
         # The `policies` value: LandingPolicies the API server validates against their CRD.
         assert len(of_kind(applied, "LandingPolicy")) == len(FULL_VALUES["policies"])
-    assert len(of_kind(applied, "CustomResourceDefinition")) == 2
+    assert len(of_kind(applied, "CustomResourceDefinition")) == 3
     assert of_kind(applied, "ClusterRole", f"{namespace}-moonlander-policy-reader")
     dry_run(tools, plane, applied)
     if variant == "full":

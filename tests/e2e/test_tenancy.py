@@ -1,5 +1,5 @@
 """A hostile tenant, played for real: a ServiceAccount whose only rights are a Role over
-Landings and Secrets in its own namespace, against the controller on exactly the shipped
+Landings, LandingSets and Secrets in its own namespace, against the controller on exactly the shipped
 RBAC. Every attack of issue 11 is refused with its reason and changes nothing; each grant of
 a LandingPolicy gives exactly what it says.
 
@@ -63,7 +63,7 @@ async def _tenant_client(env: Env, namespace: str) -> AsyncClient:
             rules=[
                 PolicyRule(
                     apiGroups=[api.GROUP],
-                    resources=["landings"],
+                    resources=["landings", "landingsets"],
                     verbs=["get", "list", "watch", "create", "update", "patch", "delete"],
                 ),
                 PolicyRule(

@@ -23,7 +23,7 @@ import msgspec
 import yaml
 from msgspec import inspect
 
-from moonlander.api import policy
+from moonlander.api import landingset, policy
 from moonlander.api.landing import (
     LandingSpec,
     LandingStatus,
@@ -92,6 +92,9 @@ def schema_of(t: inspect.Type) -> dict[str, Any]:
         _limits(node, t, ("minItems", "maxItems"))
         node["items"] = schema_of(t.item_type)
         return node
+    if isinstance(t, inspect.DictType) and isinstance(t.value_type, inspect.AnyType):
+        # Free-form (a LandingSet's template spec): checked by the controller, not the schema.
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     if isinstance(t, inspect.DictType):
         node = {"type": "object"}
         _limits(node, t, ("minProperties", "maxProperties"))
@@ -190,7 +193,28 @@ LANDING_POLICY = Kind(
     ),
 )
 
-KINDS: tuple[Kind, ...] = (LANDING, LANDING_POLICY)
+LANDING_SET = Kind(
+    kind=landingset.KIND,
+    plural=landingset.PLURAL,
+    scope="Namespaced",
+    spec=landingset.LandingSetSpec,
+    status=landingset.LandingSetStatus,
+    description=(
+        "LandingSet stamps one Landing per matching Secret of its namespace from a template "
+        "and keeps the set true: new Secrets get a Landing, removed ones lose it, template "
+        "edits reach every generated Landing, hand edits are reverted."
+    ),
+    short_names=("lds",),
+    columns=(
+        *_ready_columns(None),
+        {"name": "Desired", "type": "integer", "jsonPath": ".status.desired"},
+        {"name": "Landed", "type": "integer", "jsonPath": ".status.ready"},
+        {"name": "Failing", "type": "integer", "jsonPath": ".status.failing"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ),
+)
+
+KINDS: tuple[Kind, ...] = (LANDING, LANDING_POLICY, LANDING_SET)
 
 
 def crd(kind: Kind) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from moonlander.api.landing import (
     LandingSpec,
     LandingStatus,
 )
+from moonlander.api.landingset import LandingSet, LandingSetSpec
 from moonlander.api.names import (
     DEFAULT_WRITE_NAME,
     DNS_LABEL_PATTERN,
@@ -248,4 +249,21 @@ def parse_policy(body: Mapping[str, Any]) -> LandingPolicy:
         raise _spec_error(err, "spec") from None
     return LandingPolicy(
         name=str(meta.get("name", "")), spec=spec, generation=meta.get("generation")
+    )
+
+
+def parse_landingset(body: Mapping[str, Any]) -> LandingSet:
+    """A watched or admitted LandingSet as its typed model; raises :class:`SpecError` naming
+    the field when its spec cannot be used (such a set generates nothing)."""
+    meta = body.get("metadata") or {}
+    try:
+        spec = msgspec.convert(_unset_removed(body.get("spec") or {}), LandingSetSpec, strict=True)
+    except msgspec.ValidationError as err:
+        raise _spec_error(err, "spec") from None
+    return LandingSet(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        uid=str(meta.get("uid", "")),
+        generation=meta.get("generation"),
+        spec=spec,
     )

@@ -24,8 +24,16 @@ class EventRecorder:
         self._component = component
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def record(self, landing: api.ObjectMeta, type_: str, reason: str, message: str) -> None:
-        """Posts an Event about the Landing ``landing`` (its metadata)."""
+    def record(
+        self,
+        landing: api.ObjectMeta,
+        type_: str,
+        reason: str,
+        message: str,
+        kind: str = api.KIND,
+    ) -> None:
+        """Posts an Event about the object ``landing`` (its metadata; a Landing unless
+        ``kind`` says otherwise)."""
         now = dt.datetime.now(dt.UTC)
         event = Event(
             metadata=ObjectMeta(
@@ -33,7 +41,7 @@ class EventRecorder:
             ),
             involvedObject=ObjectReference(
                 apiVersion=api.API_VERSION,
-                kind=api.KIND,
+                kind=kind,
                 name=landing.name,
                 namespace=landing.namespace,
                 uid=landing.uid or None,

@@ -12,3 +12,6 @@ LandingResource: Any = create_namespaced_resource(api.GROUP, api.VERSION, api.KI
 LandingPolicyResource: Any = create_global_resource(
     api.GROUP, api.VERSION, "LandingPolicy", "landingpolicies"
 )
+LandingSetResource: Any = create_namespaced_resource(
+    api.GROUP, api.VERSION, "LandingSet", "landingsets"
+)

@@ -51,6 +51,19 @@ async def get_metadata(client: AsyncClient, namespace: str, name: str) -> Mappin
     return dict(meta)
 
 
+async def list_labels(client: AsyncClient, namespace: str) -> dict[str, dict[str, str]]:
+    """The Secrets of ``namespace`` by name, with their labels (metadata only, no data)."""
+    response = await _http(client).get(_secrets_path(namespace), headers={"Accept": METADATA_LIST})
+    response.raise_for_status()
+    found = {}
+    for item in response.json().get("items") or []:
+        meta = item.get("metadata") or {}
+        found[str(meta.get("name"))] = {
+            str(k): str(v) for k, v in (meta.get("labels") or {}).items()
+        }
+    return found
+
+
 class SecretMetadataWatch:
     """List-then-watch of Secret metadata in all namespaces or in the given ones."""
 

@@ -1,4 +1,4 @@
-"""Admission checks for Landings that the CRD's CEL rules cannot express.
+"""Admission checks for Landings and LandingSets that the CRDs' CEL rules cannot express.
 
 CEL sees one object; it cannot know the operator's server address policy. The validating
 webhook (kopf's admission support, wired in operator.py) parses the spec as the controller
@@ -15,6 +15,11 @@ minting by LandingPolicy with or without the webhook.
 Whether a source Secret in another namespace grants access is deliberately not judged
 here: the answer would tell a tenant whether a Secret exists in a namespace it cannot
 read. The controller reports both cases the same way (``CrossNamespaceNotAllowed``).
+
+A LandingSet's template is checked as the Landing it generates, and its minting against the
+user who writes the set. The Landings the controller then creates for the set are not
+checked for ``bind`` again (the controller's own identity may not bind what the set's author
+could); every other check applies to them as to any Landing.
 """
 
 from __future__ import annotations
@@ -24,7 +29,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from moonlander import api
+from moonlander.api.landingset import substitute
 from moonlander.credentials import KubeconfigError, Policy, check_server
+
+SAMPLE = "sample"  # each variable's value when a LandingSet's template is checked
+
+
+def sample_landing(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The Landing (name, spec) a LandingSet's template gives with every variable set to
+    ``sample``; raises :class:`api.SpecError` when the set's own spec is invalid."""
+    landing_set = api.parse_landingset(body)
+    variables = {c: SAMPLE for g in landing_set.spec.generators for c in g.secrets.captures}
+    variables.update(secret=SAMPLE, set=landing_set.name)
+    template = landing_set.spec.template
+    spec = substitute(template.spec, variables)
+    spec.setdefault("kubeconfigSecretName", SAMPLE)
+    return substitute(template.metadata.name, variables), spec
+
+
+def set_problems(body: Mapping[str, Any], *, policy: Policy) -> list[str]:
+    """Why this LandingSet would not work; empty when it may be admitted. Its template is
+    checked as the Landing it would generate, exactly as a hand-written one."""
+    try:
+        name, spec = sample_landing(body)
+    except api.SpecError as err:
+        return [str(err)]
+    return [f"spec.template (as a Landing): {p}" for p in problems(name, spec, policy=policy)]
 
 
 def problems(name: str, spec: Mapping[str, Any] | None, *, policy: Policy) -> list[str]:

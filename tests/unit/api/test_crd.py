@@ -62,6 +62,11 @@ def _walk(
     elif isinstance(t, inspect.VarTupleType | inspect.ListType):
         assert schema.get("type") == "array", path
         yield from _walk(t.item_type, schema["items"], f"{path}[]")
+    elif isinstance(t, inspect.DictType) and isinstance(t.value_type, inspect.AnyType):
+        # Free-form (a LandingSet's template spec): the controller checks it, not the schema.
+        assert schema.get("type") == "object", path
+        assert schema.get("x-kubernetes-preserve-unknown-fields") is True, path
+        assert "properties" not in schema and "additionalProperties" not in schema, path
     elif isinstance(t, inspect.DictType):
         assert schema.get("type") == "object", path
         assert "properties" not in schema, f"{path}: a map has no fixed properties"

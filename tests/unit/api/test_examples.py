@@ -123,3 +123,31 @@ def test_argocd_mint_policy_allows_exactly_what_the_landing_asks() -> None:
         assert caught.value.outcome.reason is Reason.NOT_PERMITTED
     # Another namespace's Landings get nothing from it.
     assert store.applying_to("other-tenant") == []
+
+
+SET_FOLDERS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and of_kind(p, "LandingSet"))
+
+
+def test_there_is_a_cozystack_landingset() -> None:
+    assert [p.name for p in SET_FOLDERS] == ["cozystack"]
+
+
+@pytest.mark.parametrize("folder", SET_FOLDERS, ids=lambda p: p.name)
+def test_example_landingsets_generate_landings_their_policies_authorize(folder: Path) -> None:
+    """Each set, given Secrets as CozyStack names them, generates Landings that the folder's
+    policies authorize, and that are refused without them, like hand-written ones."""
+    from moonlander.controller import fleet
+
+    store = policies_of(folder)
+    for doc in of_kind(folder, "LandingSet"):
+        landing_set = api.parse_landingset(doc)
+        secrets = {f"kubernetes-{c}-admin-kubeconfig": {} for c in ("harvey", "lab")}
+        generated = fleet.generate(landing_set, secrets)
+        assert generated.refused == {}
+        assert sorted(generated.wanted) == ["harvey-parent-access", "lab-parent-access"]
+        for wanted in generated.wanted.values():
+            landing = as_landing(fleet.landing_body(landing_set, wanted))
+            authorize(landing, store.applying_to(landing.metadata.namespace), FENCE)
+            with pytest.raises(LandingProblem) as caught:
+                authorize(landing, [], FENCE)
+            assert caught.value.outcome.reason is Reason.NOT_PERMITTED

@@ -1,0 +1,257 @@
+"""The LandingSet kind: one Landing per matching source Secret, from a template (pure).
+
+A LandingSet in namespace N selects Secrets of N (a name pattern with captures and/or
+labels) and stamps one Landing per Secret into N from its template. The substitution
+language is deliberately small: ``{{variable}}`` inside string values, where the variables
+are ``secret`` (the matched Secret's name), ``set`` (the LandingSet's name) and the pattern's
+captures. No expressions, no functions, no escaping.
+
+The name pattern is not a regular expression: ``kubernetes-{{tenant}}-admin-kubeconfig``
+matches literally around its captures. Patterns are written by tenants and matched against
+names tenants choose; a backtracking regex engine would let one tenant stall the controller
+(ReDoS). Matching here is a handful of ``str.find`` calls.
+
+Generated Landings are ordinary Landings of N: parsed, authorized and admitted exactly like
+hand-written ones, so a set can never give its namespace more than a Landing could.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from moonlander.api.landing import Condition
+from moonlander.api.types import _Spec, _Status, doc
+
+KIND = "LandingSet"
+PLURAL = "landingsets"
+# Generated Landings carry this label (the set's name) and an ownerReference to the set.
+SET_LABEL = "moons.kingdon.ci/landingset"
+MAX_CAPTURES = 4
+
+_VARIABLE = re.compile(r"\{\{\s*([a-z][a-zA-Z0-9]{0,30})\s*\}\}")
+_BUILTINS = ("secret", "set")
+_LabelValue = Annotated[str, Meta(max_length=63)]
+_Template = Annotated[str, Meta(min_length=1, max_length=253)]
+
+
+class SecretGenerator(_Spec, frozen=True, kw_only=True):
+    """Secrets of the LandingSet's namespace: those whose name matches namePattern and whose
+    labels include every entry of matchLabels. Secrets Moonlander wrote are never matched."""
+
+    cel_rules = (
+        {
+            "rule": "has(self.namePattern)"
+            " || (has(self.matchLabels) && size(self.matchLabels) > 0)",
+            "message": "secrets selects nothing; set namePattern or matchLabels",
+        },
+    )
+
+    name_pattern: (
+        Annotated[
+            str,
+            Meta(min_length=1, max_length=253, pattern=r"^[a-z0-9.{}-]+$"),
+            doc(
+                """A Secret name with captures: kubernetes-{{tenant}}-admin-kubeconfig
+                matches kubernetes-acme-admin-kubeconfig with tenant=acme. Literal text
+                around each capture; captures are non-empty and must be separated by text."""
+            ),
+        ]
+        | None
+    ) = None
+    match_labels: Annotated[
+        dict[str, _LabelValue],
+        doc("Secrets whose labels include all of these.", maxProperties=32),
+    ] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name_pattern is None and not self.match_labels:
+            raise ValueError("selects nothing; set namePattern or matchLabels")
+        if self.name_pattern is not None:
+            NamePattern.compile(self.name_pattern)
+
+    @property
+    def captures(self) -> tuple[str, ...]:
+        return NamePattern.compile(self.name_pattern).captures if self.name_pattern else ()
+
+    def match(self, name: str, labels: Mapping[str, str]) -> dict[str, str] | None:
+        """The captured values when the Secret matches, else None."""
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return None
+        if self.name_pattern is None:
+            return {}
+        return NamePattern.compile(self.name_pattern).match(name)
+
+
+class Generator(_Spec, frozen=True, kw_only=True):
+    """One source of Landings. Only Secrets for now."""
+
+    secrets: Annotated[SecretGenerator, doc("Secrets of the LandingSet's namespace.")]
+
+
+class TemplateMetadata(_Spec, frozen=True, kw_only=True):
+    """Name and labels of each generated Landing (variables allowed)."""
+
+    name: Annotated[_Template, doc("The generated Landing's name. Default {{set}}-{{secret}}.")] = (
+        "{{set}}-{{secret}}"
+    )
+    labels: Annotated[dict[str, _LabelValue], doc("Extra labels.", maxProperties=32)] = (
+        msgspec.field(default_factory=dict)
+    )
+    annotations: Annotated[
+        dict[str, Annotated[str, Meta(max_length=4096)]],
+        doc("Extra annotations.", maxProperties=32),
+    ] = msgspec.field(default_factory=dict)
+
+
+class LandingTemplate(_Spec, frozen=True, kw_only=True):
+    """The Landing each matched Secret gets."""
+
+    metadata: Annotated[TemplateMetadata, doc("Name and labels.")] = msgspec.field(
+        default_factory=TemplateMetadata
+    )
+    spec: Annotated[
+        dict[str, Any],
+        doc(
+            """A Landing spec; string values may use {{secret}}, {{set}} and the pattern's
+            captures. kubeconfigSecretName defaults to the matched Secret. Checked as a
+            Landing spec when the LandingSet is admitted and for each generated Landing."""
+        ),
+    ] = msgspec.field(default_factory=dict)
+
+
+class LandingSetSpec(_Spec, frozen=True, kw_only=True):
+    """Which Secrets get a Landing, and what that Landing says."""
+
+    generators: Annotated[
+        tuple[Generator, ...],
+        Meta(min_length=1, max_length=8),
+        doc("Where the Landings come from; a Secret matched by several gets one Landing."),
+    ]
+    template: Annotated[LandingTemplate, doc("The generated Landings.")]
+
+    def __post_init__(self) -> None:
+        known = {*_BUILTINS}
+        for g in self.generators:
+            known.update(g.secrets.captures)
+        for path, text in _strings(self.template.metadata.name, "template.metadata.name"):
+            _check_variables(path, text, known)
+        for key, value in self.template.metadata.labels.items():
+            _check_variables(f"template.metadata.labels.{key}", value, known)
+        for path, text in _strings(self.template.spec, "template.spec"):
+            _check_variables(path, text, known)
+
+
+class LandingSetStatus(_Status, frozen=True, kw_only=True):
+    """How many Landings the set wants and how they fare."""
+
+    observed_generation: Annotated[int, Meta(ge=0)] | None = None
+    desired: Annotated[int, doc("Landings the set generates.")] = 0
+    ready: Annotated[int, doc("Of those, Ready.")] = 0
+    failing: Annotated[int, doc("Of those, not Ready with a reason, or not generated.")] = 0
+    failing_landings: Annotated[
+        tuple[Annotated[str, Meta(max_length=400)], ...],
+        Meta(max_length=20),
+        doc("Up to 20 failing ones: 'name: reason'."),
+    ] = ()
+    conditions: tuple[Condition, ...] = ()
+
+
+class LandingSet(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+    spec: LandingSetSpec
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# -- the small languages ---------------------------------------------------------------------
+
+
+class NamePattern(msgspec.Struct, frozen=True):
+    """``lit0{{a}}lit1{{b}}lit2``: literals around non-empty captures, matched left to right
+    (each capture ends at the first occurrence of the literal after it)."""
+
+    literals: tuple[str, ...]
+    captures: tuple[str, ...]
+
+    @classmethod
+    def compile(cls, text: str) -> NamePattern:
+        literals, captures, pos = [], [], 0
+        for found in _VARIABLE.finditer(text):
+            literals.append(text[pos : found.start()])
+            captures.append(found[1])
+            pos = found.end()
+        literals.append(text[pos:])
+        if any("{" in lit or "}" in lit for lit in literals):
+            raise ValueError("captures are written {{name}}: letters and digits, a letter first")
+        if len(captures) > MAX_CAPTURES:
+            raise ValueError(f"at most {MAX_CAPTURES} captures")
+        if len(set(captures)) != len(captures):
+            raise ValueError("a capture name is used twice")
+        if any(c in _BUILTINS for c in captures):
+            raise ValueError(f"{', '.join(_BUILTINS)} are set by Moonlander; name captures else")
+        if any(not lit for lit in literals[1:-1]):
+            raise ValueError("two captures need text between them")
+        return cls(tuple(literals), tuple(captures))
+
+    def match(self, name: str) -> dict[str, str] | None:
+        if not self.captures:
+            return {} if name == self.literals[0] else None
+        first, *middle, last = self.literals
+        if len(name) < len(first) + len(last):
+            return None
+        if not name.startswith(first) or not name.endswith(last):
+            return None
+        rest = name[len(first) : len(name) - len(last)]
+        values: dict[str, str] = {}
+        for capture, literal in zip(self.captures[:-1], middle, strict=True):
+            at = rest.find(literal, 1)
+            if at < 0:
+                return None
+            values[capture], rest = rest[:at], rest[at + len(literal) :]
+        values[self.captures[-1]] = rest
+        return values if all(values.values()) else None
+
+
+def _strings(value: Any, path: str) -> list[tuple[str, str]]:
+    """Every string in ``value`` (dicts and lists walked) with its field path."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _strings(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in _strings(v, f"{path}[{i}]")]
+    return []
+
+
+def _check_variables(path: str, text: str, known: set[str]) -> None:
+    for name in _VARIABLE.findall(text):
+        if name not in known:
+            raise ValueError(
+                f"{path}: unknown variable {{{{{name}}}}}; known: {', '.join(sorted(known))}"
+            )
+    if "{{" in _VARIABLE.sub("", text) or "}}" in _VARIABLE.sub("", text):
+        raise ValueError(f"{path}: variables are written {{{{name}}}}")
+
+
+def substitute(value: Any, variables: Mapping[str, str]) -> Any:
+    """``value`` with every ``{{variable}}`` in its strings replaced (dicts, lists walked)."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: variables[m[1]], value)
+    if isinstance(value, Mapping):
+        return {k: substitute(v, variables) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [substitute(v, variables) for v in value]
+    return value
+
+
+SAMPLE_VALUE = "x"  # what each variable becomes when a template is checked at admission

@@ -1,0 +1,234 @@
+"""LandingSets: keep each set's generated Landings true (I/O; the decisions are in ``fleet``).
+
+Watch events only say which set to look at. A reconcile then reads, from the API server,
+the Secrets of the set's namespace (metadata only) and the Landings carrying the set's
+label, so a set never acts on a stale cache: a Secret not yet seen cannot delete a Landing.
+Generated Landings are ordinary Landings; the Landing controller reconciles, authorizes and
+finalizes them like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from lightkube import ApiError, AsyncClient
+from lightkube.types import PatchType
+
+from moonlander import api
+from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus
+from moonlander.controller import fleet
+from moonlander.controller.workqueue import WorkQueue
+from moonlander.kube.backoff import backoff_delay
+from moonlander.kube.events import EventRecorder
+from moonlander.kube.resources import LandingResource, LandingSetResource
+from moonlander.kube.sources import list_labels
+
+log = logging.getLogger(__name__)
+
+WORKERS = 2
+RESYNC = 300.0  # seconds; a set is looked at again even when no event says so
+
+
+class LandingSets:
+    def __init__(self, local: AsyncClient, events: EventRecorder) -> None:
+        self._local = local
+        self._events = events
+        self._sets: dict[str, LandingSet | api.SpecError] = {}
+        self._gone: dict[str, LandingSet] = {}  # deleted sets whose Landings are not yet deleted
+        self._statuses: dict[str, LandingSetStatus] = {}
+        self._failures: dict[str, int] = {}
+        self._queue = WorkQueue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- events (synchronous: called from the watches) ----------------------------------------
+
+    def set_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            previous = self._sets.pop(key, None)
+            if isinstance(previous, LandingSet):
+                self._gone[key] = previous
+            self._statuses.pop(key, None)
+        else:
+            try:
+                self._sets[key] = api.parse_landingset(body)
+            except api.SpecError as err:
+                self._sets[key] = err
+            self._gone.pop(key, None)
+        self._queue.add(key)
+
+    def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
+        namespace = meta.get("namespace")
+        for key in self._sets:
+            if key.startswith(f"{namespace}/"):
+                self._queue.add(key)
+
+    def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(SET_LABEL)
+        if owner:
+            self._queue.add(f"{meta.get('namespace')}/{owner}")
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            try:
+                await self.reconcile(key)
+                self._failures.pop(key, None)
+                if key in self._sets:
+                    self._queue.add_after(key, RESYNC)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # an API fault: retry with backoff, never crash a worker
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                log.warning("LandingSet %s: %s; retrying", key, _describe(err))
+                self._queue.add_after(key, backoff_delay(failures, cap=60.0))
+            finally:
+                self._queue.done(key)
+
+    async def reconcile(self, key: str) -> None:
+        namespace, name = key.split("/", 1)
+        landing_set = self._sets.get(key)
+        if landing_set is None:
+            gone = self._gone.pop(key, None)
+            if gone is not None:
+                await self._delete_all(gone)
+            return
+        if isinstance(landing_set, api.SpecError):
+            await self._write_invalid(namespace, name, landing_set)
+            return
+        secrets = await list_labels(self._local, namespace)
+        existing = await self._generated(landing_set)
+        generated = fleet.generate(landing_set, secrets)
+        plan = fleet.plan(landing_set, generated, existing)
+        for wanted in plan.create:
+            try:
+                await self._local.create(
+                    LandingResource.from_dict(fleet.landing_body(landing_set, wanted))
+                )
+            except ApiError as err:
+                if err.status.code != 409:
+                    raise
+                plan.blocked[wanted.name] = "a Landing of that name exists and is not this set's"
+                continue
+            self._event(
+                landing_set, "Normal", "LandingCreated", f"{wanted.name} for Secret {wanted.secret}"
+            )
+        for wanted in plan.update:
+            await self._correct(landing_set, wanted)
+            self._event(
+                landing_set, "Normal", "LandingUpdated", f"{wanted.name} set back to the template"
+            )
+        for landing in plan.delete:
+            await self._delete(namespace, landing)
+            self._event(
+                landing_set, "Normal", "LandingDeleted", f"{landing}: its Secret no longer matches"
+            )
+        if plan.create or plan.update or plan.delete:
+            existing = await self._generated(landing_set)
+        status = fleet.summarize(landing_set, generated, plan, existing)
+        if self._statuses.get(key) != status:
+            await self._write_status(namespace, name, status)
+            self._statuses[key] = status
+
+    # -- API calls -----------------------------------------------------------------------------
+
+    async def _generated(self, landing_set: LandingSet) -> dict[str, dict[str, Any]]:
+        found = {}
+        async for landing in self._local.list(
+            LandingResource,
+            namespace=landing_set.namespace,
+            labels={SET_LABEL: landing_set.name},
+        ):
+            body = landing.to_dict()
+            found[body["metadata"]["name"]] = body
+        return found
+
+    async def _correct(self, landing_set: LandingSet, wanted: fleet.Wanted) -> None:
+        # Hand edits are reverted: the spec is replaced whole; our labels and annotations
+        # are set, others' are kept.
+        await self._local.patch(
+            LandingResource,
+            wanted.name,
+            [{"op": "replace", "path": "/spec", "value": wanted.spec}],
+            namespace=landing_set.namespace,
+            patch_type=PatchType.JSON,
+        )
+        await self._local.patch(
+            LandingResource,
+            wanted.name,
+            {"metadata": {"labels": wanted.labels, "annotations": wanted.annotations}},
+            namespace=landing_set.namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def _delete(self, namespace: str, name: str) -> None:
+        try:
+            await self._local.delete(LandingResource, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+
+    async def _delete_all(self, landing_set: LandingSet) -> None:
+        """The set is gone: its Landings follow (the garbage collector does the same through
+        their ownerReferences; this is for clusters without one, and is faster)."""
+        for name, body in (await self._generated(landing_set)).items():
+            if fleet.owned_by(body, landing_set):
+                await self._delete(landing_set.namespace, name)
+
+    async def _write_status(self, namespace: str, name: str, status: LandingSetStatus) -> None:
+        try:
+            await self._local.patch(
+                LandingSetResource.Status,
+                name,
+                # The whole status, replaced: a merge would keep names no longer failing.
+                [{"op": "add", "path": "/status", "value": msgspec.to_builtins(status)}],
+                namespace=namespace,
+                patch_type=PatchType.JSON,
+            )
+        except ApiError as err:
+            if err.status.code != 404:  # deleted meanwhile
+                raise
+
+    async def _write_invalid(self, namespace: str, name: str, error: api.SpecError) -> None:
+        status = LandingSetStatus(
+            conditions=(
+                api.Condition(
+                    type="Ready", status="False", reason="InvalidSpec", message=str(error)[:1024]
+                ),
+            )
+        )
+        key = f"{namespace}/{name}"
+        if self._statuses.get(key) != status:
+            await self._write_status(namespace, name, status)
+            self._statuses[key] = status
+
+    def _event(self, landing_set: LandingSet, type_: str, reason: str, message: str) -> None:
+        meta = api.ObjectMeta(
+            name=landing_set.name, namespace=landing_set.namespace, uid=landing_set.uid
+        )
+        self._events.record(meta, type_, reason, message, kind="LandingSet")
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, ApiError):
+        return f"API error {err.status.code} {err.status.reason}"
+    return type(err).__name__
