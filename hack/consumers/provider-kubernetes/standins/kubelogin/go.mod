@@ -1,0 +1,3 @@
+module github.com/Azure/kubelogin
+
+go 1.26.0
