@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,14 @@ from moonlander.controller.loop import Controller, Timing
 from moonlander.controller.metrics import ClusterHealth, Metrics, Snapshot
 from moonlander.controller.parent import ParentKubeconfig
 from moonlander.controller.reconcile import Reconciler
+from moonlander.controller.sharding import Shards
 from moonlander.credentials import Policy
 from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.clusters import ClusterPool, Target, close_client
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
 from moonlander.kube.leader import LeaderElector, LeaseConfig
+from moonlander.kube.membership import Membership, MembershipConfig
 from moonlander.kube.policies import PolicyWatch
 from moonlander.kube.resources import LandingResource
 from moonlander.kube.sources import SecretMetadataWatch
@@ -74,6 +76,7 @@ class Options:
     metrics_port: int | None = None
     bind_address: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from the kubelet/Prometheus
     leader_elect: bool = False
+    shards: bool = False
     leader_election_namespace: str | None = None
     leader_election_id: str = "moonlander-leader"
     webhook_port: int | None = None
@@ -285,6 +288,21 @@ async def run(options: Options) -> None:
     policies = PolicyWatch(local, ctl.policy_event, ctl.namespace_event)
     kopf_ready = asyncio.Event()
     elector: LeaderElector | None = None
+    membership: Membership | None = None
+    if options.shards:
+        if options.leader_elect:
+            raise SystemExit("--shards and --leader-elect exclude each other")
+        namespace = options.leader_election_namespace or os.environ.get("POD_NAMESPACE")
+        if not namespace:
+            raise SystemExit("--shards needs --leader-election-namespace or $POD_NAMESPACE")
+        identity = _identity()
+        membership = Membership(
+            local,
+            MembershipConfig(options.leader_election_id, namespace, identity),
+            lambda members: _rebalance(members, ctl, sets),
+        )
+        shards = Shards(identity, membership_live(membership))
+        ctl.shards = sets.shards = shards
     if options.leader_elect:
         namespace = options.leader_election_namespace or os.environ.get("POD_NAMESPACE")
         if not namespace:
@@ -316,6 +334,8 @@ async def run(options: Options) -> None:
     )
     probes.add("secret watch", lambda: not leading() or secrets.ready.is_set())
     probes.add("policy watch", lambda: not leading() or policies.ready.is_set())
+    if membership is not None:
+        probes.add("shard membership", membership.ready.is_set)
     runner = await health.serve(
         probes,
         metrics,
@@ -350,6 +370,8 @@ async def run(options: Options) -> None:
                 ready_flag=kopf_ready,
             )
         )
+        if membership is not None:
+            background.append(asyncio.create_task(membership.run()))
         if elector is not None:
             background.append(asyncio.create_task(elector.run()))
             log.info("waiting for the leader Lease %s", elector.config.name)
@@ -384,6 +406,8 @@ async def run(options: Options) -> None:
             task.cancel()
         if elector is not None:
             await elector.release()
+        if membership is not None:
+            await membership.release()
         await drift.close()
         await events.flush()
         await clusters.close()
@@ -424,6 +448,17 @@ def _describe(err: Exception) -> str:
     if isinstance(err, ApiError):
         return f"{err.status.code} {err.status.reason}"
     return type(err).__name__
+
+
+def membership_live(membership: Membership) -> Callable[[], bool]:
+    return lambda: membership.live
+
+
+def _rebalance(members: tuple[str, ...], ctl: Controller, sets: LandingSets) -> None:
+    assert ctl.shards is not None
+    ctl.shards.update(members)
+    ctl.rebalance()
+    sets.rebalance()
 
 
 async def _exit_when_lost(elector: LeaderElector, stop: asyncio.Event) -> None:

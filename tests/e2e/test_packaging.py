@@ -1214,3 +1214,25 @@ def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
     found = subprocess.run([str(hadolint), str(bad)], capture_output=True, text=True, check=False)
     assert found.returncode != 0
     assert "DL3007" in found.stdout  # :latest
+
+
+def test_sharding_in_the_chart_and_in_kustomize(tools: dict[str, str], tmp_path: Path) -> None:
+    """`sharding.enabled` (chart) and config/sharded (kustomize) run every replica with
+    --shards instead of --leader-elect, with the Lease Role that lists and deletes Leases."""
+    docs = helm_template(tools, tmp_path, {"sharding": {"enabled": True}, "replicas": 3})
+    deployment = only(docs, "Deployment")
+    args = run_args(deployment)
+    assert deployment["spec"]["replicas"] == 3
+    assert "--shards" in args and "--leader-elect" not in args
+    assert "--leader-election-id=moonlander" in args  # the Lease group: one per release
+    lease_role = of_kind(docs, "Role")
+    assert any(
+        "list" in r["verbs"] and "delete" in r["verbs"] for d in lease_role for r in d["rules"]
+    )
+
+    sharded = kustomize(tools, CONFIG / "sharded")
+    deployment = only(sharded, "Deployment")
+    args = run_args(deployment)
+    assert deployment["spec"]["replicas"] == 3
+    assert "--shards" in args and "--leader-elect" not in args
+    assert_crds(sharded, hint=KYAML_HINT)

@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         bind_address=args.bind_address,
         leader_elect=args.leader_elect,
+        shards=args.shards,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_id=args.leader_election_id,
         webhook_port=args.webhook_port,
@@ -202,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--leader-election-namespace", help="namespace of the Lease (default: $POD_NAMESPACE)"
     )
     run.add_argument("--leader-election-id", default="moonlander-leader", help="name of the Lease")
+    run.add_argument(
+        "--shards",
+        action="store_true",
+        help="split the Landings among every replica started with --shards (one Lease each, "
+        "named <leader-election-id>-shard-<identity>, in --leader-election-namespace); "
+        "instead of --leader-elect",
+    )
     run.add_argument(
         "--webhook-port", type=int, help="serve the validating admission webhook (/validate)"
     )

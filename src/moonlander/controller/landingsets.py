@@ -22,6 +22,7 @@ from lightkube.types import PatchType
 from moonlander import api
 from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus
 from moonlander.controller import fleet
+from moonlander.controller.sharding import Shards
 from moonlander.controller.workqueue import WorkQueue
 from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.events import EventRecorder
@@ -44,6 +45,7 @@ class LandingSets:
         self._failures: dict[str, int] = {}
         self._queue = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.shards: Shards | None = None  # with --shards: the sets this replica owns
 
     # -- events (synchronous: called from the watches) ----------------------------------------
 
@@ -75,6 +77,14 @@ class LandingSets:
         if owner:
             self._queue.add(f"{meta.get('namespace')}/{owner}")
 
+    def rebalance(self) -> None:
+        if self.shards is None:
+            return
+        delay = self.shards.settled_in() + 0.05
+        for key in [*self._sets, *self._gone]:
+            if self.shards.gained(key):
+                self._queue.add_after(key, delay)
+
     # -- workers --------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -90,6 +100,12 @@ class LandingSets:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
+            if self.shards is not None and not self.shards.owns(key):
+                self._queue.done(key)
+                wait = self.shards.waiting(key)
+                if wait is not None:  # ours once the handoff has passed
+                    self._queue.add_after(key, wait)
+                continue
             try:
                 await self.reconcile(key)
                 self._failures.pop(key, None)

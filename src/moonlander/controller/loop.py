@@ -30,6 +30,7 @@ from moonlander.api.reasons import Outcome, Reason, Retry
 from moonlander.controller.authorize import labels_of
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.reconcile import Reconciler
+from moonlander.controller.sharding import Shards
 from moonlander.controller.workqueue import WorkQueue
 from moonlander.kube.backoff import backoff_delay, jittered
 
@@ -100,6 +101,8 @@ class Controller:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slow: dict[str, set[str]] = defaultdict(set)
         self._parked: dict[str, dict[str, None]] = defaultdict(dict)
+        # With --shards: the keys this replica owns (None: all of them).
+        self.shards: Shards | None = None
 
     # -- events in ----------------------------------------------------------------------
 
@@ -217,6 +220,20 @@ class Controller:
             ):
                 self.queue.add(key)
 
+    def rebalance(self) -> None:
+        """The shard members changed: keys gained are taken up once the handoff has passed,
+        reconciles of keys lost stop now (their queue entries are dropped when taken)."""
+        shards = self.shards
+        if shards is None:
+            return
+        delay = shards.settled_in() + 0.05
+        keys = [*self.landings, *(POLICY_KEY + n for n in self.reconciler.policies.policies)]
+        for key in keys:
+            if shards.gained(key):
+                self.queue.add_after(key, delay)
+            elif shards.lost(key):
+                self._supersede(key)
+
     def _index_source(self, key: str, landing: api.ParsedLanding | None) -> None:
         """Keeps the source Secret -> Landings index; ``landing`` None: the Landing is gone."""
         ref = landing.source_ref if isinstance(landing, api.Landing) else None
@@ -277,6 +294,13 @@ class Controller:
             key = await self.queue.get()
             if self._stopping:
                 return
+            if self.shards is not None and not self.shards.owns(key):
+                # Another replica's, or ours once the handoff after a member change has passed.
+                self.queue.done(key)
+                wait = self.shards.waiting(key)
+                if wait is not None:
+                    self.queue.add_after(key, wait)
+                continue
             if self._park(key):
                 self.queue.done(key)
                 continue
@@ -332,6 +356,7 @@ class Controller:
         if landing is None:
             return None
         started = time.monotonic()
+        log.debug("%s: reconciling", key)
         try:
             async with asyncio.timeout(self.timing.reconcile_deadline):
                 outcome = await self.reconciler.reconcile(landing)
