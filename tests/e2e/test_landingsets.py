@@ -107,6 +107,22 @@ async def test_a_set_keeps_one_landing_per_tenant_secret(env: Env, tenant: Tenan
         assert item.metadata.ownerReferences[0].kind == "LandingSet"
         assert item.spec["kubeconfigSecretName"] == f"kubernetes-{name}-admin-kubeconfig"
 
+    # One Event per kind of change, on the set, not one per Landing.
+    async def created_event() -> bool:
+        from lightkube.resources.core_v1 import Event
+
+        messages = [
+            e.message
+            async for e in env.local.list(Event, namespace=ns)
+            if e.involvedObject.kind == "LandingSet" and e.reason == "LandingsCreated"
+        ]
+        assert messages == ["2 Landings created: acme, globex"], messages
+        return True
+
+    await eventually(created_event, timeout=10)
+    generated_now = await generated(client, ns, "tenants")
+    assert all(api.FINALIZER in (g.metadata.finalizers or []) for g in generated_now.values())
+
     # Planet B, for a fleet: a new tenant's Secret appears → its Landing is Ready.
     started = time.monotonic()
     await client.create(tenant_secret(env, ns, "initech"))

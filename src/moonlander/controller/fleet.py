@@ -155,6 +155,9 @@ def landing_body(landing_set: LandingSet, wanted: Wanted) -> dict[str, Any]:
             "labels": dict(wanted.labels),
             "annotations": dict(wanted.annotations),
             "ownerReferences": [owner_reference(landing_set)],
+            # Set at creation: the Landing controller need not patch it in (one write less
+            # per generated Landing); it removes it after revoking, as for any Landing.
+            "finalizers": [api.FINALIZER],
         },
         "spec": wanted.spec,
     }

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 WORKERS = 2
 RESYNC = 300.0  # seconds; a set is looked at again even when no event says so
+CONCURRENT_WRITES = 16  # Landing creates of one set in flight at once
 
 
 class LandingSets:
@@ -135,29 +136,46 @@ class LandingSets:
         existing = await self._generated(landing_set)
         generated = fleet.generate(landing_set, secrets)
         plan = fleet.plan(landing_set, generated, existing)
-        for wanted in plan.create:
-            try:
-                await self._local.create(
-                    LandingResource.from_dict(fleet.landing_body(landing_set, wanted))
-                )
-            except ApiError as err:
-                if err.status.code != 409:
-                    raise
-                plan.blocked[wanted.name] = "a Landing of that name exists and is not this set's"
-                continue
-            self._event(
-                landing_set, "Normal", "LandingCreated", f"{wanted.name} for Secret {wanted.secret}"
-            )
+        limit = asyncio.Semaphore(CONCURRENT_WRITES)
+        created: list[str] = []
+
+        async def create(wanted: fleet.Wanted) -> None:
+            async with limit:
+                try:
+                    await self._local.create(
+                        LandingResource.from_dict(fleet.landing_body(landing_set, wanted))
+                    )
+                except ApiError as err:
+                    if err.status.code != 409:
+                        raise
+                    plan.blocked[wanted.name] = (
+                        "a Landing of that name exists and is not this set's"
+                    )
+                    return
+            created.append(wanted.name)
+
+        # A fleet's Secrets often appear together: create their Landings side by side, and
+        # say so in one Event per kind of change, not one per Landing.
+        try:
+            await asyncio.gather(*(create(w) for w in plan.create))
+        finally:
+            self._summary_event(landing_set, "LandingsCreated", "created", created)
         for wanted in plan.update:
             await self._correct(landing_set, wanted)
-            self._event(
-                landing_set, "Normal", "LandingUpdated", f"{wanted.name} set back to the template"
-            )
+        self._summary_event(
+            landing_set,
+            "LandingsUpdated",
+            "set back to the template",
+            [w.name for w in plan.update],
+        )
         for landing in plan.delete:
             await self._delete(namespace, landing)
-            self._event(
-                landing_set, "Normal", "LandingDeleted", f"{landing}: its Secret no longer matches"
-            )
+        self._summary_event(
+            landing_set,
+            "LandingsDeleted",
+            "deleted (Secret gone or no longer matching)",
+            plan.delete,
+        )
         if plan.create or plan.update or plan.delete:
             existing = await self._generated(landing_set)
         status = fleet.summarize(landing_set, generated, plan, existing)
@@ -236,6 +254,17 @@ class LandingSets:
         if self._statuses.get(key) != status:
             await self._write_status(namespace, name, status)
             self._statuses[key] = status
+
+    def _summary_event(
+        self, landing_set: LandingSet, reason: str, what: str, names: list[str]
+    ) -> None:
+        if not names:
+            return
+        shown = ", ".join(sorted(names)[:10]) + (
+            f" and {len(names) - 10} more" if len(names) > 10 else ""
+        )
+        noun = "Landing" if len(names) == 1 else "Landings"
+        self._event(landing_set, "Normal", reason, f"{len(names)} {noun} {what}: {shown}")
 
     def _event(self, landing_set: LandingSet, type_: str, reason: str, message: str) -> None:
         meta = api.ObjectMeta(
