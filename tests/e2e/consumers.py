@@ -40,6 +40,10 @@ class Module:
 # The pins. provider-helm is not served by the module proxy here (403), so its ProviderConfig
 # shape is checked only in the unit tests, against its documented CRDs.
 PROVIDER_KUBERNETES = Module("github.com/crossplane-contrib/provider-kubernetes", "v1.4.1")
+# Cluster API: the Cluster CRD a LandingSet's clusterAPI generator reads (Kamaji's module is
+# not served by the proxy here, so there is no Kamaji generator to test against).
+CLUSTER_API = Module("sigs.k8s.io/cluster-api", "v1.14.2")
+CLUSTER_API_CLUSTER_CRD = "core/config/crd/bases/cluster.x-k8s.io_clusters.yaml"
 FLUX_KUSTOMIZE_CONTROLLER = Module("github.com/fluxcd/kustomize-controller", "v1.10.1")
 ARGO_CD = Module("github.com/argoproj/argo-cd/v3", "v3.6.1")
 # Flux's kubeconfig Secret reader lives in fluxcd/pkg/runtime; its version is the one

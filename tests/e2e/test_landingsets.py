@@ -312,3 +312,72 @@ async def test_a_bad_template_says_which_field(env: Env, tenant: Tenant) -> None
 
     await eventually(refused, timeout=30)
     assert await generated(client, ns, "badkey") == {}
+
+
+async def test_cluster_api_clusters_get_landings(env: Env, tenant: Tenant) -> None:  # noqa: F811
+    """With Cluster API's real Cluster CRD (fetched from its Go module): every Cluster of the
+    namespace gets a Landing of its <cluster>-kubeconfig Secret (key value); a Cluster
+    removed (CAPI deletes its Secret with it) loses its Landing."""
+    import yaml as _yaml
+    from lightkube.generic_resource import create_namespaced_resource
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    from . import consumers
+
+    crd = CustomResourceDefinition.from_dict(
+        _yaml.safe_load(
+            consumers.read_text(consumers.CLUSTER_API, consumers.CLUSTER_API_CLUSTER_CRD)
+        )
+    )
+    await env.local.apply(crd, field_manager="tests", force=True)
+    await env.local.wait(
+        CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
+    )
+    cluster_kind = create_namespaced_resource("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
+    ns, client = tenant.namespace, tenant.client
+    for name, labels in (("prod", {"fleet": "yes"}), ("lab", {"fleet": "yes"}), ("x", {})):
+        await env.local.create(
+            cluster_kind.from_dict(
+                {
+                    "metadata": {"name": name, "namespace": ns, "labels": labels},
+                    "spec": {"paused": True},
+                }
+            )
+        )
+        await client.create(
+            secret_with(ns, f"{name}-kubeconfig", {"value": env.kubeconfig_text("child-b")})
+        )
+    await client.create(
+        LandingSetResource.from_dict(
+            {
+                "metadata": {"name": "capi", "namespace": ns},
+                "spec": {
+                    "generators": [{"clusterAPI": {"matchLabels": {"fleet": "yes"}}}],
+                    "template": {
+                        "metadata": {"name": "{{cluster}}-access"},
+                        "spec": {
+                            "direction": "ChildToParent",
+                            "writeKubeconfigSecretName": "{{cluster}}-landed",
+                        },
+                    },
+                },
+            }
+        )
+    )
+    for name in ("prod", "lab"):
+        await wait_reason(client, ns, f"{name}-access", "Synced", timeout=30)
+        landing_spec = (await client.get(LandingResource, f"{name}-access", namespace=ns)).spec
+        assert landing_spec["kubeconfigSecretName"] == f"{name}-kubeconfig"
+        assert landing_spec["kubeconfigSecretKey"] == "value"
+        assert await landed(client, ns, f"{name}-landed") is not None
+    assert set(await generated(client, ns, "capi")) == {"prod-access", "lab-access"}
+
+    await env.local.delete(cluster_kind, "lab", namespace=ns)
+    await client.delete(Secret, "lab-kubeconfig", namespace=ns)
+
+    async def lab_gone() -> bool:
+        assert set(await generated(client, ns, "capi")) == {"prod-access"}
+        assert await landed(client, ns, "lab-landed") is None
+        return True
+
+    await eventually(lab_gone, timeout=30)

@@ -1,10 +1,12 @@
 """The LandingSet kind: one Landing per matching source Secret, from a template (pure).
 
 A LandingSet in namespace N selects Secrets of N (a name pattern with captures and/or
-labels) and stamps one Landing per Secret into N from its template. The substitution
+labels), or Cluster API Clusters of N (their ``<cluster>-kubeconfig`` Secrets), and stamps one
+Landing per source into N from its template. The substitution
 language is deliberately small: ``{{variable}}`` inside string values, where the variables
 are ``secret`` (the matched Secret's name), ``set`` (the LandingSet's name) and the pattern's
-captures. No expressions, no functions, no escaping.
+captures (``cluster``, the Cluster's name, for Cluster API). No expressions, no functions,
+no escaping.
 
 The name pattern is not a regular expression: ``kubernetes-{{tenant}}-admin-kubeconfig``
 matches literally around its captures. Patterns are written by tenants and matched against
@@ -87,10 +89,45 @@ class SecretGenerator(_Spec, frozen=True, kw_only=True):
         return NamePattern.compile(self.name_pattern).match(name)
 
 
-class Generator(_Spec, frozen=True, kw_only=True):
-    """One source of Landings. Only Secrets for now."""
+class ClusterAPIGenerator(_Spec, frozen=True, kw_only=True):
+    """Cluster API Clusters (cluster.x-k8s.io) of the LandingSet's namespace whose labels
+    include every entry of matchLabels; each one's kubeconfig Secret, <cluster>-kubeconfig
+    (key value), is the source. Variable {{cluster}} is the Cluster's name."""
 
-    secrets: Annotated[SecretGenerator, doc("Secrets of the LandingSet's namespace.")]
+    match_labels: Annotated[
+        dict[str, _LabelValue],
+        doc("Clusters whose labels include all of these (empty: every Cluster).", maxProperties=32),
+    ] = msgspec.field(default_factory=dict)
+
+    def match(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+class Generator(_Spec, frozen=True, kw_only=True):
+    """One source of Landings: Secrets, or Cluster API Clusters (exactly one)."""
+
+    cel_rules = (
+        {
+            "rule": "[has(self.secrets), has(self.clusterAPI)].filter(x, x).size() == 1",
+            "message": "set exactly one of secrets and clusterAPI",
+        },
+    )
+
+    secrets: Annotated[SecretGenerator, doc("Secrets of the LandingSet's namespace.")] | None = None
+    cluster_api: (
+        Annotated[ClusterAPIGenerator, doc("Cluster API Clusters of the LandingSet's namespace.")]
+        | None
+    ) = msgspec.field(default=None, name="clusterAPI")
+
+    def __post_init__(self) -> None:
+        if (self.secrets is None) == (self.cluster_api is None):
+            raise ValueError("set exactly one of secrets and clusterAPI")
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        if self.secrets is not None:
+            return self.secrets.captures
+        return ("cluster",)
 
 
 class TemplateMetadata(_Spec, frozen=True, kw_only=True):
@@ -137,7 +174,7 @@ class LandingSetSpec(_Spec, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         known = {*_BUILTINS}
         for g in self.generators:
-            known.update(g.secrets.captures)
+            known.update(g.variables)
         for path, text in _strings(self.template.metadata.name, "template.metadata.name"):
             _check_variables(path, text, known)
         for key, value in self.template.metadata.labels.items():

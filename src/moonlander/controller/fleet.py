@@ -8,7 +8,7 @@ Landings that exist, and ``summarize`` counts how they fare for the set's status
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,18 +37,59 @@ class Generated:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-def generate(landing_set: LandingSet, secrets: Mapping[str, Mapping[str, str]]) -> Generated:
-    """The Landings ``landing_set`` wants, from the Secrets of its namespace (name -> labels)."""
+# Cluster API writes each Cluster's kubeconfig here (key value).
+CAPI_SECRET_SUFFIX = "-kubeconfig"  # noqa: S105 - a name, not a secret
+CAPI_SECRET_KEY = "value"  # noqa: S105 - a key name
+
+
+@dataclass(frozen=True)
+class Source:
+    """A matched source: its Secret, the variables it gives, and defaults for the spec."""
+
+    secret: str
+    variables: dict[str, str]
+    defaults: dict[str, str]
+
+
+def sources(
+    landing_set: LandingSet,
+    secrets: Mapping[str, Mapping[str, str]],
+    clusters: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[Source]:
+    """What the set's generators match, first generator first, each Secret once. ``secrets``
+    and ``clusters`` (Cluster API) map names of the set's namespace to their labels."""
+    found: dict[str, Source] = {}
+    for generator in landing_set.spec.generators:
+        if generator.secrets is not None:
+            for secret in sorted(secrets):
+                labels = secrets[secret]
+                if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
+                    continue  # never a Landing for what Moonlander itself wrote: no loops
+                captures = generator.secrets.match(secret, labels)
+                if captures is not None and secret not in found:
+                    found[secret] = Source(secret, captures, {})
+        elif generator.cluster_api is not None:
+            for cluster in sorted(clusters or {}):
+                secret = cluster + CAPI_SECRET_SUFFIX
+                if generator.cluster_api.match((clusters or {})[cluster]) and secret not in found:
+                    found[secret] = Source(
+                        secret, {"cluster": cluster}, {"kubeconfigSecretKey": CAPI_SECRET_KEY}
+                    )
+    return list(found.values())
+
+
+def generate(
+    landing_set: LandingSet,
+    secrets: Mapping[str, Mapping[str, str]],
+    clusters: Mapping[str, Mapping[str, str]] | None = None,
+) -> Generated:
+    """The Landings ``landing_set`` wants, from the Secrets (and Cluster API Clusters) of its
+    namespace, each name mapped to its labels."""
     out = Generated()
     template = landing_set.spec.template
-    for secret in sorted(secrets):
-        labels = secrets[secret]
-        if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
-            continue  # never a Landing for what Moonlander itself wrote: no feedback loops
-        captures = _first_match(landing_set, secret, labels)
-        if captures is None:
-            continue
-        variables = {**captures, "secret": secret, "set": landing_set.name}
+    for source in sources(landing_set, secrets, clusters):
+        secret = source.secret
+        variables = {**source.variables, "secret": secret, "set": landing_set.name}
         name = substitute(template.metadata.name, variables)
         if len(name) > 253 or not _NAME.fullmatch(name):
             out.refused[secret] = f"generated name {name!r} is not a DNS subdomain"
@@ -59,6 +100,8 @@ def generate(landing_set: LandingSet, secrets: Mapping[str, Mapping[str, str]]) 
             continue
         spec = substitute(template.spec, variables)
         spec.setdefault("kubeconfigSecretName", secret)
+        for field_name, value in source.defaults.items():
+            spec.setdefault(field_name, value)
         try:
             api.parse_spec(spec, name=name)
         except api.SpecError as err:
@@ -72,16 +115,6 @@ def generate(landing_set: LandingSet, secrets: Mapping[str, Mapping[str, str]]) 
             spec=spec,
         )
     return out
-
-
-def _first_match(
-    landing_set: LandingSet, secret: str, labels: Mapping[str, str]
-) -> dict[str, str] | None:
-    for generator in landing_set.spec.generators:
-        captures = generator.secrets.match(secret, labels)
-        if captures is not None:
-            return captures
-    return None
 
 
 def owned_by(body: Mapping[str, Any], landing_set: LandingSet) -> bool:
@@ -178,9 +211,11 @@ def summarize(
     generated: Generated,
     planned: Plan,
     existing: Mapping[str, Mapping[str, Any]],
+    problems: Sequence[str] = (),
 ) -> LandingSetStatus:
-    """The set's status: desired, ready and failing counts and the failing ones' names."""
-    ready, failing = 0, []
+    """The set's status: desired, ready and failing counts and the failing ones' names;
+    ``problems`` are the set's own (a generator's source kind not served, say)."""
+    ready, failing = 0, list(problems)
     for name in sorted(generated.wanted):
         if name in planned.blocked:
             failing.append(f"{name}: {planned.blocked[name]}")

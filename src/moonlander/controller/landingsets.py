@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.types import PatchType
 
 from moonlander import api
@@ -32,6 +33,9 @@ from moonlander.kube.sources import list_labels
 log = logging.getLogger(__name__)
 
 WORKERS = 2
+# Cluster API's Cluster, read for its name and labels only (v1beta2: CAPI 1.11 and later).
+CAPI_VERSION = "cluster.x-k8s.io/v1beta2"
+CapiCluster: Any = create_namespaced_resource("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
 RESYNC = 300.0  # seconds; a set is looked at again even when no event says so
 CONCURRENT_WRITES = 16  # Landing creates of one set in flight at once
 
@@ -133,8 +137,14 @@ class LandingSets:
             await self._write_invalid(namespace, name, landing_set)
             return
         secrets = await list_labels(self._local, namespace)
+        problems: list[str] = []
+        clusters: dict[str, dict[str, str]] | None = None
+        if any(g.cluster_api is not None for g in landing_set.spec.generators):
+            clusters = await self._clusters(namespace)
+            if clusters is None:
+                problems.append(f"Cluster API: {CAPI_VERSION} Clusters are not served here")
         existing = await self._generated(landing_set)
-        generated = fleet.generate(landing_set, secrets)
+        generated = fleet.generate(landing_set, secrets, clusters)
         plan = fleet.plan(landing_set, generated, existing)
         limit = asyncio.Semaphore(CONCURRENT_WRITES)
         created: list[str] = []
@@ -178,7 +188,7 @@ class LandingSets:
         )
         if plan.create or plan.update or plan.delete:
             existing = await self._generated(landing_set)
-        status = fleet.summarize(landing_set, generated, plan, existing)
+        status = fleet.summarize(landing_set, generated, plan, existing, problems)
         if self._statuses.get(key) != status:
             await self._write_status(namespace, name, status)
             self._statuses[key] = status
@@ -195,6 +205,18 @@ class LandingSets:
             body = landing.to_dict()
             found[body["metadata"]["name"]] = body
         return found
+
+    async def _clusters(self, namespace: str) -> dict[str, dict[str, str]] | None:
+        """Cluster API Clusters of ``namespace`` with their labels; None when not served."""
+        try:
+            return {
+                str(c.metadata.name): dict(c.metadata.labels or {})
+                async for c in self._local.list(CapiCluster, namespace=namespace)
+            }
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
 
     async def _correct(self, landing_set: LandingSet, wanted: fleet.Wanted) -> None:
         # Hand edits are reverted: the spec is replaced whole; our labels and annotations

@@ -39,7 +39,7 @@ def sample_landing(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The Landing (name, spec) a LandingSet's template gives with every variable set to
     ``sample``; raises :class:`api.SpecError` when the set's own spec is invalid."""
     landing_set = api.parse_landingset(body)
-    variables = {c: SAMPLE for g in landing_set.spec.generators for c in g.secrets.captures}
+    variables = {v: SAMPLE for g in landing_set.spec.generators for v in g.variables}
     variables.update(secret=SAMPLE, set=landing_set.name)
     template = landing_set.spec.template
     spec = substitute(template.spec, variables)

@@ -211,3 +211,31 @@ def test_summary_counts_ready_failing_and_refused() -> None:
     )
     assert status.conditions[0].reason == "LandingsFailing"
     assert status.observed_generation == 3
+
+
+def test_cluster_api_generator_uses_each_clusters_kubeconfig_secret() -> None:
+    landing_set = api.parse_landingset(
+        {
+            "metadata": {"name": "capi", "namespace": "fleet", "uid": "u"},
+            "spec": {
+                "generators": [{"clusterAPI": {"matchLabels": {"env": "prod"}}}],
+                "template": {"metadata": {"name": "{{cluster}}-access"}, "spec": {}},
+            },
+        }
+    )
+    out = fleet.generate(
+        landing_set, {}, {"east": {"env": "prod"}, "west": {"env": "prod"}, "dev": {"env": "dev"}}
+    )
+    assert sorted(out.wanted) == ["east-access", "west-access"]
+    assert out.wanted["east-access"].spec == {
+        "kubeconfigSecretName": "east-kubeconfig",
+        "kubeconfigSecretKey": "value",
+    }
+
+
+def test_a_generator_is_exactly_one_kind() -> None:
+    for generators in ([{}], [{"secrets": {"namePattern": "x"}, "clusterAPI": {}}]):
+        with pytest.raises(api.SpecError, match="exactly one of secrets and clusterAPI"):
+            api.parse_landingset(
+                {"metadata": {"name": "s"}, "spec": {"generators": generators, "template": {}}}
+            )
