@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup envtest demo test unit e2e lint typecheck fmt manifests bench clean dev-clusters
+.PHONY: setup envtest demo demo-crossplane test unit e2e lint typecheck fmt manifests bench clean dev-clusters
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ envtest: ## build (or find cached) kube-apiserver, etcd, kubectl, helm
 
 demo: setup ## the seed's Pattern A end to end on local clusters
 	$(BIN)/moonlander demo --dir .demo
+
+demo-crossplane: setup ## Patterns A and B with Crossplane v2 in harvey composing in talos-root and a vcluster
+	$(BIN)/moonlander demo --crossplane --dir .demo/crossplane
 
 dev-clusters: setup ## parent, child-a, child-b in the foreground (Ctrl-C stops them)
 	$(BIN)/moonlander dev-clusters up --dir .dev-clusters

@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,8 @@ from moonlander.api import Provider, Scope
 from moonlander.controller.companions import resource_for
 from moonlander.controller.outputs import PROVIDER_CONFIG_KINDS
 from moonlander.dev import clusters as devclusters
-from moonlander.dev import pki
 from moonlander.dev.consumers import consumer_dir
+from moonlander.dev.crossplane import ProviderProcess
 from moonlander.kube.resources import LandingResource
 
 from . import consumers
@@ -85,83 +84,6 @@ def runtime_module() -> consumers.Module:
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(path)}\s+(v\S+)", gomod, re.M)
     assert match, f"{MODULE_DIR / 'go.mod'} does not require {path}"
     return consumers.Module(path, match.group(1))
-
-
-class ProviderDied(RuntimeError):
-    """Not an AssertionError: ``eventually`` must not wait for a process that is gone."""
-
-
-class ProviderProcess:
-    """provider-kubernetes out of cluster: a webhook certificate directory, its own ports,
-    no leader election, a short poll, logging (debug) to a file."""
-
-    def __init__(self, binary: Path, workdir: Path, kubeconfig: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.kubeconfig = kubeconfig
-        self.log_path = workdir / "provider-kubernetes.log"
-        self.health_port = devclusters.free_port()
-        self.process: devclusters.Process | None = None
-
-    def start(self) -> None:
-        certs = self.workdir / "webhook-tls"
-        certs.mkdir()
-        pair = pki.CertificateAuthority("provider-kubernetes-webhook-ca").issue(
-            "localhost", server=True
-        )
-        (certs / "tls.crt").write_bytes(pair.cert_pem)
-        (certs / "tls.key").write_bytes(pair.key_pem)
-        (certs / "tls.key").chmod(0o600)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.workdir),
-            "KUBECONFIG": str(self.kubeconfig),
-            "WEBHOOK_TLS_CERT_DIR": str(certs),
-        }
-        args = [
-            str(self.binary),
-            "--debug",
-            "--no-leader-election",
-            f"--webhook-port={devclusters.free_port()}",
-            "--metrics-bind-address=0",
-            f"--health-probe-bind-addr=127.0.0.1:{self.health_port}",
-            f"--poll={POLL:g}s",
-            "--max-reconcile-rate=10",
-        ]
-        with self.log_path.open("ab") as log:
-            popen = devclusters.spawn(args, log, env)
-        self.process = devclusters.Process("provider-kubernetes", popen, self.log_path)
-
-    def check_alive(self) -> None:
-        assert self.process is not None
-        code = self.process.popen.poll()
-        if code is not None:
-            raise ProviderDied(
-                f"provider-kubernetes exited with {code}:\n{self.process.log_tail(40)}"
-            )
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until /readyz answers 200 (its webhook server is serving, the manager started)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.health_port}/readyz", timeout=2
-                ) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            time.sleep(0.2)
-        assert self.process is not None
-        raise AssertionError(f"provider-kubernetes not ready:\n{self.process.log_tail(40)}")
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        self.process.stop()
-        return self.process.popen.returncode
 
 
 @dataclass(frozen=True)
@@ -364,7 +286,7 @@ async def world(env: Env, tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
     kubeconfig = workdir / "child-a.kubeconfig"  # the provider runs in child-a, as its admin
     kubeconfig.write_text(env.kubeconfig_text("child-a"))
     kubeconfig.chmod(0o600)
-    provider = ProviderProcess(binary, workdir, kubeconfig)
+    provider = ProviderProcess(binary, workdir, kubeconfig, poll=POLL)
     provider.start()
     try:
         await asyncio.to_thread(provider.wait_ready)

@@ -101,6 +101,10 @@ def _dev_clusters(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.crossplane:
+        from moonlander.dev.crossplane_demo import run_crossplane_demo
+
+        return run_crossplane_demo(Path(args.dir), keep=args.keep)
     from moonlander.dev.demo import run_demo
 
     return run_demo(Path(args.dir), keep=args.keep)
@@ -232,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the seed's Pattern A end to end on local clusters")
     demo.add_argument("--dir", default=".demo", help="state directory")
     demo.add_argument("--keep", action="store_true", help="keep everything running at the end")
+    demo.add_argument(
+        "--crossplane",
+        action="store_true",
+        help="Patterns A and B with Crossplane v2 in harvey composing resources in talos-root "
+        "and a vcluster (builds Crossplane and provider-kubernetes the first time)",
+    )
     demo.set_defaults(func=_demo)
 
     check = sub.add_parser("check", help="validate a kubeconfig as the controller would")
