@@ -24,7 +24,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
-from moonlander.dev.clusters import free_port
+from moonlander.dev.clusters import free_port, spawn
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,7 +218,8 @@ class ControllerProcess:
         }
         env.update(self.extra_env)
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
+            # spawn: dies with the test process, whatever ends it (no stray controllers).
+            self.proc = spawn(
                 [
                     sys.executable,
                     "-m",
