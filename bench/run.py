@@ -9,6 +9,11 @@ seconds; TCP connections per remote cluster. In the same run, a minimal async sc
 only the unavoidable calls for the same N Landings (read the source, apply the target
 Secret, patch status) at the same concurrency: the lower bound the controller is compared
 to. Results: a table on stdout and a JSON file.
+
+The "Isolation" case (``--cases isolation``) measures what hostile clusters cost the healthy
+ones: 100 Landings over 2 children, created with 20 Landings of another namespace present
+whose sources name hostile API servers (tests/support/hostile.py, in their own process),
+against the same run of the same controller setup without them.
 """
 
 from __future__ import annotations
@@ -42,12 +47,27 @@ from lightkube.types import PatchType
 from moonlander import api
 from moonlander.controller import plan
 from moonlander.dev.clusters import ClusterSpec, ControlPlane, free_port
-from moonlander.kube.resources import LandingResource
+from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the hostile servers and the RSS watch the e2e tests use
+from tests.support.hostile import KINDS, RssWatch  # noqa: E402
+
 CONCURRENCY = 16  # the controller's default --workers, and the lower bound's concurrency
 RESYNC = 20.0
 SOURCE_CHANGES = 20
+# Isolation: healthy Landings x children, hostile Landings, and the targets they are held to.
+ISO_HEALTHY, ISO_CHILDREN, ISO_HOSTILE = 100, 2, 20
+ISO_P99_RATIO, ISO_RSS_MB, ISO_STATUS_S, ISO_DELETE_S, ISO_ROTATION_S = 1.5, 200.0, 30.0, 30.0, 1.0
+ISO_RSS_SAFETY_MB = 2 * ISO_RSS_MB  # past this the hostile servers are stopped (machine safety)
+
+
+@dataclass
+class Burst:
+    create_phase_s: float = 0.0
+    all_ready_s: float = 0.0
+    p50_s: float = 0.0
+    p99_s: float = 0.0
 
 
 @dataclass
@@ -70,6 +90,101 @@ class Case:
     peak_rss_mb: float = 0.0
     cpu_seconds: float = 0.0
     connections_per_cluster: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Isolation:
+    """Healthy Landings with and without hostile ones present, in one run."""
+
+    healthy: int = ISO_HEALTHY
+    children: int = ISO_CHILDREN
+    hostile: int = ISO_HOSTILE
+    hostile_kinds: dict[str, int] = field(default_factory=dict)
+    baseline_all_ready_s: float = 0.0
+    baseline_ready_p50_s: float = 0.0
+    baseline_ready_p99_s: float = 0.0
+    all_ready_s: float = 0.0
+    ready_p50_s: float = 0.0
+    ready_p99_s: float = 0.0
+    ready_p99_ratio: float = 0.0
+    baseline_rotation_p50_s: float = 0.0
+    baseline_rotation_p99_s: float = 0.0
+    rotation_p50_s: float = 0.0
+    rotation_p99_s: float = 0.0
+    rotations_seen: int = 0
+    rotation_latencies_s: dict[str, float] = field(default_factory=dict)
+    baseline_peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # VmHWM of the controller over the whole run with hostiles
+    sampled_peak_rss_mb: float = 0.0  # VmRSS sampled every 0.1 s while hostiles are present
+    rss_safety_tripped: bool = False
+    hostile_status_p50_s: float = 0.0
+    hostile_status_max_s: float = 0.0
+    hostile_without_status: list[str] = field(default_factory=list)
+    hostile_reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> reason -> n
+    delete_all_s: float = 0.0
+    hostile_server_stats: list[dict[str, Any]] = field(default_factory=list)
+    baseline_cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    wall_s: float = 0.0
+    targets: dict[str, bool] = field(default_factory=dict)
+
+
+class HostileProcess:
+    """The hostile servers of tests/support/hostile.py, one per kind given, in their own
+    process (an endless body is written as fast as the controller reads it: not on the
+    event loop that timestamps what the bench measures)."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        self.kinds = kinds
+        self.servers: list[dict[str, Any]] = []
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.support.hostile",
+            *self.kinds,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 22,
+        )
+        self.servers = json.loads(await self._line())
+
+    async def _line(self) -> str:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        line = await asyncio.wait_for(self._proc.stdout.readline(), 60)
+        if not line:
+            raise RuntimeError("the hostile servers' process ended")
+        return line.decode()
+
+    async def stats(self) -> list[dict[str, Any]]:
+        """Connections, requests and bytes sent per server ([] once stopped)."""
+        assert self._proc is not None
+        assert self._proc.stdin is not None
+        if self._proc.returncode is not None or self._proc.stdin.is_closing():
+            return []
+        self._proc.stdin.write(b"stats\n")
+        await self._proc.stdin.drain()
+        return list(json.loads(await self._line()))
+
+    async def close(self) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 10)
+        except TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+
+
+def mark(what: str) -> None:
+    """A wall-clock mark on stdout, to find a phase in the controller's log."""
+    print(f"    {dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} {what}", flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -139,9 +254,10 @@ def connections(pid: int, ports: dict[str, int]) -> dict[str, int]:
 
 
 class Bench:
-    def __init__(self, workdir: Path, plane: ControlPlane) -> None:
+    def __init__(self, workdir: Path, plane: ControlPlane, log_level: str = "WARNING") -> None:
         self.workdir = workdir
         self.plane = plane
+        self.log_level = log_level
         self.admin = {
             name: AsyncClient(KubeConfig.from_file(c.kubeconfig), field_manager="bench")
             for name, c in plane.clusters.items()
@@ -152,13 +268,13 @@ class Bench:
         return self.admin["parent"]
 
     async def setup(self) -> None:
-        crd = CustomResourceDefinition.from_dict(
-            yaml.safe_load((ROOT / "config/crd/bases/moons.kingdon.ci_landings.yaml").read_text())
-        )
-        await self.local.apply(crd, force=True)
-        await self.local.wait(
-            CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
-        )
+        # Landing and LandingPolicy (the controller reconciles once it has listed policies).
+        for path in sorted((ROOT / "config/crd/bases").glob("*.yaml")):
+            crd = CustomResourceDefinition.from_dict(yaml.safe_load(path.read_text()))
+            await self.local.apply(crd, force=True)
+            await self.local.wait(
+                CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
+            )
         # Warm the API servers up (a fresh one answers its first burst slowly, even with
         # 429s), so the first measured case is not penalised.
         await self.namespace("warmup")
@@ -181,20 +297,44 @@ class Bench:
             with contextlib.suppress(ApiError):
                 await client.create(Namespace(metadata=ObjectMeta(name=name)))
 
+    async def grant_parent_credential(self, ns: str) -> None:
+        """The LandingPolicy a ParentToChild Landing without serviceAccount needs
+        (docs/security.md): namespace ``ns`` may land the parent kubeconfig as is."""
+        await self.local.apply(
+            LandingPolicyResource.from_dict(
+                {
+                    "apiVersion": api.API_VERSION,
+                    "kind": "LandingPolicy",
+                    "metadata": {"name": f"bench-{ns}"},
+                    "spec": {"namespaces": {"names": [ns]}, "parentCredential": True},
+                }
+            ),
+            force=True,
+        )
+
+    async def child_sources(self, ns: str, children: list[str]) -> None:
+        for child in children:
+            await self.local.create(
+                Secret(
+                    metadata=ObjectMeta(name=f"{child}-admin", namespace=ns),
+                    data={"value": b64(self.plane.clusters[child].kubeconfig.read_text())},
+                )
+            )
+
     def start_controller(
-        self, ns: str, parent_file: Path, metrics_port: int
+        self, namespaces: list[str], parent_file: Path, metrics_port: int
     ) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"controller-{ns}.log").open("wb")
+        log = (self.workdir / f"controller-{namespaces[0]}.log").open("wb")
         return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "moonlander",
-                "--log-level=WARNING",
+                f"--log-level={self.log_level}",
                 "run",
                 f"--kubeconfig={self.plane.clusters['parent'].kubeconfig}",
                 f"--parent-kubeconfig={parent_file}",
-                f"--namespace={ns}",
+                *(f"--namespace={ns}" for ns in namespaces),
                 "--allow-loopback",
                 f"--metrics-port={metrics_port}",
                 f"--health-port={metrics_port}",
@@ -220,51 +360,18 @@ class Bench:
         case = Case(landings=n, children=m)
         ns = f"bench-{n}-{m}"
         await self.namespace(ns)
+        await self.grant_parent_credential(ns)
         children = [f"child-{i}" for i in range(1, m + 1)]
-        for child in children:
-            await self.local.create(
-                Secret(
-                    metadata=ObjectMeta(name=f"{child}-admin", namespace=ns),
-                    data={"value": b64(self.plane.clusters[child].kubeconfig.read_text())},
-                )
-            )
+        await self.child_sources(ns, children)
         parent_file = self.workdir / f"parent-{ns}"
         parent_file.write_text(self.plane.clusters["parent"].kubeconfig.read_text())
         port = free_port()
-        controller = self.start_controller(ns, parent_file, port)
+        controller = self.start_controller([ns], parent_file, port)
         try:
             await self.wait_ready_endpoint(port)
-            ready_at: dict[str, float] = {}
-            created_at: dict[str, float] = {}
-            watcher = asyncio.create_task(self._watch_ready(ns, ready_at))
-            started = time.monotonic()
-
-            def create(i: int) -> Callable[[], Awaitable[None]]:
-                async def call() -> None:
-                    name = f"ld-{i}"
-                    await self.local.create(
-                        LandingResource.from_dict(
-                            {
-                                "metadata": {"name": name, "namespace": ns},
-                                "spec": {
-                                    "kubeconfigSecretName": f"{children[i % m]}-admin",
-                                    "writeKubeconfigSecretName": f"lk-{i}",
-                                },
-                            }
-                        )
-                    )
-                    created_at[name] = time.monotonic()
-
-                return call
-
-            await bounded([create(i) for i in range(n)], 32)
-            case.create_phase_s = time.monotonic() - started
-            while len(ready_at) < n:
-                await asyncio.sleep(0.05)
-            case.all_ready_s = max(ready_at.values()) - started
-            lat = [ready_at[k] - created_at[k] for k in created_at]
-            case.ready_p50_s, case.ready_p99_s = pct(lat, 0.5), pct(lat, 0.99)
-            watcher.cancel()
+            burst = await self._burst(ns, n, children)
+            case.create_phase_s, case.all_ready_s = burst.create_phase_s, burst.all_ready_s
+            case.ready_p50_s, case.ready_p99_s = burst.p50_s, burst.p99_s
 
             # Idle: a period that includes a full resync of every Landing.
             before = scrape(port)
@@ -292,9 +399,8 @@ class Bench:
             case.parent_change_p50_s, case.parent_change_p99_s = await self._parent_change(
                 ns, n, m, children, parent_file
             )
-            case.source_change_p50_s, case.source_change_p99_s = await self._source_change(
-                ns, children
-            )
+            lat = list((await self._source_change(ns, children)).values())
+            case.source_change_p50_s, case.source_change_p99_s = pct(lat, 0.5), pct(lat, 0.99)
             ports = {c: self.plane.clusters[c].port for c in children}
             case.connections_per_cluster = connections(controller.pid, ports)
             case.peak_rss_mb, case.cpu_seconds = proc_stats(controller.pid)
@@ -304,6 +410,211 @@ class Bench:
         case.lower_bound_s = await self._lower_bound(n, m, children)
         case.ratio_to_lower_bound = case.all_ready_s / case.lower_bound_s
         return case
+
+    async def _burst(self, ns: str, n: int, children: list[str]) -> Burst:
+        """Creates N ParentToChild Landings over the children (32 at a time); times each
+        from its create call returning until it is Ready."""
+        ready_at: dict[str, float] = {}
+        created_at: dict[str, float] = {}
+        watcher = asyncio.create_task(self._watch_ready(ns, ready_at))
+        await asyncio.sleep(0.2)  # the watch is open before the first create
+        started = time.monotonic()
+
+        def create(i: int) -> Callable[[], Awaitable[None]]:
+            async def call() -> None:
+                name = f"ld-{i}"
+                await self.local.create(
+                    LandingResource.from_dict(
+                        {
+                            "metadata": {"name": name, "namespace": ns},
+                            "spec": {
+                                "kubeconfigSecretName": f"{children[i % len(children)]}-admin",
+                                "writeKubeconfigSecretName": f"lk-{i}",
+                            },
+                        }
+                    )
+                )
+                created_at[name] = time.monotonic()
+
+            return call
+
+        await bounded([create(i) for i in range(n)], 32)
+        burst = Burst(create_phase_s=time.monotonic() - started)
+        while len(ready_at) < n:
+            await asyncio.sleep(0.05)
+        burst.all_ready_s = max(ready_at.values()) - started
+        lat = [ready_at[k] - created_at[k] for k in created_at]
+        burst.p50_s, burst.p99_s = pct(lat, 0.5), pct(lat, 0.99)
+        watcher.cancel()
+        return burst
+
+    async def run_isolation(self) -> Isolation:
+        """The same controller setup twice: a baseline, then with hostile Landings."""
+        iso = Isolation()
+        wall = time.monotonic()
+        children = [f"child-{i}" for i in range(1, ISO_CHILDREN + 1)]
+        kinds = [KINDS[i % len(KINDS)] for i in range(ISO_HOSTILE)]
+        iso.hostile_kinds = {k: kinds.count(k) for k in KINDS}
+        print("  baseline: no hostile Landings ...", flush=True)
+        await self._isolation_run("base", children, None, iso)
+        print(json.dumps(asdict(iso)), flush=True)
+        hostile = HostileProcess(kinds)
+        await hostile.start()
+        try:
+            print(f"  with {ISO_HOSTILE} hostile Landings ...", flush=True)
+            await self._isolation_run("hostile", children, hostile, iso)
+        finally:
+            await hostile.close()
+        iso.ready_p99_ratio = iso.ready_p99_s / iso.baseline_ready_p99_s
+        iso.wall_s = time.monotonic() - wall
+        iso.targets = {
+            f"healthy create->Ready p99 <= {ISO_P99_RATIO}x baseline": iso.ready_p99_ratio
+            <= ISO_P99_RATIO,
+            f"controller peak RSS < {ISO_RSS_MB:.0f} MB": max(
+                iso.peak_rss_mb, iso.sampled_peak_rss_mb
+            )
+            < ISO_RSS_MB,
+            f"every hostile Landing has a reason within {ISO_STATUS_S:.0f} s": (
+                not iso.hostile_without_status and iso.hostile_status_max_s <= ISO_STATUS_S
+            ),
+            f"deleting all hostile Landings within {ISO_DELETE_S:.0f} s": 0
+            < iso.delete_all_s
+            <= ISO_DELETE_S,
+            f"healthy rotation p99 < {ISO_ROTATION_S:.0f} s": (
+                iso.rotations_seen == SOURCE_CHANGES and iso.rotation_p99_s < ISO_ROTATION_S
+            ),
+        }
+        return iso
+
+    async def _isolation_run(
+        self, tag: str, children: list[str], hostile: HostileProcess | None, iso: Isolation
+    ) -> None:
+        """One controller watching a healthy and a hostile namespace, both granted the
+        parent credential (the same setup whether or not the hostile one holds Landings)."""
+        healthy_ns, hostile_ns = f"iso-{tag}-healthy", f"iso-{tag}-hostile"
+        for ns in (healthy_ns, hostile_ns):
+            await self.namespace(ns)
+            await self.grant_parent_credential(ns)
+        await self.child_sources(healthy_ns, children)
+        parent_file = self.workdir / f"parent-{healthy_ns}"
+        parent_file.write_text(self.plane.clusters["parent"].kubeconfig.read_text())
+        port = free_port()
+        controller = self.start_controller([healthy_ns, hostile_ns], parent_file, port)
+        try:
+            await self.wait_ready_endpoint(port)
+            if hostile is None:
+                burst = await self._burst(healthy_ns, ISO_HEALTHY, children)
+                iso.baseline_all_ready_s = burst.all_ready_s
+                iso.baseline_ready_p50_s, iso.baseline_ready_p99_s = burst.p50_s, burst.p99_s
+                lat = list((await self._source_change(healthy_ns, children)).values())
+                iso.baseline_rotation_p50_s = pct(lat, 0.5)
+                iso.baseline_rotation_p99_s = pct(lat, 0.99)
+                iso.baseline_peak_rss_mb, iso.baseline_cpu_seconds = proc_stats(controller.pid)
+                return
+            with RssWatch(controller.pid, ISO_RSS_SAFETY_MB, [hostile]) as rss:
+                await self._with_hostiles(healthy_ns, hostile_ns, children, hostile, iso)
+            iso.sampled_peak_rss_mb = rss.peak
+            iso.rss_safety_tripped = rss.tripped
+            iso.peak_rss_mb, iso.cpu_seconds = proc_stats(controller.pid)
+        finally:
+            controller.terminate()
+            controller.wait(30)
+
+    async def _with_hostiles(
+        self,
+        healthy_ns: str,
+        hostile_ns: str,
+        children: list[str],
+        hostile: HostileProcess,
+        iso: Isolation,
+    ) -> None:
+        # 20 hostile Landings, one hostile server each; every kind in both directions (the
+        # server is the cluster written to, or the one the landed credential is checked at).
+        reasons: dict[str, tuple[float, str]] = {}
+        created_at: dict[str, float] = {}
+        kind_of: dict[str, str] = {}
+        watcher = asyncio.create_task(self._watch_reasons(hostile_ns, reasons))
+        await asyncio.sleep(0.2)
+        for i, server in enumerate(hostile.servers):
+            direction = "ParentToChild" if (i // len(KINDS)) % 2 == 0 else "ChildToParent"
+            name = f"h-{i}-{server['kind']}-{'p2c' if direction == 'ParentToChild' else 'c2p'}"
+            kind_of[name] = server["kind"]
+            await self.local.create(
+                Secret(
+                    metadata=ObjectMeta(name=f"{name}-src", namespace=hostile_ns),
+                    data={"value": b64(server["kubeconfig"])},
+                )
+            )
+            await self.local.create(
+                LandingResource.from_dict(
+                    {
+                        "metadata": {"name": name, "namespace": hostile_ns},
+                        "spec": {
+                            "kubeconfigSecretName": f"{name}-src",
+                            "writeKubeconfigSecretName": f"{name}-out",
+                            "direction": direction,
+                        },
+                    }
+                )
+            )
+            created_at[name] = time.monotonic()
+
+        # The healthy Landings are created once every hostile server is being asked.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(s["connections"] > 0 for s in await hostile.stats()):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            print("not every hostile server was asked within 15 s", flush=True)
+        mark("hostile Landings created; healthy burst")
+        burst = await self._burst(healthy_ns, ISO_HEALTHY, children)
+        mark("healthy burst Ready; source rotation")
+        iso.all_ready_s, iso.ready_p50_s, iso.ready_p99_s = (
+            burst.all_ready_s,
+            burst.p50_s,
+            burst.p99_s,
+        )
+        iso.rotation_latencies_s = await self._source_change(healthy_ns, children)
+        lat = list(iso.rotation_latencies_s.values())
+        iso.rotation_p50_s, iso.rotation_p99_s = pct(lat, 0.5), pct(lat, 0.99)
+        iso.rotations_seen = len(lat)
+
+        mark("rotation done")
+        # Every hostile Landing says why (waited for up to twice the target, to report it).
+        deadline = max(created_at.values()) + 2 * ISO_STATUS_S
+        while len(reasons) < len(created_at) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        watcher.cancel()
+        status_s = [reasons[n][0] - created_at[n] for n in created_at if n in reasons]
+        iso.hostile_status_p50_s = pct(status_s, 0.5) if status_s else 0.0
+        iso.hostile_status_max_s = max(status_s, default=0.0)
+        iso.hostile_without_status = sorted(set(created_at) - set(reasons))
+        for name, (_, reason) in reasons.items():
+            by_reason = iso.hostile_reasons.setdefault(kind_of[name], {})
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        iso.hostile_server_stats = await hostile.stats()
+
+        # Deleting them all: from the first delete until none is left.
+        started = time.monotonic()
+        for name in created_at:
+            await self.local.delete(LandingResource, name, namespace=hostile_ns)
+        deadline = started + 4 * ISO_DELETE_S
+        while time.monotonic() < deadline:
+            left = [x async for x in self.local.list(LandingResource, namespace=hostile_ns)]
+            if not left:
+                iso.delete_all_s = time.monotonic() - started
+                break
+            await asyncio.sleep(0.1)
+        else:
+            print("hostile Landings not deleted:", [x.metadata.name for x in left], flush=True)
+
+    async def _watch_reasons(self, ns: str, reasons: dict[str, tuple[float, str]]) -> None:
+        """The first time each Landing's Ready condition gives a reason (not Progressing)."""
+        async for _op, obj in self.local.watch(LandingResource, namespace=ns):
+            for cond in (obj.status or {}).get("conditions", []) if obj.status else []:
+                if cond["type"] == "Ready" and cond.get("reason") not in (None, "", "Progressing"):
+                    reasons.setdefault(obj.metadata.name, (time.monotonic(), cond["reason"]))
 
     async def _watch_ready(self, ns: str, ready_at: dict[str, float]) -> None:
         async for _op, obj in self.local.watch(LandingResource, namespace=ns):
@@ -352,9 +663,9 @@ class Bench:
             if (s.metadata.annotations or {}).get(api.HASH_ANNOTATION) != old.get(name):
                 seen.setdefault(name, time.monotonic())
 
-    async def _source_change(self, ns: str, children: list[str]) -> tuple[float, float]:
+    async def _source_change(self, ns: str, children: list[str]) -> dict[str, float]:
         """ChildToParent Landings with their own sources: change the sources, time until
-        the Secrets landed locally follow."""
+        the Secrets landed locally follow (seconds, per Landing)."""
         names = [f"c2p-{i}" for i in range(SOURCE_CHANGES)]
         for i, name in enumerate(names):
             child = children[i % len(children)]
@@ -386,6 +697,7 @@ class Bench:
             await asyncio.sleep(0.2)
         seen: dict[str, float] = {}
         changed: dict[str, float] = {}
+        patched: dict[str, str] = {}  # wall clock, to find a slow one in the controller's log
 
         async def watch() -> None:
             async for _op, s in self.local.watch(
@@ -404,6 +716,7 @@ class Bench:
             doc = kubeconfig_dict(self.plane.clusters[child].kubeconfig.read_text())
             doc["contexts"][0]["name"] = doc["current-context"] = f"rotated-{i}"
             changed[name] = time.monotonic()
+            patched[name] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
             await self.local.patch(
                 Secret, f"{name}-src", {"data": {"value": b64(yaml.safe_dump(doc))}}, namespace=ns
             )
@@ -411,8 +724,12 @@ class Bench:
         while len(seen) < len(names) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         watcher.cancel()
-        lat = list(seen.values())
-        return pct(lat, 0.5), pct(lat, 0.99)
+        if len(seen) < len(names):
+            print(f"source changes seen: {len(seen)} of {len(names)}", flush=True)
+        for name, latency in seen.items():
+            if latency > 1.0:
+                print(f"    slow source change: {name} patched {patched[name]}, {latency:.3f}s")
+        return seen
 
     async def _lower_bound(self, n: int, m: int, children: list[str]) -> float:
         """The same workload done with only the unavoidable calls: N Landings are created
@@ -521,28 +838,91 @@ def table(cases: list[Case]) -> str:
     return "\n".join(lines)
 
 
+def isolation_table(iso: Isolation) -> str:
+    status = (
+        f"{iso.hostile_status_max_s:.2f}"
+        if not iso.hostile_without_status
+        else f"{len(iso.hostile_without_status)} without one"
+    )
+    rows = [
+        ("Isolation", "baseline", f"with {iso.hostile} hostile"),
+        (
+            f"{iso.healthy} healthy x {iso.children} children all Ready (s)",
+            f"{iso.baseline_all_ready_s:.2f}",
+            f"{iso.all_ready_s:.2f}",
+        ),
+        (
+            "create->Ready p50 / p99 (s)",
+            f"{iso.baseline_ready_p50_s:.3f} / {iso.baseline_ready_p99_s:.3f}",
+            f"{iso.ready_p50_s:.3f} / {iso.ready_p99_s:.3f}",
+        ),
+        ("create->Ready p99 ratio", "", f"{iso.ready_p99_ratio:.2f}x"),
+        (
+            "source rotation p50 / p99 (s)",
+            f"{iso.baseline_rotation_p50_s:.3f} / {iso.baseline_rotation_p99_s:.3f}",
+            f"{iso.rotation_p50_s:.3f} / {iso.rotation_p99_s:.3f}",
+        ),
+        (
+            "peak RSS (MB)",
+            f"{iso.baseline_peak_rss_mb:.0f}",
+            f"{max(iso.peak_rss_mb, iso.sampled_peak_rss_mb):.0f}",
+        ),
+        ("CPU seconds", f"{iso.baseline_cpu_seconds:.1f}", f"{iso.cpu_seconds:.1f}"),
+        ("hostile: reason p50 / max (s)", "", f"{iso.hostile_status_p50_s:.2f} / {status}"),
+        ("hostile: delete all (s)", "", f"{iso.delete_all_s:.2f}"),
+        ("case wall time (s)", "", f"{iso.wall_s:.0f}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{a:<{width}}  {b:>20}  {c:>20}" for a, b, c in rows]
+    lines.append("")
+    for kind, reasons in iso.hostile_reasons.items():
+        lines.append(f"  {kind:<16} " + ", ".join(f"{r} x{n}" for r, n in reasons.items()))
+    lines.append("")
+    for target, met in iso.targets.items():
+        lines.append(f"  {'met   ' if met else 'MISSED'}  {target}")
+    return "\n".join(lines)
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="100x1,100x3,1000x1,1000x3", help="NxM,...")
+    parser.add_argument(
+        "--cases",
+        default="100x1,100x3,1000x1,1000x3,isolation",
+        help="NxM (N Landings over M children) or 'isolation', comma-separated",
+    )
     parser.add_argument("--out", default="_out/bench.json", help="JSON results")
+    parser.add_argument(
+        "--controller-log-level", default="WARNING", help="the controllers' --log-level"
+    )
     args = parser.parse_args()
-    cases = [tuple(int(x) for x in c.split("x")) for c in args.cases.split(",")]
+    names = args.cases.split(",")
+    cases = [tuple(int(x) for x in c.split("x")) for c in names if c != "isolation"]
     workdir = Path(tempfile.mkdtemp(prefix="moonlander-bench-"))
     specs = [ClusterSpec("parent")] + [ClusterSpec(f"child-{i}") for i in range(1, 4)]
     plane = ControlPlane(workdir / "clusters", specs)
     await asyncio.to_thread(plane.start)
     results: list[Case] = []
+    isolation: Isolation | None = None
+    print(f"work directory (controller logs): {workdir}", flush=True)
     try:
-        bench = Bench(workdir, plane)
+        bench = Bench(workdir, plane, args.controller_log_level)
         await bench.setup()
         for n, m in cases:
             print(f"running {n} Landings over {m} children ...", flush=True)
             results.append(await bench.run_case(n, m))
             print(json.dumps(asdict(results[-1])), flush=True)
+        if "isolation" in names:
+            print("running Isolation ...", flush=True)
+            isolation = await bench.run_isolation()
+            print(json.dumps(asdict(isolation)), flush=True)
     finally:
         await asyncio.to_thread(plane.stop)
-    print()
-    print(table(results))
+    if results:
+        print()
+        print(table(results))
+    if isolation is not None:
+        print()
+        print(isolation_table(isolation))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -554,6 +934,7 @@ async def main() -> int:
                 "concurrency": CONCURRENCY,
                 "resync_seconds": RESYNC,
                 "cases": [asdict(c) for c in results],
+                "isolation": asdict(isolation) if isolation is not None else None,
             },
             indent=2,
         )

@@ -6,10 +6,8 @@ import asyncio
 import base64
 import contextlib
 import os
-import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +24,9 @@ from lightkube.resources.core_v1 import Secret
 from moonlander import api
 from moonlander.dev.clusters import free_port, spawn
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
+
+# The hostile servers' TLS context, for the fake servers of test_security and test_faults too.
+from ..support.hostile import server_tls_context as server_tls_context
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "config" / "crd" / "bases"
@@ -237,8 +238,7 @@ class ControllerProcess:
                     "--bind-address=127.0.0.1",
                     *self.extra,
                 ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                log,
                 env=env,
             )
 
@@ -446,15 +446,3 @@ def audit_events(directory: Path, cluster: str) -> list[dict[str, Any]]:
         if event.get("user", {}).get("username") == CONTROLLER_USER:
             events.append(event)
     return events
-
-
-def server_tls_context(ca: Any, name: str) -> ssl.SSLContext:
-    """A TLS server context with a certificate for ``name`` issued by ``ca`` (dev.pki), for
-    the fake servers that stand in for hostile API servers."""
-    pair = ca.issue(name, server=True)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.NamedTemporaryFile("wb", delete=False) as f:
-        f.write(pair.cert_pem + pair.key_pem)
-    ctx.load_cert_chain(f.name)
-    os.unlink(f.name)
-    return ctx

@@ -9,23 +9,19 @@ everything. Everything else is the real control plane and the real controller pr
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import secrets
-import ssl
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Namespace
 from lightkube.types import PatchType
 
-from moonlander.dev import pki
 from moonlander.kube.resources import LandingResource
 
+from ..support import hostile
+from ..support.hostile import MARK, RssWatch
 from .conftest import Env
 from .harness import (
     PLANTED,
@@ -37,172 +33,26 @@ from .harness import (
     measure,
     ready_condition,
     secret_with,
-    server_tls_context,
     trusted_policy,
     wait_reason,
 )
 
 pytestmark = pytest.mark.e2e
 
-MARK = "tenant-chosen"  # in what hostile servers send: never to appear in a status
 RSS_LIMIT_MB = 300.0
 
 
-class HostileServer:
-    """An HTTPS server with its own CA that answers every request in one hostile way."""
-
-    KINDS = ("endless", "slow", "garbage", "no-content-type", "tls-stall", "503")
+class HostileServer(hostile.HostileServer):
+    """The shared hostile server (tests/support/hostile.py), its token planted."""
 
     def __init__(self, kind: str) -> None:
-        assert kind in self.KINDS
-        self.kind = kind
-        self.ca = pki.CertificateAuthority(f"hostile-{kind}")
-        self.port = 0
-        self.requests = 0
-        self.sent = 0
-        self.token = f"tok-{secrets.token_hex(16)}"
+        super().__init__(kind)
         PLANTED.append(self.token)  # never in a status, Event, log or metric (final scan)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def start(self) -> None:
-        ctx: ssl.SSLContext | None = None
-        if self.kind != "tls-stall":  # that one never even starts TLS
-            ctx = server_tls_context(self.ca, "hostile")
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            if self.kind == "tls-stall":
-                await asyncio.sleep(3600)  # the ClientHello is never answered
-                return
-            await reader.readuntil(b"\r\n\r\n")
-            self.requests += 1
-            await getattr(self, "_" + self.kind.replace("-", "_"))(writer)
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            with contextlib.suppress(Exception):
-                writer.close()
-
-    async def _endless(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + b'4\r\n{"a"\r\n'
-        )
-        chunk = b":" + MARK.encode() * 4096
-        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-        while True:
-            writer.write(frame)
-            await writer.drain()
-            self.sent += len(chunk)
-
-    async def _slow(self, writer: asyncio.StreamWriter) -> None:
-        body = b'{"kind":"Status","apiVersion":"v1","status":"Success","code":200}'
-        answer = (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        for i in range(len(answer)):  # one byte at a time: each read succeeds, none finishes
-            writer.write(answer[i : i + 1])
-            await writer.drain()
-            await asyncio.sleep(0.25)
-
-    async def _garbage(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(f"\x00{MARK} \xff garbage\r\n\r\n".encode("latin-1") * 10)
-        await writer.drain()
-
-    async def _no_content_type(self, writer: asyncio.StreamWriter) -> None:
-        body = MARK.encode()
-        writer.write(
-            b"HTTP/1.1 500 Internal Server Error\r\n"
-            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
-
-    async def _503(self, writer: asyncio.StreamWriter) -> None:
-        body = (
-            b'{"kind":"Status","apiVersion":"v1","status":"Failure","code":503,'
-            b'"reason":"ServiceUnavailable","message":"overloaded"}'
-        )
-        writer.write(
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
-
-    def kubeconfig(self) -> str:
-        return yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "hostile",
-                        "cluster": {
-                            "server": f"https://127.0.0.1:{self.port}",
-                            "certificate-authority-data": base64.b64encode(
-                                self.ca.cert_pem
-                            ).decode(),
-                        },
-                    }
-                ],
-                "users": [{"name": "u", "user": {"token": self.token}}],
-                "contexts": [{"name": "hostile", "context": {"cluster": "hostile", "user": "u"}}],
-                "current-context": "hostile",
-            }
-        )
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-class RssWatch:
-    """Samples the controller's RSS; past the limit it stops the given servers at once (so a
-    controller without the cap does not take the machine down) and remembers it."""
-
-    def __init__(self, env: Env, servers: list[HostileServer]) -> None:
-        assert env.controller.proc is not None
-        self.pid = env.controller.proc.pid
-        self.servers = servers
-        self.start = rss_mb(self.pid)
-        self.peak = self.start
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            self.peak = max(self.peak, rss_mb(self.pid))
-            if self.peak > RSS_LIMIT_MB:
-                for server in self.servers:
-                    await server.close()
-                return
-            await asyncio.sleep(0.1)
-
-    def __enter__(self) -> RssWatch:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
+def controller_pid(env: Env) -> int:
+    assert env.controller.proc is not None
+    return env.controller.proc.pid
 
 
 async def hostile_landing(
@@ -269,7 +119,7 @@ async def test_each_hostile_server_gets_its_landings_a_status_and_memory_stays_b
         for kind, direction in cases
     ]
     try:
-        with RssWatch(env, [servers["endless"]]) as rss:
+        with RssWatch(controller_pid(env), RSS_LIMIT_MB, [servers["endless"]]) as rss:
             started = time.monotonic()
             for (kind, direction), name in zip(cases, names, strict=True):
                 await hostile_landing(local, namespace, name, servers[kind], direction=direction)
