@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup envtest demo demo-crossplane test unit e2e lint typecheck fmt manifests bench clean dev-clusters
+.PHONY: setup envtest demo demo-crossplane test unit e2e lint typecheck fmt manifests image bench clean dev-clusters
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ e2e: setup
 
 test: setup lint typecheck ## lint, types, unit and end-to-end tests on real API servers
 	$(BIN)/pytest
+
+image: ## the Dockerfile with buildah for amd64 and arm64, as one OCI archive in _out/image (no registry)
+	bash hack/image/build.sh
 
 bench: setup ## the benchmark of docs/performance.md (about 10 minutes)
 	$(BIN)/python bench/run.py --out _out/bench.json
