@@ -750,3 +750,42 @@ async def test_secret_watch_carries_metadata_only(env: Env) -> None:
     assert lists, "no Secret list/watch by the controller was audited"
     kinds = {e["responseObject"]["kind"] for e in lists if "responseObject" in e}
     assert kinds <= {"PartialObjectMetadataList"}, kinds
+
+
+async def test_landings_of_one_credential_ask_who_it_is_once(env: Env, namespace: str) -> None:
+    """20 Landings of one credential created together: one SelfSubjectReview in the cluster
+    the credential grants access to, not one per Landing (child-b's audit log counts them)."""
+    import json
+
+    child_b = env.plane["child-b"]
+    sa_namespace = f"{namespace}-sa"
+    await env.admin["child-b"].create(Namespace(metadata=ObjectMeta(name=sa_namespace)))
+    text = await mint_token_kubeconfig(
+        env.admin["child-b"], child_b.url, child_b.ca_pem, sa_namespace, "once", "view"
+    )
+    await env.local.create(secret_with(namespace, "one-credential", {"value": text}))
+    await asyncio.gather(
+        *(
+            env.local.create(
+                landing(
+                    namespace,
+                    f"c{i}",
+                    kubeconfigSecretName="one-credential",
+                    direction="ChildToParent",
+                    writeKubeconfigSecretName=f"c{i}-out",
+                )
+            )
+            for i in range(20)
+        )
+    )
+    for i in range(20):
+        await wait_reason(env.local, namespace, f"c{i}", "Synced", timeout=30)
+    user = f"system:serviceaccount:{sa_namespace}:once"
+    log = env.plane.directory / "child-b-audit.log"
+    reviews = [
+        e
+        for e in map(json.loads, log.read_text().splitlines())
+        if e.get("user", {}).get("username") == user
+        and e.get("objectRef", {}).get("resource") == "selfsubjectreviews"
+    ]
+    assert len(reviews) == 1, len(reviews)

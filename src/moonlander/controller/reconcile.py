@@ -119,8 +119,10 @@ class Reconciler:
         self.own_digests: dict[tuple[str, str, str], str] = {}
         # LandingPolicy name -> the status last written, so that nothing is written twice.
         self._policy_status: dict[str, dict[str, Any]] = {}
-        # Credential fingerprint -> when a SelfSubjectReview last accepted it.
+        # Credential fingerprint -> when a SelfSubjectReview last accepted it, and the one
+        # in flight (its error, or None).
         self._verified: dict[str, float] = {}
+        self._reviews: dict[str, asyncio.Future[BaseException | None]] = {}
 
     async def reconcile(self, landing: Landing | InvalidLanding) -> Outcome:
         if landing.metadata.deletion_timestamp:
@@ -399,9 +401,14 @@ class Reconciler:
             return  # many Landings land the same parent credential: ask once a minute
         granting = self.clusters.get(creds, policy)
         fail_fast(granting)
-        try:
-            await granting.client.create(SelfSubjectReview(metadata=ObjectMeta()))
-        except ApiError as err:
+        # Landings of one credential often arrive together: they share one question.
+        review = self._reviews.get(fingerprint)
+        if review is None:
+            review = asyncio.ensure_future(_self_review(granting.client))
+            self._reviews[fingerprint] = review
+            review.add_done_callback(lambda _: self._reviews.pop(fingerprint, None))
+        err = await asyncio.shield(review)
+        if isinstance(err, ApiError):
             if err.status.code == 401:
                 raise LandingProblem(
                     Reason.CREDENTIAL_REJECTED,
@@ -411,7 +418,7 @@ class Reconciler:
                 ) from None
             if err.status.code != 403:  # authenticated, only not allowed to ask: fine
                 raise await target_problem(self.clusters, granting, err, key) from None
-        except API_ERRORS as err:  # the cluster granting access, not the one written to
+        elif err is not None:  # the cluster granting access, not the one written to
             raise await target_problem(self.clusters, granting, err, key) from None
         if len(self._verified) > 10_000:
             self._verified.clear()
@@ -775,3 +782,12 @@ class Reconciler:
         except ApiError as err:
             if err.status.code != 404:  # deleted meanwhile: nothing to report on
                 raise
+
+
+async def _self_review(client: AsyncClient) -> BaseException | None:
+    """One SelfSubjectReview; the error it raised (for each waiter to judge), else None."""
+    try:
+        await client.create(SelfSubjectReview(metadata=ObjectMeta()))
+    except (ApiError, *API_ERRORS) as err:
+        return err
+    return None

@@ -226,6 +226,8 @@ rules:
   - level: RequestResponse
     userGroups: ["system:serviceaccounts:moonlander-system"]
     resources: [{group: "", resources: ["secrets"]}]
+  - level: Metadata
+    resources: [{group: "authentication.k8s.io", resources: ["selfsubjectreviews"]}]
   - level: None
 """
 
