@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Build the control-plane binaries (kube-apiserver, kube-controller-manager, etcd, kubectl,
-# helm) from the Go modules pinned in this directory, into a cache outside the work tree.
+# helm) and the kubelet of the dev node (src/moonlander/dev/node.py) from the Go modules
+# pinned in this directory, into a cache outside the work tree.
 #
 # Prints the directory holding the binaries (envtest's KUBEBUILDER_ASSETS layout) on stdout.
-# If KUBEBUILDER_ASSETS is set and holds kube-apiserver and etcd, that directory is used
-# and nothing is built. Re-running is a no-op when the cached binaries match the pins.
+# If KUBEBUILDER_ASSETS is set and holds kube-apiserver, etcd and kubectl, that directory is
+# used and nothing is built (the dev node also needs kubelet and kube-controller-manager
+# there). Re-running is a no-op when the cached binaries match the pins.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +41,14 @@ fi
 
 mkdir -p "$out"
 log() { echo "envtest: $*" >&2; }
+# One build at a time per output directory: concurrent callers (test sessions, make setup)
+# wait for it and then find it complete.
+exec 9>"$out.lock"
+flock 9
+if [[ -f "$out/.complete" ]]; then
+  echo "$out"
+  exit 0
+fi
 start=$(date +%s)
 export CGO_ENABLED=0
 
@@ -61,6 +71,7 @@ build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldflags"
 build k8s etcd go.etcd.io/etcd/server/v3 "-s -w"
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$ldflags"
 build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags"
+build k8s kubelet k8s.io/kubernetes/cmd/kubelet "$ldflags"
 build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
 
 touch "$out/.complete"
