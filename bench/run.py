@@ -51,6 +51,7 @@ from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the hostile servers and the RSS watch the e2e tests use
+from tests.support.admission import install_finalizer_policy  # noqa: E402
 from tests.support.hostile import KINDS, RssWatch  # noqa: E402
 
 CONCURRENCY = 16  # the controller's default --workers, and the lower bound's concurrency
@@ -79,6 +80,11 @@ class Case:
     ready_p50_s: float = 0.0
     ready_p99_s: float = 0.0
     lower_bound_s: float = 0.0
+    # The lower-bound script rewriting the same N landed Secrets (new content, the same
+    # concurrency): what a parent change cannot beat.
+    rewrite_bound_s: float = 0.0
+    parent_change_ratio: float = 0.0  # parent change p99 / rewrite_bound_s
+    burst_cpu_s: float = 0.0  # controller CPU from the first create until all are Ready
     ratio_to_lower_bound: float = 0.0
     parent_change_p50_s: float = 0.0
     parent_change_p99_s: float = 0.0
@@ -87,6 +93,10 @@ class Case:
     idle_seconds: float = 0.0
     idle_requests_per_landing: float = 0.0
     idle_writes: float = 0.0
+    # API writes per new Landing: its create, plus the controller's writes (by kind and
+    # action, from moonlander_writes_total) from the first create until all are Ready.
+    writes_per_landing: float = 0.0
+    writes_by_kind: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     cpu_seconds: float = 0.0
     connections_per_cluster: dict[str, int] = field(default_factory=dict)
@@ -225,6 +235,20 @@ def metric_sum(text: str, name: str, **match: str) -> float:
     return total
 
 
+def writes_by_kind(before: str, after: str, landings: int) -> dict[str, float]:
+    """moonlander_writes_total's increase per Landing, by "kind action"."""
+    found: dict[str, float] = {}
+    for text, sign in ((after, 1), (before, -1)):
+        for action, kind, value in re.findall(
+            r'^moonlander_writes_total\{action="(\w+)",kind="(\w+)"\} (\S+)$',
+            text,
+            re.MULTILINE,
+        ):
+            key = f"{kind} {action}"
+            found[key] = found.get(key, 0.0) + sign * float(value)
+    return {k: v / landings for k, v in sorted(found.items()) if v}
+
+
 def proc_stats(pid: int) -> tuple[float, float]:
     """(peak RSS in MB, CPU seconds) of a process."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -275,6 +299,9 @@ class Bench:
             await self.local.wait(
                 CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
             )
+        # As installed (the chart does it where the API is served): the finalizer comes
+        # with each Landing's create.
+        await install_finalizer_policy(self.local, "default")
         # Warm the API servers up (a fresh one answers its first burst slowly, even with
         # 429s), so the first measured case is not penalised.
         await self.namespace("warmup")
@@ -369,9 +396,15 @@ class Bench:
         controller = self.start_controller([ns], parent_file, port)
         try:
             await self.wait_ready_endpoint(port)
+            start_writes = scrape(port)
+            cpu_before = proc_stats(controller.pid)[1]
             burst = await self._burst(ns, n, children)
+            case.burst_cpu_s = proc_stats(controller.pid)[1] - cpu_before
             case.create_phase_s, case.all_ready_s = burst.create_phase_s, burst.all_ready_s
             case.ready_p50_s, case.ready_p99_s = burst.p50_s, burst.p99_s
+            await asyncio.sleep(1.0)  # Events are posted off the reconcile
+            case.writes_by_kind = writes_by_kind(start_writes, scrape(port), n)
+            case.writes_per_landing = 1 + sum(case.writes_by_kind.values())
 
             # Idle: a period that includes a full resync of every Landing.
             before = scrape(port)
@@ -407,8 +440,9 @@ class Bench:
         finally:
             controller.terminate()
             controller.wait(30)
-        case.lower_bound_s = await self._lower_bound(n, m, children)
+        case.lower_bound_s, case.rewrite_bound_s = await self._lower_bound(n, m, children)
         case.ratio_to_lower_bound = case.all_ready_s / case.lower_bound_s
+        case.parent_change_ratio = case.parent_change_p99_s / case.rewrite_bound_s
         return case
 
     async def _burst(self, ns: str, n: int, children: list[str]) -> Burst:
@@ -731,12 +765,13 @@ class Bench:
                 print(f"    slow source change: {name} patched {patched[name]}, {latency:.3f}s")
         return seen
 
-    async def _lower_bound(self, n: int, m: int, children: list[str]) -> float:
+    async def _lower_bound(self, n: int, m: int, children: list[str]) -> tuple[float, float]:
         """The same workload done with only the unavoidable calls: N Landings are created
         (as the controller case creates them, 32 at a time) and for each, with the
         controller's concurrency, the source is read, the target Secret server-side
         applied and the Landing's status patched. Timed from the first create, like the
-        controller case."""
+        controller case. Then the N Secrets are applied again with new content, as a parent
+        change needs them (timed alone). Seconds for each."""
         ns = f"lower-{n}-{m}"
         await self.namespace(ns)
         for child in children:
@@ -799,9 +834,22 @@ class Bench:
         started = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = time.monotonic() - started
+
+        rotated = payload.replace("current-context:", "# rotated\ncurrent-context:", 1)
+
+        async def rewrite(i: int) -> None:
+            desired = plan.desired_secret(
+                name=f"lk-{i}", namespace=ns, owner=f"{ns}/ld-{i}", owner_uid="", kubeconfig=rotated
+            )
+            async with working:
+                await remote[children[i % m]].apply(Secret.from_dict(desired), force=True)
+
+        started = time.monotonic()
+        await asyncio.gather(*(rewrite(i) for i in range(n)))
+        rewrite_s = time.monotonic() - started
         for client in remote.values():
             await client._client.close()
-        return elapsed
+        return elapsed, rewrite_s
 
 
 def table(cases: list[Case]) -> str:
@@ -824,6 +872,13 @@ def table(cases: list[Case]) -> str:
             lambda c: f"{c.idle_requests_per_landing:.2f} in {c.idle_seconds:.0f}s",
         ),
         ("idle writes", lambda c: f"{c.idle_writes:.0f}"),
+        ("lower bound: rewrite all Secrets (s)", lambda c: f"{c.rewrite_bound_s:.2f}"),
+        ("parent change p99 / that", lambda c: f"{c.parent_change_ratio:.2f}x"),
+        (
+            "controller CPU s / 1000 landed",
+            lambda c: f"{c.burst_cpu_s * 1000 / c.landings:.1f}",
+        ),
+        ("API writes / new Landing", lambda c: f"{c.writes_per_landing:.2f}"),
         ("peak RSS (MB)", lambda c: f"{c.peak_rss_mb:.0f}"),
         ("CPU seconds", lambda c: f"{c.cpu_seconds:.1f}"),
         (
@@ -920,6 +975,9 @@ async def main() -> int:
     if results:
         print()
         print(table(results))
+        for c in results:
+            kinds = ", ".join(f"{k} {v:.2f}" for k, v in c.writes_by_kind.items())
+            print(f"writes per new Landing at {c.landings}x{c.children}: Landing create 1, {kinds}")
     if isolation is not None:
         print()
         print(isolation_table(isolation))

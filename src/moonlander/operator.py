@@ -261,7 +261,7 @@ async def run(options: Options) -> None:
         interval=options.parent_poll_interval,
     )
     parent.refresh()
-    events = EventRecorder(local)
+    events = EventRecorder(local, on_posted=metrics.writes.labels("Event", "created").inc)
     reconciler = Reconciler(
         local=local,
         local_target=local_target,

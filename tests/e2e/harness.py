@@ -25,6 +25,8 @@ from moonlander import api
 from moonlander.dev.clusters import free_port, spawn
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
+from ..support.admission import install_finalizer_policy
+
 # The hostile servers' TLS context, for the fake servers of test_security and test_faults too.
 from ..support.hostile import server_tls_context as server_tls_context
 
@@ -58,13 +60,15 @@ async def eventually(
 
 
 async def install_crd(client: AsyncClient) -> None:
-    """Moonlander's CRDs (Landing, LandingPolicy), as config/crd/bases has them."""
+    """Moonlander's CRDs, as config/crd/bases has them, and the finalizer policy of
+    config/admission (the chart installs both)."""
     for path in sorted(CRD_DIR.glob("*.yaml")):
         crd = CustomResourceDefinition.from_dict(yaml.safe_load(path.read_text()))
         await client.apply(crd, field_manager="tests", force=True)
         await client.wait(
             CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
         )
+    await install_finalizer_policy(client, "default")
 
 
 async def controller_kubeconfig(client: AsyncClient, server: str, ca_pem: bytes) -> str:

@@ -246,6 +246,18 @@ async def test_source_rotation_is_propagated(env: Env, namespace: str) -> None:
     text = decoded(await landed(local, namespace, api.DEFAULT_WRITE_NAME), "value")
     assert yaml.safe_load(text)["users"][0]["user"]["token"]
     assert namespace in await namespaces_via(text)
+    # Landed at once, then its own input changed: the status says both (contentHash), and
+    # no Event is written for either (a fleet's rotation would be one per Landing).
+    await asyncio.sleep(0.5)
+    assert await event_reasons(local, namespace, "rot") == set()
+
+
+async def event_reasons(client: AsyncClient, namespace: str, name: str) -> set[str]:
+    return {
+        e.reason
+        async for e in client.list(Event, namespace=namespace)
+        if e.involvedObject.name == name
+    }
 
 
 async def test_parent_kubeconfig_swap_is_propagated(env: Env, namespace: str) -> None:
@@ -341,6 +353,13 @@ async def test_drift_deleted_and_edited_secret_is_repaired(env: Env, namespace: 
 
     await eventually(repaired, timeout=15, interval=0.05, what="drift repair")
     measure("landed Secret edited->repaired", time.monotonic() - started)
+
+    # The edit is reported (someone else changed what was landed); the deletion was
+    # restored by a create, told by the status.
+    async def reported() -> bool:
+        return "Repaired" in await event_reasons(local, namespace, "drift")
+
+    await eventually(reported, timeout=10, what="a Repaired Event")
 
 
 async def test_nothing_written_when_nothing_changed(env: Env, namespace: str) -> None:

@@ -27,11 +27,14 @@ from lightkube.models.rbac_v1 import Subject as RbacSubject
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.core_v1 import Event, Namespace
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
+from lightkube.types import PatchType
 
+from moonlander import api
 from moonlander.dev import clusters as devclusters
 from moonlander.dev import pki
+from moonlander.kube.resources import LandingResource
 
 from .conftest import Env
 from .harness import (
@@ -87,6 +90,69 @@ async def test_metrics_and_probes_of_the_running_controller(env: Env, namespace:
 
 async def _crd_in(client: AsyncClient) -> None:
     await install_crd(client)
+
+
+def writes(text: str) -> dict[tuple[str, str], float]:
+    """moonlander_writes_total by (kind, action)."""
+    found = re.findall(
+        r'^moonlander_writes_total\{action="(\w+)",kind="(\w+)"\} (\S+)$', text, re.MULTILINE
+    )
+    return {(kind, action): float(value) for action, kind, value in found}
+
+
+async def quiet_writes(env: Env) -> dict[tuple[str, str], float]:
+    """The controller's write counters once they have not moved for a second."""
+    last = writes(env.controller.http_get("/metrics")[1])
+    while True:
+        await asyncio.sleep(1.0)
+        now = writes(env.controller.http_get("/metrics")[1])
+        if now == last:
+            return now
+        last = now
+
+
+async def test_a_new_landing_costs_three_writes(env: Env, namespace: str) -> None:
+    """Its create, the landed Secret and its status: the finalizer comes with the create
+    (config/admission), and a first landing is told by the status, not an Event. Should the
+    finalizer go missing, the controller puts it back itself."""
+    local = env.local
+    await local.create(
+        secret_with(
+            namespace, "kubernetes-w-admin-kubeconfig", {"value": env.kubeconfig_text("child-b")}
+        )
+    )
+    before = await quiet_writes(env)
+    created = await local.create(landing(namespace, "w"))
+    assert created.metadata.finalizers == [api.FINALIZER]  # from the API server, at create
+    await wait_reason(local, namespace, "w", "Synced")
+    after = await quiet_writes(env)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after.keys() | before.keys()}
+    assert {k: v for k, v in delta.items() if v} == {
+        ("Secret", "created"): 1,
+        ("Landing", "status"): 1,
+    }
+    events = [
+        e async for e in local.list(Event, namespace=namespace) if e.involvedObject.name == "w"
+    ]
+    assert events == []
+
+    # Someone strips the finalizer: the controller adds it back (the path it takes where
+    # config/admission is not installed), with one write of its own.
+    await local.patch(
+        LandingResource,
+        "w",
+        {"metadata": {"finalizers": None}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+
+    async def finalizer_back() -> bool:
+        obj = await local.get(LandingResource, "w", namespace=namespace)
+        return api.FINALIZER in (obj.metadata.finalizers or [])
+
+    await eventually(finalizer_back, timeout=15, what="the finalizer put back")
+    again = await quiet_writes(env)
+    assert again.get(("Landing", "finalizer"), 0) - after.get(("Landing", "finalizer"), 0) == 1
 
 
 async def test_readiness_waits_for_the_landing_watch(env: Env, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 from packaging.requirements import Requirement
+
+from moonlander import api
 
 from ..conftest import Plane
 from .harness import install_crd
@@ -44,6 +46,8 @@ SET_CRD_SOURCE = CONFIG / "crd" / "bases" / "moons.kingdon.ci_landingsets.yaml"
 ROLE_SOURCE = CONFIG / "rbac" / "role.yaml"
 LEADER_ROLE_SOURCE = CONFIG / "rbac" / "leader-election-role.yaml"
 POLICY_READER_SOURCE = CONFIG / "rbac" / "policy-reader-role.yaml"
+ADMISSION_SOURCE = CONFIG / "admission" / "landing-finalizer.yaml"
+MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 CRD_NAME = "landings.moons.kingdon.ci"
 POLICY_CRD_NAME = "landingpolicies.moons.kingdon.ci"
 SET_CRD_NAME = "landingsets.moons.kingdon.ci"
@@ -150,7 +154,10 @@ def helm_template(
     release: str = "moonlander",
     namespace: str = "moonlander-system",
     chart: Path = CHART,
+    api_versions: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
+    """The chart rendered; ``api_versions`` are what the cluster serves beyond helm's
+    defaults (as Argo CD passes them, and helm install finds them)."""
     values_file = tmp_path / f"values-{release}.yaml"
     values_file.write_text(yaml.safe_dump(values or {}))
     out = run(
@@ -163,6 +170,7 @@ def helm_template(
         "--include-crds",
         "--values",
         str(values_file),
+        *[f"--api-versions={v}" for v in api_versions],
     )
     return docs_of(out)
 
@@ -386,6 +394,7 @@ def test_chart_links_to_the_single_sources() -> None:
         CHART / "files" / "rbac" / "role.yaml": ROLE_SOURCE,
         CHART / "files" / "rbac" / "leader-election-role.yaml": LEADER_ROLE_SOURCE,
         CHART / "files" / "rbac" / "policy-reader-role.yaml": POLICY_READER_SOURCE,
+        CHART / "files" / "admission" / "landing-finalizer.yaml": ADMISSION_SOURCE,
     }
     for link, target in links.items():
         assert link.is_symlink(), f"{link} must be a symlink to {target}, not a copy"
@@ -410,6 +419,7 @@ def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) ->
             "moonlander/files/rbac/role.yaml": ROLE_SOURCE,
             "moonlander/files/rbac/leader-election-role.yaml": LEADER_ROLE_SOURCE,
             "moonlander/files/rbac/policy-reader-role.yaml": POLICY_READER_SOURCE,
+            "moonlander/files/admission/landing-finalizer.yaml": ADMISSION_SOURCE,
         }.items():
             info = tar.getmember(member)
             assert info.isfile(), f"{member} is packaged as a link, not the file's content"
@@ -677,6 +687,24 @@ KYAML_HINT = (
 )
 
 
+def test_finalizer_policy_from_its_single_source(tools: dict[str, str], tmp_path: Path) -> None:
+    """config/admission: the chart renders it exactly where the cluster serves the API and
+    it is not switched off; kustomize gives it as it is, without a namespace."""
+    policy_docs = list(yaml.safe_load_all(ADMISSION_SOURCE.read_text()))
+    kinds = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")
+    assert [d["kind"] for d in policy_docs] == list(kinds)
+    served = helm_template(tools, tmp_path, api_versions=[MAP_API])
+    assert [d for d in served if d["kind"] in kinds] == policy_docs
+    assert not [d for d in helm_template(tools, tmp_path) if d["kind"] in kinds]
+    off = helm_template(
+        tools, tmp_path, {"finalizerPolicy": {"enabled": False}}, api_versions=[MAP_API]
+    )
+    assert not [d for d in off if d["kind"] in kinds]
+    assert kustomize(tools, CONFIG / "admission") == policy_docs
+    expression = policy_docs[0]["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+    assert f'"{api.FINALIZER}"' in expression
+
+
 def test_kustomize_default(tools: dict[str, str]) -> None:
     docs = kustomize(tools, CONFIG / "default")
     assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE, hint=KYAML_HINT)
@@ -873,7 +901,10 @@ async def test_chart_is_accepted_by_the_api_server(
         await create_namespaces(admin["parent"], *watched)
         values = {**FULL_VALUES, "watchNamespaces": watched}
     # The release name makes cluster-scoped names (ClusterRole, webhook) unique to this test.
-    docs = helm_template(tools, tmp_path, values, release=namespace, namespace=namespace)
+    docs = helm_template(
+        tools, tmp_path, values, release=namespace, namespace=namespace, api_versions=[MAP_API]
+    )
+    assert of_kind(docs, "MutatingAdmissionPolicy")
     applied = installable(docs)
     if variant == "full":
         assert {d["kind"] for d in docs} - {d["kind"] for d in applied} == NOT_INSTALLED_KINDS

@@ -62,9 +62,11 @@ def _namespace(key: str) -> str | None:
 
 
 def _trigger_view(landing: api.ParsedLanding) -> tuple[Any, ...]:
-    """What in a Landing, when it changes, needs a reconcile: its spec (generation) and its
-    deletion. Status writes and our own finalizer do not."""
-    return (landing.metadata.generation, landing.metadata.deletion_timestamp)
+    """What in a Landing, when it changes, needs a reconcile: its spec (generation), its
+    deletion, and our finalizer going missing (it is put back at once, or the Landing's
+    delete could not revoke). Status writes do not."""
+    meta = landing.metadata
+    return (meta.generation, meta.deletion_timestamp, api.FINALIZER in meta.finalizers)
 
 
 def _newer(meta: api.ObjectMeta, than: api.ObjectMeta) -> bool:
@@ -101,6 +103,9 @@ class Controller:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slow: dict[str, set[str]] = defaultdict(set)
         self._parked: dict[str, dict[str, None]] = defaultdict(dict)
+        # Keys whose routine status waits for a second pass (defer_status).
+        self._deferred: set[str] = set()
+        reconciler.defer_status = self.defer_status
         # With --shards: the keys this replica owns (None: all of them).
         self.shards: Shards | None = None
 
@@ -212,6 +217,18 @@ class Controller:
             if key in self.landings:
                 self.queue.add(key)
 
+    def defer_status(self, key: str) -> bool:
+        """Whether the routine status of ``key`` (being reconciled) waits: while other
+        Landings are queued, it is written on a second pass behind them, so that on a parent
+        change every landed Secret — what consumers wait for — is rewritten before the
+        statuses that record it. The second pass writes whatever the queue holds then."""
+        if key in self._deferred or not len(self.queue):
+            self._deferred.discard(key)
+            return False
+        self._deferred.add(key)
+        self.queue.add(key)  # being processed: queued again behind the others once done
+        return True
+
     def wake_parent_to_child(self) -> None:
         for key, landing in self.landings.items():
             if (
@@ -266,6 +283,7 @@ class Controller:
         self.landings.pop(key, None)
         self._index_source(key, None)
         self._attempts.pop(key, None)
+        self._deferred.discard(key)
         self.last_outcomes.pop(key, None)
         self.reconciler.forget(key)
         self.queue.forget(key)

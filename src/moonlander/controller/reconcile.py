@@ -106,6 +106,10 @@ class Reconciler:
         # while the metadata watch reports the same version, so a reconcile of an unchanged
         # source costs no read. Only sources of Landings are kept.
         self.source_version = source_version
+        # Asked before a routine status write (still Synced, new content): True when the
+        # loop will run this Landing again later to write it, so that other Landings' landed
+        # Secrets go first (loop.Controller.defer_status).
+        self.defer_status: Callable[[str], bool] = lambda _key: False
         self._sources: dict[tuple[str, str], tuple[str, Secret]] = {}
         # Landing key -> unix time the token it minted expires, for metrics.
         self.token_expiry: dict[str, float] = {}
@@ -535,14 +539,20 @@ class Reconciler:
             else:
                 self._record_write(target, desired, written, landing, created=True)
                 return
+        repaired = False
         if existing is not None:
             plan.check_adoptable(existing, owner, adopt, f"Secret {namespace}/{name}")
             if plan.is_current(existing, desired):
                 return
+            # Not as we last wrote it: someone else changed it. Otherwise what changed is
+            # this Landing's input (a rotation, a new parent kubeconfig), which the status
+            # records; an Event for each would be one more write per Landing on a fleet.
+            last = self.own_digests.get((target.key, namespace, name))
+            repaired = last is not None and last != own.secret_digest(existing)
             if plan.type_change_needed(existing, desired):
                 await client.delete(Secret, name, namespace=namespace)
         written = await client.apply(obj, force=True)
-        self._record_write(target, desired, written, landing, created=False)
+        self._record_write(target, desired, written, landing, created=False, repaired=repaired)
 
     def _record_write(
         self,
@@ -552,6 +562,7 @@ class Reconciler:
         landing: Landing,
         *,
         created: bool,
+        repaired: bool = False,
     ) -> None:
         namespace = desired["metadata"]["namespace"]
         name = desired["metadata"]["name"]
@@ -562,12 +573,12 @@ class Reconciler:
                 self.own_writes.clear()
             self.own_writes.add((target.key, namespace, name, written.metadata.resourceVersion))
         self._count_write("Secret", "Created" if created else "Updated")
-        if not created:  # a first landing is reported by the Synced transition
+        if repaired:
             self.events.record(
                 landing.metadata,
                 "Normal",
-                "Updated",
-                f"updated Secret {namespace}/{name} in {target.server}",
+                "Repaired",
+                f"Secret {namespace}/{name} in {target.server} had been changed; restored",
             )
 
     def _count_write(self, kind: str, action: str) -> None:
@@ -767,6 +778,9 @@ class Reconciler:
         )
         if update is None:
             return  # nothing changed: nothing is written
+        routine = update.event is None and outcome.ready and landing.status.landed is not None
+        if routine and self.defer_status(landing.key):
+            return  # written when the loop comes back to it, after the Landings waiting now
         if update.event is not None:
             self.events.record(meta, *update.event)
         try:

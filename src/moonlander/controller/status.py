@@ -2,7 +2,9 @@
 
 ``next_status`` decides what to write: nothing when nothing changed (so a converged
 Landing costs no write), otherwise the new status and, when the Ready reason changed, the
-Event that reports the transition.
+Event that reports the transition. A new Landing that lands on its first reconcile gets no
+Event: its status says so, and on the way in a fleet every write counts (the create, the
+landed Secret and the status are the three a new Landing costs; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def next_status(
         status["lastSyncTime"] = now
     event = None
     previous = find(current.get("conditions"), READY)
-    if previous is None or previous.get("reason") != outcome.reason.value:
+    first_landing = previous is None and outcome.ready
+    if not first_landing and (previous is None or previous.get("reason") != outcome.reason.value):
         normal = outcome.ready or outcome.reason is Reason.SUSPENDED
         event = ("Normal" if normal else "Warning", outcome.reason.value, outcome.message)
     return StatusUpdate(status, event)

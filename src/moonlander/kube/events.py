@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Callable
 
 from lightkube import AsyncClient
 from lightkube.models.core_v1 import EventSource, ObjectReference
@@ -19,9 +20,15 @@ log = logging.getLogger(__name__)
 
 
 class EventRecorder:
-    def __init__(self, client: AsyncClient, component: str = "moonlander") -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        component: str = "moonlander",
+        on_posted: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self._component = component
+        self._on_posted = on_posted  # counts each Event written (moonlander_writes_total)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def record(
@@ -66,6 +73,9 @@ class EventRecorder:
             await self._client.create(event)
         except Exception as err:  # events are best effort; never fail a reconcile over one
             log.debug("event not recorded: %s", type(err).__name__)
+            return
+        if self._on_posted is not None:
+            self._on_posted()
 
     async def flush(self) -> None:
         for task in list(self._tasks):

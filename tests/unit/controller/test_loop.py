@@ -137,3 +137,37 @@ async def test_a_reconcile_past_its_deadline_is_cut_off_and_reported() -> None:
         assert "did not finish within 0.3s" in stub.reports["n/slow-1"].message
     finally:
         await ctl.stop()
+
+
+async def test_only_a_missing_finalizer_of_all_metadata_changes_wakes_a_landing(
+    controller: tuple[Controller, StubReconciler],
+) -> None:
+    ctl, stub = controller
+    ctl.landing_event("ADDED", body("n", "f", 1, finalizers=[api.FINALIZER]))
+    await until(lambda: "n/f" in stub.done)
+    first = stub.done["n/f"]
+    # A label, an annotation, a status: nothing to reconcile.
+    ctl.landing_event("MODIFIED", body("n", "f", 2, finalizers=[api.FINALIZER], labels={"a": "b"}))
+    await asyncio.sleep(0.2)
+    assert stub.done["n/f"] == first
+    # The finalizer stripped: reconciled at once, which puts it back.
+    ctl.landing_event("MODIFIED", body("n", "f", 3, finalizers=[]))
+    await until(lambda: stub.done["n/f"] > first)
+
+
+async def test_routine_statuses_wait_behind_queued_landings() -> None:
+    """On a parent change every Landing is queued: the first ones' statuses are put off
+    until the queue has been through the rest (their Secrets first), then written."""
+    stub = StubReconciler()
+    ctl = Controller(stub, Timing(workers=1))  # type: ignore[arg-type]
+    for i in range(3):
+        ctl.landings[f"n/l{i}"] = api.parse_landing(body("n", f"l{i}"))
+        ctl.queue.add(f"n/l{i}")
+    first = await ctl.queue.get()
+    assert ctl.defer_status(first) is True  # two are waiting: its status goes after them
+    ctl.queue.done(first)
+    order = [await ctl.queue.get() for _ in range(3)]
+    assert order[-1] == first
+    assert ctl.defer_status(first) is False  # the second pass writes
+    # With nothing queued, a status is written at once.
+    assert ctl.defer_status("n/l1") is False

@@ -18,7 +18,7 @@ def with_status(status: dict[str, object]) -> api.ParsedLanding:
     return api.parse_landing({"metadata": {"name": "n", "namespace": "ns"}, "status": status})
 
 
-def test_first_success_writes_status_and_reports_the_transition() -> None:
+def test_first_success_writes_status_without_an_event() -> None:
     update = next_status(
         NO_STATUS, outcome=SYNCED, generation=1, target="ns/name", landed=LANDED, now="t1"
     )
@@ -27,7 +27,23 @@ def test_first_success_writes_status_and_reports_the_transition() -> None:
     assert update.status["observedGeneration"] == 1
     assert update.status["lastSyncTime"] == "t1"
     assert update.status["landed"]["sourceKey"] == "value"
-    assert update.event == ("Normal", "Synced", "landed")
+    assert update.event is None  # the status says it; a new Landing costs three writes
+
+
+def test_recovery_to_synced_is_reported() -> None:
+    first = next_status(
+        NO_STATUS, outcome=WAITING, generation=1, target=None, landed=None, now="t1"
+    )
+    assert first is not None
+    update = next_status(
+        api.parse_status(first.status),
+        outcome=SYNCED,
+        generation=1,
+        target="ns/name",
+        landed=LANDED,
+        now="t2",
+    )
+    assert update is not None and update.event == ("Normal", "Synced", "landed")
 
 
 def test_nothing_changed_writes_nothing() -> None:
