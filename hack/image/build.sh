@@ -32,6 +32,12 @@ took() { echo "$(( $(date +%s) - $1 ))s"; }
 
 bash "$here/deps.sh" "${arches[@]}"
 
+# One build at a time on this machine (make image, the node tests): they share buildah's
+# storage and the image names.
+mkdir -p "$cache"
+exec 9>"$cache/lock"
+flock 9
+
 # Private configuration: runc (crun fails on hybrid cgroups), cgroupfs (no systemd), default
 # ulimits within the hard limits of a process without CAP_SYS_RESOURCE, and CNI state in the
 # cache (the builds and runs below use the host's network or none, so no bridge is made).

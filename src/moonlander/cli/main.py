@@ -97,6 +97,11 @@ def _dev_clusters(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.node:
+        from moonlander.dev import node
+
+        images = [(Path(p), "localhost/moonlander") for p in args.image] or node.default_images()
+        return node.run_foreground(Path(args.dir), [s.name for s in specs], images)
     return run_foreground(Path(args.dir), specs)
 
 
@@ -231,6 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     up = dev_sub.add_parser("up", help="start clusters and stay in the foreground")
     up.add_argument("--dir", required=True, help="state directory (kubeconfigs, logs, data)")
     up.add_argument("--clusters", default="parent,child-a,child-b", help="comma-separated names")
+    up.add_argument(
+        "--node",
+        action="store_true",
+        help="add a real node (containerd + kubelet, as root) to the first cluster",
+    )
+    up.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="OCI_ARCHIVE",
+        help="with --node: import this image archive as localhost/moonlander "
+        "(default: make image's output in _out/image)",
+    )
     up.set_defaults(func=_dev_clusters)
 
     demo = sub.add_parser("demo", help="the seed's Pattern A end to end on local clusters")

@@ -169,6 +169,11 @@ def stop_together(processes: Sequence[Process], grace: float = STOP_GRACE) -> No
 class ClusterSpec:
     name: str
     extra_args: tuple[str, ...] = ()
+    # For a cluster with a real node (moonlander.dev.node): more names (IP addresses, DNS
+    # names) in the serving certificate, and the ServiceAccount admission plugin on (pods
+    # get their token volume).
+    serving_names: tuple[str, ...] = ()
+    service_account_admission: bool = False
 
 
 @dataclass
@@ -340,7 +345,7 @@ class ControlPlane:
         shutil.rmtree(certs, ignore_errors=True)
         certs.mkdir(parents=True)
         ca = pki.CertificateAuthority(f"{name}-ca")
-        serving = ca.issue("kube-apiserver", server=True)
+        serving = ca.issue("kube-apiserver", server=True, names=spec.serving_names)
         admin = ca.issue(f"{name}-admin", organization="system:masters", client=True)
         sa = pki.signing_key()
         _write(certs / "ca.crt", ca.cert_pem, 0o644)
@@ -371,7 +376,11 @@ class ControlPlane:
             f"--service-account-signing-key-file={certs / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--endpoint-reconciler-type=none",
-            "--disable-admission-plugins=ServiceAccount",
+            *(
+                ()
+                if spec.service_account_admission
+                else ("--disable-admission-plugins=ServiceAccount",)
+            ),
             "--allow-privileged=true",
             "--profiling=false",
             f"--audit-policy-file={certs / 'audit-policy.yaml'}",

@@ -87,7 +87,11 @@ class CertificateAuthority:
         organization: str | None = None,
         server: bool = False,
         client: bool = False,
+        names: tuple[str, ...] = (),
     ) -> KeyPair:
+        """A certificate signed by this CA; a serving one is for localhost and 127.0.0.1,
+        and ``names`` (IP addresses or DNS names: a dev node's pods reach the API server as
+        the ``kubernetes`` Service)."""
         key = _key()
         now = dt.datetime.now(dt.UTC)
         usages = []
@@ -112,12 +116,20 @@ class CertificateAuthority:
                     [
                         x509.DNSName("localhost"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        *(_alt_name(n) for n in names),
                     ]
                 ),
                 critical=False,
             )
         cert = builder.sign(self._key, hashes.SHA256())
         return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def signing_key() -> KeyPair:

@@ -1,0 +1,3 @@
+module github.com/kingdonb/moonlander/hack/node/pause
+
+go 1.26.0

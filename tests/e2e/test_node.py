@@ -1,0 +1,517 @@
+"""Moonlander as pods on a real node (issue 13): the image built from this repository's
+Dockerfile, imported into containerd, run by a kubelet from the Helm chart and from
+``config/default``, landing the seed's Pattern A into a child cluster.
+
+The node (moonlander.dev.node) joins its own parent cluster, with a child cluster ``harvey``
+next to it; nothing here touches the session's clusters. The tests run in order and share
+the node: install, land, scrape, upgrade, fail over, then the kustomize install.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from moonlander.dev import node as devnode
+from moonlander.dev.clusters import ControlPlane, ControlPlaneError
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "moonlander"
+PATTERN_A = ROOT / "examples" / "pattern-a"
+NS = "moonlander-system"
+RELEASE = "moonlander"
+CHILD = "harvey"
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _version() -> str:
+    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split('"')[1]
+    raise AssertionError("no version in pyproject.toml")
+
+
+def build_image() -> Path:
+    """``hack/image/build.sh`` for this machine's architecture only, into the cache (the
+    Dockerfile as ``make image`` builds it; rebuilt only when what it reads changed)."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    out = devnode.cache_dir() / "image"
+    env = {**os.environ, "IMAGE_ARCHES": arch, "IMAGE_OUT": str(out)}
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "image" / "build.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"hack/image/build.sh failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    print(f"\nimage: {time.monotonic() - started:.0f}s ({proc.stdout.strip().splitlines()[-1]})")
+    return out / f"moonlander-{_version()}.oci.tar"
+
+
+def host_state() -> dict[str, Any]:
+    """What the node may change on the host, to compare before and after."""
+    sysctls = {}
+    for key in devnode.SYSCTLS:
+        path = Path("/proc/sys") / key
+        sysctls[key] = path.read_text().strip() if path.exists() else None
+    links = sorted(p.name for p in Path("/sys/class/net").iterdir())
+    # Only the mounts the node could leave (other work on the machine mounts things too).
+    mounts = sorted(
+        point
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if (point := line.split()[4]).startswith(
+            ("/run/netns", "/var/run/netns", "/var/lib/kubelet")
+        )
+        or "/node" in point
+    )
+    cgroups = sorted(
+        str(h) for h in devnode._cgroup_hierarchies() if (h / "moonlander-node").exists()
+    )
+    iptables = subprocess.run(
+        ["iptables-save"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    rules = sorted(line for line in iptables if not line.startswith(("#", ":")))
+    return {
+        "sysctls": sysctls,
+        "links": links,
+        "mounts": mounts,
+        "cgroups": cgroups,
+        "iptables": rules,
+        "/var/lib/cni": Path("/var/lib/cni").exists(),
+        "/run/netns": Path("/run/netns").exists(),
+        "/var/lib/kubelet": Path("/var/lib/kubelet").exists(),
+    }
+
+
+@dataclass
+class NodeEnv:
+    plane: ControlPlane
+    node: devnode.Node
+    work: Path
+    image_tag: str
+
+    def tool(self, name: str) -> str:
+        assert self.plane.assets is not None
+        return str(self.plane.assets / name)
+
+    def run(self, *args: str, cluster: str = "parent", input: str | None = None) -> str:
+        """kubectl or helm (args[0]) against ``cluster`` as its admin."""
+        kubeconfig = self.plane.clusters[cluster].kubeconfig
+        proc = subprocess.run(
+            [self.tool(args[0]), f"--kubeconfig={kubeconfig}", *args[1:]],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, f"{' '.join(args)}: {proc.stderr}{proc.stdout}"
+        return proc.stdout
+
+    def get(self, *args: str, cluster: str = "parent") -> Any:
+        return json.loads(self.run("kubectl", "get", "-o", "json", *args, cluster=cluster))
+
+    def pods(self, selector: str = "app.kubernetes.io/name=moonlander") -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get("pods", "-n", NS, "-l", selector)["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def pod_kubeconfig(self, cluster: str) -> str:
+        """``cluster``'s admin kubeconfig, with the address pods reach it at."""
+        c = self.plane.clusters[cluster]
+        return c.kubeconfig.read_text().replace(c.url, self.node.pod_url(cluster))
+
+
+def wait(probe: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+            last = result
+        except (AssertionError, KeyError, IndexError, ValueError) as err:
+            last = err
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeEnv]:
+    archive = build_image()
+    before = host_state()
+    work = tmp_path_factory.mktemp("node")
+    images = [(archive, "localhost/moonlander")]
+    started = time.monotonic()
+    try:
+        with devnode.running(work, ["parent", CHILD], images) as (plane, node):
+            print(
+                f"node: plane and node up in {time.monotonic() - started:.1f}s "
+                f"(node {node.timings['start']:.1f}s; "
+                + ", ".join(f"{k} {v:.1f}s" for k, v in node.timings.items() if k != "start")
+                + ")"
+            )
+            yield NodeEnv(plane, node, work, _version())
+    except ControlPlaneError as err:
+        pytest.fail(f"the node did not start: {err}", pytrace=False)
+    after = host_state()
+    assert after == before, "the node left the host changed"
+
+
+def test_helm_install_runs_the_image_and_lands_pattern_a(env: NodeEnv) -> None:
+    env.run("kubectl", "create", "namespace", NS)
+    env.run(
+        "kubectl",
+        "-n",
+        NS,
+        "create",
+        "secret",
+        "generic",
+        "moonlander-parent-kubeconfig",
+        "--from-file=kubeconfig=/dev/stdin",
+        input=env.pod_kubeconfig("parent"),
+    )
+    started = time.monotonic()
+    env.run(
+        "helm",
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NS,
+        "--set",
+        "image.repository=localhost/moonlander",
+        "--set",
+        f"image.tag={env.image_tag}",
+        "--set",
+        "image.pullPolicy=Never",
+        "--wait",
+        "--timeout=180s",
+    )
+    ready_in = time.monotonic() - started
+    [pod] = env.pods()
+    status = pod["status"]
+    assert [c["ready"] for c in status["containerStatuses"]] == [True], status
+    ready = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True"
+    print(f"\nhelm install: pod {pod['metadata']['name']} Ready in {ready_in:.1f}s")
+
+    # What really runs: the container's process, as the kubelet and runc made it.
+    container = status["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    pid = process_of(env, container)
+    proc_status = Path(f"/proc/{pid}/status").read_text()
+    uids = next(line for line in proc_status.splitlines() if line.startswith("Uid:")).split()
+    assert uids[1:] == ["65532"] * 4, uids
+    assert "NoNewPrivs:\t1" in proc_status
+    assert "CapEff:\t0000000000000000" in proc_status
+    root = next(
+        line.split()
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+        if line.split()[4] == "/"
+    )
+    assert "ro" in root[5].split(","), root
+    cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    assert "memory:/moonlander-node/kubepods/" in cgroup, cgroup
+    limit = memory_limit(cgroup)
+    assert limit == 256 << 20, limit
+
+    land_pattern_a(env)
+
+
+def process_of(env: NodeEnv, container: str) -> int:
+    out = subprocess.run(
+        ["ctr", "--address", str(env.node.socket), "-n", "k8s.io", "tasks", "ls"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in out.splitlines()[1:]:
+        task, pid, state = line.split()
+        if task == container:
+            assert state == "RUNNING", line
+            return int(pid)
+    raise AssertionError(f"no task {container}:\n{out}")
+
+
+def memory_limit(cgroup: str) -> int:
+    path = next(
+        line.split(":", 2)[2] for line in cgroup.splitlines() if line.split(":")[1] == "memory"
+    )
+    return int(Path(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").read_text())
+
+
+def landing_ready(env: NodeEnv) -> bool:
+    obj = env.get("landing", "-n", "harvey-system", "talos-root-access")
+    conds = obj.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def landed_kubeconfig(env: NodeEnv) -> str:
+    secret = env.get("secret", "-n", "crossplane-system", "talos-root-kubeconfig", cluster=CHILD)
+    return base64.b64decode(secret["data"]["kubeconfig"]).decode()
+
+
+def land_pattern_a(env: NodeEnv) -> None:
+    """Pattern A verbatim: harvey's admin kubeconfig in harvey-system (as CozyStack keeps
+    it), the policy, the Landing; then the landed kubeconfig lists the parent's namespaces."""
+    env.run("kubectl", "create", "namespace", "harvey-system")
+    env.run(
+        "kubectl",
+        "-n",
+        "harvey-system",
+        "create",
+        "secret",
+        "generic",
+        "kubernetes-harvey-admin-kubeconfig",
+        "--from-file=super-admin.conf=/dev/stdin",
+        input=env.pod_kubeconfig(CHILD),
+    )
+    started = time.monotonic()
+    env.run(
+        "kubectl",
+        "apply",
+        "-f",
+        str(PATTERN_A / "policy.yaml"),
+        "-f",
+        str(PATTERN_A / "landing.yaml"),
+    )
+    wait(lambda: landing_ready(env), 60, "Landing harvey-system/talos-root-access Ready")
+    print(f"Pattern A: Landing Ready {time.monotonic() - started:.1f}s after kubectl apply")
+    landed = env.work / "landed.kubeconfig"
+    landed.write_text(landed_kubeconfig(env))
+    proc = subprocess.run(
+        [env.tool("kubectl"), f"--kubeconfig={landed}", "get", "namespaces", "-o", "name"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "namespace/harvey-system" in proc.stdout.split()
+
+
+def test_metrics_from_the_pod_ip(env: NodeEnv) -> None:
+    [pod] = env.pods()
+    url = f"http://{pod['status']['podIP']}:8080/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    assert resp.status == 200
+    samples = [line for line in text.splitlines() if line.startswith("moonlander_")]
+    assert samples, text[:2000]
+    print(f"\n/metrics from {url}: {len(samples)} moonlander_ samples")
+
+
+class ReadyWatch:
+    """Polls the Landing's Ready condition in the background and remembers any lapse."""
+
+    def __init__(self, env: NodeEnv) -> None:
+        self.env = env
+        self.lapses: list[str] = []
+        self.checks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not landing_ready(self.env):
+                    self.lapses.append(time.strftime("%H:%M:%S"))
+            except AssertionError as err:
+                self.lapses.append(str(err))
+            self.checks += 1
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> ReadyWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_helm_upgrade_changing_an_arg_keeps_landings_ready(env: NodeEnv) -> None:
+    [old] = env.pods()
+    started = time.monotonic()
+    with ReadyWatch(env) as watch:
+        env.run(
+            "helm",
+            "upgrade",
+            RELEASE,
+            str(CHART),
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            "extraArgs={--workers=8}",
+            "--wait",
+            "--timeout=180s",
+        )
+        wait(
+            lambda: (
+                [p["metadata"]["name"] for p in env.pods()] != [old["metadata"]["name"]]
+                and len(env.pods()) == 1
+            ),
+            120,
+            "the old pod gone",
+        )
+        # The landed Secret is repaired by the new pod: it is the one at work.
+        env.run(
+            "kubectl",
+            "-n",
+            "crossplane-system",
+            "delete",
+            "secret",
+            "talos-root-kubeconfig",
+            cluster=CHILD,
+        )
+        wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back")
+    [new] = env.pods()
+    assert "--workers=8" in new["spec"]["containers"][0]["args"]
+    assert watch.checks > 10
+    assert watch.lapses == [], watch.lapses
+    print(
+        f"\nhelm upgrade: rolled to {new['metadata']['name']} in {time.monotonic() - started:.1f}s,"
+        f" Landing Ready in all {watch.checks} checks"
+    )
+
+
+def diagnose(env: NodeEnv) -> str:
+    """The Lease, the pods and the end of each container's log."""
+    lines = [json.dumps(env.get("lease", "-n", NS, RELEASE).get("spec"))]
+    for pod in env.get("pods", "-n", NS)["items"]:
+        lines.append(f"{pod['metadata']['name']}: {json.dumps(pod['status'].get('conditions'))}")
+    for log in sorted((env.node.directory / "pod-logs").glob(f"{NS}_*/*/*.log")):
+        lines.append(f"--- {log}")
+        text = log.read_text(errors="replace").splitlines()
+        lines.extend([line[:300] for line in text if "customresourcedefinitions" not in line][-15:])
+    return "\n".join(lines)
+
+
+def lease_holder(env: NodeEnv) -> str:
+    return str(env.get("lease", "-n", NS, RELEASE)["spec"].get("holderIdentity") or "")
+
+
+def test_two_replicas_another_takes_over(env: NodeEnv) -> None:
+    env.run(
+        "helm",
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NS,
+        "--reuse-values",
+        "--set",
+        "replicas=2",
+        "--wait",
+        "--timeout=180s",
+    )
+    pods = wait(lambda: len(env.pods()) == 2 and env.pods(), 120, "two pods")
+    names = {p["metadata"]["name"] for p in pods}
+    holder = wait(lambda: lease_holder(env), 60, "a leader")
+    [leader] = [n for n in names if n in holder]
+    [standby] = names - {leader}
+    started = time.monotonic()
+    env.run("kubectl", "-n", NS, "delete", "pod", leader, "--wait=false")
+    # The standby, or the pod the ReplicaSet starts in the leader's place: whichever asks
+    # first once the Lease is released (or expired) wins, as in any cluster.
+    try:
+        holder = wait(
+            lambda: (h := lease_holder(env)) and leader not in h and h,
+            60,
+            f"a leader other than {leader}",
+            interval=0.1,
+        )
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{diagnose(env)}") from None
+    takeover = time.monotonic() - started
+    env.run(
+        "kubectl",
+        "-n",
+        "crossplane-system",
+        "delete",
+        "secret",
+        "talos-root-kubeconfig",
+        cluster=CHILD,
+    )
+    wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back", interval=0.1)
+    repaired = time.monotonic() - started
+    assert landing_ready(env)
+    who = "the standby" if standby in holder else "the replacement pod"
+    print(
+        f"\nfailover: {who} {holder} holds the Lease {takeover:.1f}s after {leader} was deleted; "
+        f"a deleted landed Secret was back {repaired:.1f}s after the delete"
+    )
+
+
+def test_kustomize_config_default(env: NodeEnv) -> None:
+    env.run("helm", "uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
+    wait(lambda: not env.pods(), 120, "the Helm release's pods gone")
+    overlay = env.work / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(ROOT / "config" / "default", overlay)],
+                "images": [
+                    {
+                        "name": "ghcr.io/kingdonb/moonlander",
+                        "newName": "localhost/moonlander",
+                        "newTag": env.image_tag,
+                    }
+                ],
+            }
+        )
+    )
+    # kustomize refuses files outside the overlay's root unless told otherwise.
+    rendered = subprocess.run(
+        [env.tool("kubectl"), "kustomize", str(overlay), "--load-restrictor=LoadRestrictionsNone"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    started = time.monotonic()
+    env.run(
+        "kubectl", "apply", "--server-side", "--force-conflicts", "-f", "-", input=rendered.stdout
+    )
+    env.run(
+        "kubectl",
+        "-n",
+        NS,
+        "rollout",
+        "status",
+        "deployment/moonlander-controller",
+        "--timeout=180s",
+    )
+    [pod] = wait(lambda: len(env.pods()) == 1 and env.pods(), 60, "one pod")
+    assert pod["spec"]["containers"][0]["image"] == f"localhost/moonlander:{env.image_tag}"
+    print(f"\nkubectl apply -k config/default: pod Ready in {time.monotonic() - started:.1f}s")
+    env.run(
+        "kubectl",
+        "-n",
+        "crossplane-system",
+        "delete",
+        "secret",
+        "talos-root-kubeconfig",
+        cluster=CHILD,
+    )
+    wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back")
+    wait(lambda: landing_ready(env), 60, "Landing Ready")
