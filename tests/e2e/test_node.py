@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -96,6 +97,9 @@ def host_state() -> dict[str, Any]:
         "/var/lib/cni": Path("/var/lib/cni").exists(),
         "/run/netns": Path("/run/netns").exists(),
         "/var/lib/kubelet": Path("/var/lib/kubelet").exists(),
+        "/run/containerd": Path("/run/containerd").exists(),
+        "/run/moonlander-node": Path("/run/moonlander-node").exists(),
+        "/var/log/pods": Path("/var/log/pods").exists(),
     }
 
 
@@ -172,6 +176,75 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeEnv]:
         pytest.fail(f"the node did not start: {err}", pytrace=False)
     after = host_state()
     assert after == before, "the node left the host changed"
+
+
+def test_a_killed_node_is_cleaned_up(tmp_path: Path) -> None:
+    """``dev-clusters up --node`` killed outright (no teardown runs) with a pod running: its
+    containers outlive it, and the next node (here clean_up_killed_node) puts the host
+    back from the state the node saved. Runs before the module's node starts."""
+    before = host_state()
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "moonlander", "dev-clusters", "up", "--node"),
+                *("--dir", str(tmp_path / "up"), "--clusters", "parent"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait(lambda: b"ready:" in log.read_bytes() or up.poll() is not None, 300, "node up")
+        assert up.poll() is None, log.read_text()
+        kubeconfig = tmp_path / "up" / "clusters" / "parent.kubeconfig"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "sleeper", "namespace": "default"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "pause",
+                        "image": devnode.SANDBOX_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "resources": {"limits": {"memory": "16Mi"}},
+                    }
+                ]
+            },
+        }
+
+        def running() -> bool:
+            subprocess.run(
+                [_kubectl(), f"--kubeconfig={kubeconfig}", "apply", "-f", "-"],
+                input=json.dumps(pod),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            out = subprocess.run(
+                [_kubectl(), f"--kubeconfig={kubeconfig}", "get", "pod", "sleeper", "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            return bool(out) and json.loads(out)["status"].get("phase") == "Running"
+
+        wait(running, 120, "pod sleeper Running")
+    finally:
+        up.kill()  # SIGKILL: no teardown
+        up.wait()
+    socket_path = tmp_path / "up" / "node" / "containerd" / "containerd.sock"
+    assert devnode._shims_of(socket_path), "the pod's shim should outlive the node"
+    assert Path(f"/sys/class/net/{devnode.BRIDGE}").exists()
+    assert devnode.clean_up_killed_node() is True
+    assert not devnode._shims_of(socket_path)
+    assert host_state() == before
+
+
+def _kubectl() -> str:
+    from moonlander.dev.clusters import find_assets
+
+    return str(find_assets() / "kubectl")
 
 
 def test_helm_install_runs_the_image_and_lands_pattern_a(env: NodeEnv) -> None:

@@ -31,7 +31,7 @@ removed, and every process (containers and shims included) is stopped.
 from __future__ import annotations
 
 import contextlib
-import functools
+import fcntl
 import gzip
 import hashlib
 import io
@@ -48,7 +48,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,10 @@ SERVICE_NAMES = (
 CLUSTER_DOMAIN = "cluster.local"
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 CGROUP_ROOT = "/moonlander-node"
+RUN_LINK = Path("/run/moonlander-node")
 POD_MEMORY = 2 << 30  # what all pods together may use
 NODE_START_TIMEOUT = 180.0
+NODE_LOCK_TIMEOUT = 900.0  # another test session's node: its whole module runs in about 90 s
 # Kernel parameters the kubelet sets (cm.setupKernelTunables) and the bridge plugin may set.
 SYSCTLS = (
     "vm/overcommit_memory",
@@ -99,6 +101,11 @@ CONTROLLERS = (
     "namespace-controller",
     "clusterrole-aggregation-controller",
 )
+
+
+def state_file() -> Path:
+    """What the running node changed on the host, for whoever has to put it back."""
+    return cache_dir() / "node-state.json"
 
 
 class NodeError(ControlPlaneError):
@@ -481,7 +488,8 @@ class Node:
     pod_memory: int = POD_MEMORY
     processes: list[Process] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    _state: dict[str, Any] | None = None
+    _lock_fd: int | None = None
     _forwarder: Forwarder | None = None
     _binder: Binder | None = None
     _resolver: Resolver | None = None
@@ -509,8 +517,11 @@ class Node:
         try:
             install_host_packages()
             pause = pause_image()
-            self._keep_sysctls()
-            self._keep_cni_cache()
+            waited = time.monotonic()
+            self._lock(waited + NODE_LOCK_TIMEOUT)
+            if time.monotonic() - waited > 1:
+                self.timings["waiting for another node"] = time.monotonic() - waited
+            self._save_host_state()
             self._bridge()
             self._cgroups()
             self._forward()
@@ -544,51 +555,37 @@ class Node:
         self.processes.append(proc)
         return proc
 
-    def _undo_later(self, what: str, fn: Callable[[], None]) -> None:
-        self._undo.append((what, fn))
+    def _lock(self, deadline: float) -> None:
+        """One dev node per host (they share the bridge, addresses and cgroup root): waits
+        for another one to stop. A node that died without stopping is cleaned up here."""
+        self._lock_fd = _acquire_lock(deadline)
+        _recover_stale()
 
-    def _keep_sysctls(self) -> None:
-        saved = {}
+    def _save_host_state(self) -> None:
+        """What stop() (or the next node, if this one is killed) puts back."""
+        sysctls = {}
         for key in SYSCTLS:
             with contextlib.suppress(OSError):
-                saved[key] = (Path("/proc/sys") / key).read_text().strip()
-
-        def restore() -> None:
-            for key, value in saved.items():
-                path = Path("/proc/sys") / key
-                with contextlib.suppress(OSError):
-                    if path.read_text().strip() != value:
-                        path.write_text(value + "\n")
-
-        self._undo_later("kernel parameters", restore)
-
-    def _keep_cni_cache(self) -> None:
-        # libcni (in containerd) caches each attachment's result under /var/lib/cni.
-        cni = Path("/var/lib/cni")
-        existed = cni.exists()
-
-        def restore() -> None:
-            if not existed:
-                shutil.rmtree(cni, ignore_errors=True)
-                return
-            for f in (cni / "results").glob(f"{NODE_NAME}-*"):
-                f.unlink(missing_ok=True)
-
-        self._undo_later("CNI cache", restore)
+                sysctls[key] = (Path("/proc/sys") / key).read_text().strip()
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            raise NodeError(f"network interface {BRIDGE} exists, and no dev node made it")
+        state = {
+            "directory": str(self.directory),
+            "socket": str(self.socket),
+            "sysctls": sysctls,
+            "cni_cache_existed": Path("/var/lib/cni").exists(),
+            # containerd 1.6 puts its shims' sockets in /run/containerd/s, whatever its state.
+            "run_containerd_existed": Path("/run/containerd").exists(),
+        }
+        state_file().write_text(json.dumps(state))
+        self._state = state
+        # Unix socket paths have at most 107 bytes: the kubelet's (under its root directory)
+        # are made through this short link to the node's directory.
+        RUN_LINK.unlink(missing_ok=True)
+        RUN_LINK.symlink_to(self.directory)
 
     def _bridge(self) -> None:
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            raise NodeError(f"network interface {BRIDGE} exists: is another dev node running?")
         _run(["ip", "link", "add", BRIDGE, "type", "bridge"], "creating the bridge")
-
-        def delete() -> None:
-            # The pods' host-side veths go with their network namespaces, but not at once:
-            # delete them now, so that nothing of the node is left when stop() returns.
-            for port in Path(f"/sys/class/net/{BRIDGE}/brif").glob("*"):
-                subprocess.run(["ip", "link", "del", port.name], capture_output=True, check=False)
-            _run(["ip", "link", "del", BRIDGE], "deleting the bridge")
-
-        self._undo_later("bridge", delete)
         _run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE], "bridge address")
         # The `kubernetes` Service address, local to this host: pods' packets to it (routed
         # through the bridge) are delivered here, where the forwarder listens.
@@ -598,19 +595,10 @@ class Node:
     def _cgroups(self) -> None:
         for hierarchy in _cgroup_hierarchies():
             top = hierarchy / CGROUP_ROOT.lstrip("/")
-            if top.exists():
-                raise NodeError(f"{top} exists: is another dev node running?")
-            top.mkdir()
-            self._undo_later(f"cgroup {top}", functools.partial(self._remove_cgroups, top))
+            top.mkdir(exist_ok=True)
             if (hierarchy / "cpuset.cpus").exists():  # v1 cpuset: a new group starts empty
                 for f in ("cpuset.cpus", "cpuset.mems"):
                     (top / f).write_text((hierarchy / f).read_text())
-
-    @staticmethod
-    def _remove_cgroups(top: Path) -> None:
-        deadline = time.monotonic() + 10
-        while not _remove_cgroup_tree(top) and time.monotonic() < deadline:
-            time.sleep(0.2)
 
     def _forward(self) -> None:
         self._forwarder = Forwarder()
@@ -652,6 +640,7 @@ disabled_plugins = {json.dumps(disabled)}
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "/usr/sbin/runc"
+        Root = "{d}/runc"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
@@ -785,7 +774,7 @@ disabled_plugins = {json.dumps(disabled)}
                 str(self.plane.assets / "kubelet"),  # type: ignore[operator]
                 f"--config={d / 'config.json'}",
                 f"--kubeconfig={cluster.kubeconfig}",
-                f"--root-dir={d / 'root'}",
+                f"--root-dir={RUN_LINK / 'kubelet' / 'root'}",
                 f"--cert-dir={d / 'pki'}",
                 f"--hostname-override={self.name}",
                 f"--node-ip={GATEWAY}",
@@ -824,21 +813,21 @@ disabled_plugins = {json.dumps(disabled)}
         self._kill_containers()
         stop_together([p for p in self.processes if p not in first])
         self.processes.clear()
-        self._kill_shims()
-        for point in sorted(_mounts_under(self.directory), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        _kill_shims(self.socket)
+        _unmount_under(self.directory)
         if self._forwarder is not None:
             self._forwarder.stop()
             self._forwarder = None
         if self._resolver is not None:
             self._resolver.stop()
             self._resolver = None
-        while self._undo:
-            what, fn = self._undo.pop()
-            try:
-                fn()
-            except (OSError, NodeError) as err:
-                print(f"node: undoing {what}: {err}", flush=True)
+        if self._state is not None:
+            _restore_host(self._state)
+            state_file().unlink(missing_ok=True)
+            self._state = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     def _kill_containers(self) -> None:
         if not self.socket.exists():
@@ -847,25 +836,6 @@ disabled_plugins = {json.dumps(disabled)}
             for line in self._ctr("tasks", "ls", "-q", timeout=20).split():
                 with contextlib.suppress(NodeError):
                     self._ctr("tasks", "kill", "--all", "--signal", "SIGKILL", line, timeout=10)
-
-    def _kill_shims(self) -> None:
-        shims = _shims_of(self.socket)
-        if not shims:
-            return
-        children = _pids_by_parent()
-
-        def tree(pid: int) -> Iterator[int]:
-            for child in children.get(pid, []):
-                yield from tree(child)
-            yield pid
-
-        for shim in shims:
-            for pid in tree(shim):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in shims):
-            time.sleep(0.1)
 
     def summary(self) -> Iterator[str]:
         yield (
@@ -880,6 +850,103 @@ disabled_plugins = {json.dumps(disabled)}
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _acquire_lock(deadline: float) -> int:
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache_dir() / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise NodeError("another dev node has been running too long") from None
+            time.sleep(1)
+
+
+def _recover_stale() -> bool:
+    """With the lock held: puts back what a node that was killed left (its containers,
+    mounts, bridge, cgroups, kernel parameters), from the state it saved."""
+    if not state_file().exists():
+        return False
+    stale = json.loads(state_file().read_text())
+    print(f"node: cleaning up after a node that did not stop ({stale['directory']})", flush=True)
+    _kill_shims(Path(stale["socket"]))
+    _unmount_under(Path(stale["directory"]))
+    _restore_host(stale)
+    state_file().unlink()
+    return True
+
+
+def clean_up_killed_node(timeout: float = NODE_LOCK_TIMEOUT) -> bool:
+    """Cleans up after a dev node whose process was killed (a running one is waited for);
+    True when there was something to clean up. Starting a node does it too."""
+    fd = _acquire_lock(time.monotonic() + timeout)
+    try:
+        return _recover_stale()
+    finally:
+        os.close(fd)
+
+
+def _kill_shims(socket_path: Path) -> None:
+    """SIGKILL to the containerd shims of this containerd and everything below them (the
+    containers): they outlive containerd by design."""
+    shims = _shims_of(socket_path)
+    if not shims:
+        return
+    children = _pids_by_parent()
+
+    def tree(pid: int) -> Iterator[int]:
+        for child in children.get(pid, []):
+            yield from tree(child)
+        yield pid
+
+    for shim in shims:
+        for pid in tree(shim):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in shims):
+        time.sleep(0.1)
+
+
+def _unmount_under(directory: Path) -> None:
+    for point in sorted(_mounts_under(directory), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def _restore_host(state: dict[str, Any]) -> None:
+    """Puts back what a node changed on the host (idempotent): veths and the bridge, the
+    cgroups, the CNI cache, the kernel parameters."""
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        # The pods' host-side veths go with their network namespaces, but not at once.
+        for port in Path(f"/sys/class/net/{BRIDGE}/brif").glob("*"):
+            subprocess.run(["ip", "link", "del", port.name], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+    deadline = time.monotonic() + 10
+    for hierarchy in _cgroup_hierarchies():
+        top = hierarchy / CGROUP_ROOT.lstrip("/")
+        while not _remove_cgroup_tree(top) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if top.exists():
+            print(f"node: could not remove {top}", flush=True)
+    cni = Path("/var/lib/cni")
+    if not state.get("cni_cache_existed", True):
+        shutil.rmtree(cni, ignore_errors=True)
+    else:
+        for f in (cni / "results").glob(f"{NODE_NAME}-*"):
+            f.unlink(missing_ok=True)
+    if not state.get("run_containerd_existed", True):
+        shutil.rmtree("/run/containerd", ignore_errors=True)
+    if RUN_LINK.is_symlink():
+        RUN_LINK.unlink()
+    for key, value in state.get("sysctls", {}).items():
+        path = Path("/proc/sys") / key
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() != value:
+                path.write_text(value + "\n")
 
 
 def _free_port(host: str) -> int:
