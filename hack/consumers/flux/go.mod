@@ -1,7 +1,19 @@
 // Flux's source-controller and kustomize-controller, run for real by tests/e2e/test_flux.py
 // against Secrets Moonlander landed. Built by ../build.sh (CGO off, GOTOOLCHAIN=local).
 //
-// v1.9.6 (Flux 2.9), not v1.10.x: v1.10 needs Go 1.27 and the machine has Go 1.26.
+// v1.9.6 (Flux 2.9), not v1.10.1 (the version whose CRD tests/e2e/consumers.py checks). v1.10
+// needs Go 1.27, which ../build.sh can fetch (see ../argocd/go.mod), but with Go 1.27.3 the
+// module proxy here refuses modules that both v1.10.1 controllers import (tried 2026-12-01):
+//   github.com/fluxcd/pkg/apis/crypto v0.5.0  403, and the proxy lists no version of it (404)
+//   github.com/fluxcd/pkg/spiffe v0.2.0       403, and the proxy lists no version of it (404)
+//   (both imported by the controllers' main.go and controllers and by fluxcd/pkg/auth v0.66.0)
+//   github.com/fluxcd/pkg/artifact v0.27.1    403 (newest served: v0.18.0)
+//   github.com/fluxcd/pkg/http/fetch v0.30.1  403
+//   github.com/fluxcd/pkg/http/transport v0.9.0, github.com/fluxcd/pkg/masktoken v0.10.0,
+//   github.com/sigstore/cosign/v3 v3.1.4, github.com/google/go-containerregistry/pkg/authn/k8schain
+//   v0.0.0-20261013193525-92aac6186bc4: 403
+// source-controller v1.10.0 requires the same apis/crypto and spiffe versions. Stand-ins for
+// Flux's own crypto API types and SPIFFE broker would no longer be real Flux, so v1.9.6 stays.
 module github.com/kingdonb/moonlander/hack/consumers/flux
 
 go 1.26.0
