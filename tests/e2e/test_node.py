@@ -305,6 +305,16 @@ def test_helm_install_runs_the_image_and_lands_pattern_a(env: NodeEnv) -> None:
     assert limit == 256 << 20, limit
 
     land_pattern_a(env)
+    # The shipped RBAC is enough: nothing the controller asked for was forbidden.
+    time.sleep(3)
+    denied = [line for line in pod_log(env, pod) if "forbidden" in line.lower()]
+    assert not denied, denied[:3]
+
+
+def pod_log(env: NodeEnv, pod: dict[str, Any]) -> list[str]:
+    meta = pod["metadata"]
+    logs = env.node.directory / "pod-logs" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+    return [line for f in sorted(logs.glob("*/*.log")) for line in f.read_text().splitlines()]
 
 
 def process_of(env: NodeEnv, container: str) -> int:
