@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -84,10 +85,17 @@ def host_state() -> dict[str, Any]:
     cgroups = sorted(
         str(h) for h in devnode._cgroup_hierarchies() if (h / "moonlander-node").exists()
     )
-    iptables = subprocess.run(
-        ["iptables-save"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
-    rules = sorted(line for line in iptables if not line.startswith(("#", ":")))
+    # (Before hack/node/deps.sh has run on a fresh machine there may be no iptables at all.)
+    iptables = (
+        subprocess.run(
+            ["iptables-save"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()
+        if shutil.which("iptables-save")
+        else []
+    )
+    rules = sorted(
+        line for line in iptables if line.startswith("-")
+    )  # (a chain comes with a jump to it)
     return {
         "sysctls": sysctls,
         "links": links,
