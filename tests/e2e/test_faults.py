@@ -26,7 +26,7 @@ import httpx2 as httpx
 import pytest
 import yaml
 from aiohttp import web
-from lightkube import AsyncClient, KubeConfig
+from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Secret
 
@@ -171,20 +171,27 @@ async def count_synced(client: AsyncClient, namespace: str) -> int:
 async def create_landings(
     client: AsyncClient, namespace: str, source: str, names: list[str]
 ) -> None:
-    await asyncio.gather(
-        *(
-            client.create(
-                landing(
-                    namespace,
-                    name,
-                    kubeconfigSecretName=source,
-                    writeKubeconfigSecretName=name,
-                    targetNamespace=namespace,
-                )
-            )
-            for name in names
+    async def create(name: str) -> None:
+        obj = landing(
+            namespace,
+            name,
+            kubeconfigSecretName=source,
+            writeKubeconfigSecretName=name,
+            targetNamespace=namespace,
         )
-    )
+        # A restarted API server answers 503 for the CRD's resources for a moment after it
+        # is ready; that is the server starting, not what these tests measure.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await client.create(obj)
+                return
+            except ApiError as err:
+                if err.status.code != 503 or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(create(name) for name in names))
 
 
 async def check_landed(

@@ -14,9 +14,10 @@ module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -33,7 +34,7 @@ from moonlander import api, minting
 from moonlander.api import InvalidLanding, Landing
 from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
-from moonlander.controller import companions, outputs, plan
+from moonlander.controller import companions, memo, outputs, plan
 from moonlander.controller.authorize import Fence, PolicyStore, authorize, source_networks
 from moonlander.controller.conditions import now_rfc3339
 from moonlander.controller.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
@@ -46,8 +47,6 @@ from moonlander.credentials import (
     KubeconfigError,
     Policy,
     check_server,
-    parse_kubeconfig,
-    render_kubeconfig,
 )
 from moonlander.kube.clusters import (
     ClusterPool,
@@ -252,7 +251,7 @@ class Reconciler:
                     Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
                 ) from None
         try:
-            return source_key, parse_kubeconfig(raw, policy, server=server)
+            return source_key, memo.parsed(raw, policy, server)
         except KubeconfigError as err:
             raise LandingProblem(
                 Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE
@@ -307,7 +306,7 @@ class Reconciler:
                 target, landing.target_namespace, landing.write_name
             )
             if mint_spec is None:
-                landed_creds = payload.with_server(server, payload_policy)
+                landed_creds = memo.with_server(payload, server, payload_policy)
             else:
                 landed_creds, token = await self.minter.credentials(
                     landing, payload, server, existing, payload_policy
@@ -325,9 +324,9 @@ class Reconciler:
                     annotations=token_annotations,
                 )
             else:
-                kubeconfig = render_kubeconfig(
+                kubeconfig = memo.rendered(
                     landed_creds,
-                    name=mint_spec.name if mint_spec else payload.context_name or "moonlander",
+                    mint_spec.name if mint_spec else payload.context_name or "moonlander",
                 )
                 desired = plan.desired_secret(
                     name=landing.write_name,
@@ -410,7 +409,7 @@ class Reconciler:
         if review is None:
             review = asyncio.ensure_future(_self_review(granting.client))
             self._reviews[fingerprint] = review
-            review.add_done_callback(lambda _: self._reviews.pop(fingerprint, None))
+            review.add_done_callback(lambda done: self._settled(fingerprint, done))
         err = await asyncio.shield(review)
         if isinstance(err, ApiError):
             if err.status.code == 401:
@@ -424,9 +423,18 @@ class Reconciler:
                 raise await target_problem(self.clusters, granting, err, key) from None
         elif err is not None:  # the cluster granting access, not the one written to
             raise await target_problem(self.clusters, granting, err, key) from None
-        if len(self._verified) > 10_000:
-            self._verified.clear()
-        self._verified[fingerprint] = time.monotonic()
+
+    def _settled(self, fingerprint: str, review: asyncio.Future[BaseException | None]) -> None:
+        """A SelfSubjectReview answered: an accepted credential counts as verified at once,
+        before its waiters resume, so a reconcile starting in between asks no second time."""
+        self._reviews.pop(fingerprint, None)
+        if review.cancelled() or review.exception() is not None:
+            return  # its waiters see the exception
+        err = review.result()
+        if err is None or (isinstance(err, ApiError) and err.status.code == 403):
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[fingerprint] = time.monotonic()
 
     async def _read_source(self, landing: Landing) -> Secret:
         landing_ns = landing.metadata.namespace
@@ -521,13 +529,15 @@ class Reconciler:
         name = desired["metadata"]["name"]
         namespace = desired["metadata"]["namespace"]
         obj = cast(Secret, Secret.from_dict(desired))
+        ref = (target.key, namespace, name)
         if existing is None:
             await self._ensure_namespace(target, namespace)
             # Create, never apply, what we believe absent: the watch cache only sees Secrets
             # Moonlander manages, so a foreign one of that name must make this fail (409)
             # rather than be overwritten.
             try:
-                written = await client.create(obj)
+                async with self._expecting(ref, desired):
+                    written = await client.create(obj)
             except ApiError as err:
                 if err.status.code == 404:  # the namespace went away since we saw it
                     self._namespaces.discard((target.key, namespace))
@@ -551,8 +561,27 @@ class Reconciler:
             repaired = last is not None and last != own.secret_digest(existing)
             if plan.type_change_needed(existing, desired):
                 await client.delete(Secret, name, namespace=namespace)
-        written = await client.apply(obj, force=True)
+        async with self._expecting(ref, desired):
+            written = await client.apply(obj, force=True)
         self._record_write(target, desired, written, landing, created=False, repaired=repaired)
+
+    @contextlib.asynccontextmanager
+    async def _expecting(
+        self, ref: tuple[str, str, str], desired: Mapping[str, Any]
+    ) -> AsyncIterator[None]:
+        """The write about to be sent is known as ours before it is sent: its watch event
+        can arrive before the response does, and must not be taken for drift (a second
+        reconcile of every Landing in a burst). A write that fails is forgotten again."""
+        previous = self.own_digests.get(ref)
+        self.own_digests[ref] = own.secret_digest(desired)
+        try:
+            yield
+        except BaseException:
+            if previous is None:
+                self.own_digests.pop(ref, None)
+            else:
+                self.own_digests[ref] = previous
+            raise
 
     def _record_write(
         self,

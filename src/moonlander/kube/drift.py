@@ -107,13 +107,27 @@ class _ClusterWatch:
             self.remember(body)
         if namespace not in self.listed:
             # The first list of this watch: what its Landings wrote before it existed may
-            # have changed or gone before it began; they check once.
+            # have changed or gone before it began; they check once — all but those whose
+            # Secret the list shows exactly as they wrote it (in a burst, most of them).
             self.listed.add(namespace)
+            intact = self._intact(seen.values()) if self.kind == "Secret" else set()
             for landing, interest in list(self.landings.items()):
-                if namespace is None or interest == namespace:
+                if (namespace is None or interest == namespace) and landing not in intact:
                     self.enqueue(landing)
         self.synced.add(namespace)
         return listing.resourceVersion
+
+    def _intact(self, bodies: Iterable[dict[str, Any]]) -> set[str]:
+        """The owners of listed Secrets that are exactly what this controller last wrote."""
+        owners = set()
+        for body in bodies:
+            meta = body["metadata"]
+            owner = (meta.get("annotations") or {}).get(api.OWNER_ANNOTATION)
+            digest = own.secret_digest(body)
+            ref = (self.target.key, meta.get("namespace", ""), meta["name"])
+            if owner and self.is_echo(*ref, meta.get("resourceVersion", ""), digest):
+                owners.add(owner)
+        return owners
 
     async def _run(self, namespace: str | None) -> None:
         failures = 0
