@@ -521,6 +521,7 @@ class Node:
             self._lock(waited + NODE_LOCK_TIMEOUT)
             if time.monotonic() - waited > 1:
                 self.timings["waiting for another node"] = time.monotonic() - waited
+            deadline = time.monotonic() + NODE_START_TIMEOUT
             self._save_host_state()
             self._bridge()
             self._cgroups()
@@ -537,7 +538,7 @@ class Node:
             self._start_kubelet()
             self._binder = Binder(self.plane.clusters[self.cluster], self.name)
             self._binder.start()
-            self._wait_ready(started + NODE_START_TIMEOUT)
+            self._wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
@@ -855,11 +856,15 @@ disabled_plugins = {json.dumps(disabled)}
 def _acquire_lock(deadline: float) -> int:
     cache_dir().mkdir(parents=True, exist_ok=True)
     fd = os.open(cache_dir() / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    told = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
+            if not told:
+                print("node: waiting for another dev node on this host to stop", flush=True)
+                told = True
             if time.monotonic() > deadline:
                 os.close(fd)
                 raise NodeError("another dev node has been running too long") from None
