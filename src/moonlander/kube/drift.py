@@ -86,6 +86,13 @@ class _ClusterWatch:
     async def _list(self, namespace: str | None) -> str:
         """Lists what exists (replacing what the cache held there); returns the version to
         watch from."""
+        # Landings known before the list begins: what they wrote is in it or comes by the
+        # watch after it; those that start later are covered by both anyway.
+        known = [
+            landing
+            for landing, interest in self.landings.items()
+            if namespace is None or interest == namespace
+        ]
         listing = self.target.watch_client().list(
             KINDS[self.kind], namespace=namespace or "*", labels=_SELECTOR, chunk_size=LIST_PAGE
         )
@@ -108,11 +115,12 @@ class _ClusterWatch:
         if namespace not in self.listed:
             # The first list of this watch: what its Landings wrote before it existed may
             # have changed or gone before it began; they check once — all but those whose
-            # Secret the list shows exactly as they wrote it (in a burst, most of them).
+            # Secret the list shows exactly as they wrote it, and those that came after the
+            # list began (in a burst, most of them).
             self.listed.add(namespace)
             intact = self._intact(seen.values()) if self.kind == "Secret" else set()
-            for landing, interest in list(self.landings.items()):
-                if (namespace is None or interest == namespace) and landing not in intact:
+            for landing in known:
+                if landing not in intact:
                     self.enqueue(landing)
         self.synced.add(namespace)
         return listing.resourceVersion
