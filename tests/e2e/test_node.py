@@ -498,7 +498,7 @@ def lease_holder(env: NodeEnv) -> str:
     return str(env.get("lease", "-n", NS, RELEASE)["spec"].get("holderIdentity") or "")
 
 
-def test_two_replicas_another_takes_over(env: NodeEnv) -> None:
+def test_two_replicas_the_standby_takes_over(env: NodeEnv) -> None:
     env.run(
         "helm",
         "upgrade",
@@ -517,37 +517,45 @@ def test_two_replicas_another_takes_over(env: NodeEnv) -> None:
     holder = wait(lambda: lease_holder(env), 60, "a leader")
     [leader] = [n for n in names if n in holder]
     [standby] = names - {leader}
-    started = time.monotonic()
-    env.run("kubectl", "-n", NS, "delete", "pod", leader, "--wait=false")
-    # The standby, or the pod the ReplicaSet starts in the leader's place: whichever asks
-    # first once the Lease is released (or expired) wins, as in any cluster.
+    # Cordoned, the node takes no replacement pod: the standby is the only one who can lead.
+    env.run("kubectl", "cordon", devnode.NODE_NAME)
     try:
-        holder = wait(
-            lambda: (h := lease_holder(env)) and leader not in h and h,
-            60,
-            f"a leader other than {leader}",
-            interval=0.1,
+        started = time.monotonic()
+        env.run("kubectl", "-n", NS, "delete", "pod", leader, "--wait=false")
+        try:
+            holder = wait(
+                lambda: standby in lease_holder(env) and lease_holder(env),
+                60,
+                f"{standby} leading",
+                interval=0.1,
+            )
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{diagnose(env)}") from None
+        takeover = time.monotonic() - started
+        env.run(
+            "kubectl",
+            "-n",
+            "crossplane-system",
+            "delete",
+            "secret",
+            "talos-root-kubeconfig",
+            cluster=CHILD,
         )
-    except AssertionError as err:
-        raise AssertionError(f"{err}\n{diagnose(env)}") from None
-    takeover = time.monotonic() - started
-    env.run(
-        "kubectl",
-        "-n",
-        "crossplane-system",
-        "delete",
-        "secret",
-        "talos-root-kubeconfig",
-        cluster=CHILD,
-    )
-    wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back", interval=0.1)
-    repaired = time.monotonic() - started
-    assert landing_ready(env)
-    who = "the standby" if standby in holder else "the replacement pod"
+        wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back", interval=0.1)
+        repaired = time.monotonic() - started
+        assert landing_ready(env)
+    finally:
+        env.run("kubectl", "uncordon", devnode.NODE_NAME)
+    wait(lambda: len(env.pods()) == 2 and all(ready(p) for p in env.pods()), 120, "two pods")
     print(
-        f"\nfailover: {who} {holder} holds the Lease {takeover:.1f}s after {leader} was deleted; "
-        f"a deleted landed Secret was back {repaired:.1f}s after the delete"
+        f"\nfailover: standby {standby} holds the Lease {takeover:.1f}s after {leader} was "
+        f"deleted; a deleted landed Secret was back {repaired:.1f}s after the delete"
     )
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conds = pod["status"].get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def test_kustomize_config_default(env: NodeEnv) -> None:

@@ -358,7 +358,8 @@ class Resolver:
 
 
 class Binder:
-    """Binds every pod without a node to the one node (kube-scheduler's job, for one node)."""
+    """Binds every pod without a node to the one node unless it is cordoned (kube-scheduler's
+    job, for one node)."""
 
     def __init__(self, cluster: Cluster, node: str) -> None:
         self.cluster = cluster
@@ -391,6 +392,10 @@ class Binder:
         self._ctx: ssl.SSLContext = self.cluster.ssl_context()
         while not self._stopping.is_set():
             try:
+                node = self._request("GET", f"/api/v1/nodes/{self.node}")
+                if node.get("spec", {}).get("unschedulable"):  # cordoned: pods stay Pending
+                    self._stopping.wait(0.3)
+                    continue
                 pods = self._request("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3D")
                 for pod in pods.get("items", []):
                     meta = pod["metadata"]
