@@ -49,7 +49,12 @@ restore() { [[ $made_policy == 1 ]] && rm -f "$policy"; return 0; }
 trap restore EXIT
 apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
   || { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
-if [[ $had_containerd_unit == 0 ]] && command -v systemctl >/dev/null \
-  && [[ -d /run/systemd/system ]]; then
-  systemctl disable --now containerd.service >/dev/null 2>&1 || true
+# The package enables its service (and starts it where systemd runs): the node never uses it.
+if [[ $had_containerd_unit == 0 && -e /lib/systemd/system/containerd.service ]] \
+  && command -v systemctl >/dev/null; then
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now containerd.service >/dev/null 2>&1 || true
+  else
+    systemctl disable containerd.service >/dev/null 2>&1 || true
+  fi
 fi
