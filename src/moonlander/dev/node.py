@@ -35,6 +35,7 @@ import fcntl
 import gzip
 import hashlib
 import io
+import ipaddress
 import json
 import os
 import selectors
@@ -591,6 +592,7 @@ class Node:
         RUN_LINK.symlink_to(self.directory)
 
     def _bridge(self) -> None:
+        _check_addresses_free()
         _run(["ip", "link", "add", BRIDGE, "type", "bridge"], "creating the bridge")
         _run(["ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE], "bridge address")
         # The `kubernetes` Service address, local to this host: pods' packets to it (routed
@@ -856,6 +858,24 @@ disabled_plugins = {json.dumps(disabled)}
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _check_addresses_free() -> None:
+    """The node's subnet and the `kubernetes` Service address must not be a network this
+    host already reaches (a LAN on 10.0.0.0/24 would lose its 10.0.0.1)."""
+    ours = [ipaddress.ip_network(POD_SUBNET), ipaddress.ip_network(f"{SERVICE_IP}/32")]
+    routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"], "ip route"))
+    for route in routes:
+        dst = route.get("dst", "default")
+        if dst == "default" or route.get("type") in ("broadcast", "multicast"):
+            continue
+        with contextlib.suppress(ValueError):
+            net = ipaddress.ip_network(dst, strict=False)
+            if net.prefixlen > 0 and any(net.overlaps(o) for o in ours):
+                raise NodeError(
+                    f"this host already routes {dst} (dev {route.get('dev')}), which the dev "
+                    f"node needs ({POD_SUBNET}, {SERVICE_IP}): not starting"
+                )
 
 
 def _acquire_lock(deadline: float) -> int:
