@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
 import yaml
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
@@ -45,7 +46,8 @@ async def eventually(
     interval: float = 0.1,
     what: str = "",
 ) -> T:
-    """Polls ``probe`` until it returns a truthy value or no longer raises AssertionError."""
+    """Polls ``probe`` until it returns a truthy value without raising AssertionError, an
+    API error or a transport error (a timeout included)."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while time.monotonic() < deadline:
@@ -53,7 +55,8 @@ async def eventually(
             result = await probe()
             if result:
                 return result
-        except (AssertionError, ApiError) as err:
+        except (AssertionError, ApiError, httpx2.TransportError) as err:
+            # A poll that timed out (an API server slow under load) is one more "not yet".
             last = err
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}: {last!r}")
