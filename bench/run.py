@@ -14,19 +14,23 @@ The "Isolation" case (``--cases isolation``) measures what hostile clusters cost
 ones: 100 Landings over 2 children, created with 20 Landings of another namespace present
 whose sources name hostile API servers (tests/support/hostile.py, in their own process),
 against the same run of the same controller setup without them.
+
+The fleet cases (``--cases landingset``, ``--cases shards``; bench/fleet.py): a LandingSet
+stamping 1,000 Landings at once against 1,000 hand-written ones, and three ``--shards``
+replicas against one. The control plane starts as many children as the largest case needs.
+When sizes 100, 1,000 and 10,000 ran, a table gives the peak RSS and controller CPU per
+Landing at each.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -38,6 +42,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import (
+    CONCURRENCY,
+    RESYNC,
+    ROOT,
+    b64,
+    bounded,
+    kubeconfig_dict,
+    load_average,
+    mark,
+    metric_sum,
+    pct,
+    proc_stats,
+    scrape,
+    writes_by_kind,
+)
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -49,14 +68,16 @@ from moonlander.controller import plan
 from moonlander.dev.clusters import ClusterSpec, ControlPlane, free_port
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the hostile servers and the RSS watch the e2e tests use
-from tests.support.admission import install_finalizer_policy  # noqa: E402
-from tests.support.hostile import KINDS, RssWatch  # noqa: E402
+import fleet
+from tests.support.admission import install_finalizer_policy
+from tests.support.hostile import KINDS, RssWatch
 
-CONCURRENCY = 16  # the controller's default --workers, and the lower bound's concurrency
-RESYNC = 20.0
 SOURCE_CHANGES = 20
+# The 10,000-Landing case's targets (issue 15), and the sharding case's default size.
+BIG_RATIO, BIG_RSS_MB = 1.5, 300.0
+SHARDS_DEFAULT = (10_000, 10)
+DEFAULT_CASES = "100x1,100x3,1000x1,1000x3,10000x10,landingset,isolation"  # shards: alone
 # Isolation: healthy Landings x children, hostile Landings, and the targets they are held to.
 ISO_HEALTHY, ISO_CHILDREN, ISO_HOSTILE = 100, 2, 20
 ISO_P99_RATIO, ISO_RSS_MB, ISO_STATUS_S, ISO_DELETE_S, ISO_ROTATION_S = 1.5, 200.0, 30.0, 30.0, 1.0
@@ -69,6 +90,7 @@ class Burst:
     all_ready_s: float = 0.0
     p50_s: float = 0.0
     p99_s: float = 0.0
+    ready: int = 0
 
 
 @dataclass
@@ -192,72 +214,6 @@ class HostileProcess:
             await self._proc.wait()
 
 
-def mark(what: str) -> None:
-    """A wall-clock mark on stdout, to find a phase in the controller's log."""
-    print(f"    {dt.datetime.now(dt.UTC).isoformat(timespec='milliseconds')} {what}", flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def kubeconfig_dict(text: str) -> dict[str, Any]:
-    return dict(yaml.safe_load(text))
-
-
-def b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-async def bounded(calls: list[Callable[[], Awaitable[Any]]], limit: int) -> list[Any]:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(call: Callable[[], Awaitable[Any]]) -> Any:
-        async with sem:
-            return await call()
-
-    return await asyncio.gather(*(one(c) for c in calls))
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return str(resp.read().decode())
-
-
-def metric_sum(text: str, name: str, **match: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in match.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def writes_by_kind(before: str, after: str, landings: int) -> dict[str, float]:
-    """moonlander_writes_total's increase per Landing, by "kind action"."""
-    found: dict[str, float] = {}
-    for text, sign in ((after, 1), (before, -1)):
-        for action, kind, value in re.findall(
-            r'^moonlander_writes_total\{action="(\w+)",kind="(\w+)"\} (\S+)$',
-            text,
-            re.MULTILINE,
-        ):
-            key = f"{kind} {action}"
-            found[key] = found.get(key, 0.0) + sign * float(value)
-    return {k: v / landings for k, v in sorted(found.items()) if v}
-
-
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(peak RSS in MB, CPU seconds) of a process."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
-
-
 def connections(pid: int, ports: dict[str, int]) -> dict[str, int]:
     """Established TCP connections from ``pid`` to each cluster's port."""
     inodes = set()
@@ -349,9 +305,14 @@ class Bench:
             )
 
     def start_controller(
-        self, namespaces: list[str], parent_file: Path, metrics_port: int
+        self,
+        namespaces: list[str],
+        parent_file: Path,
+        metrics_port: int,
+        *extra: str,
+        log_name: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"controller-{namespaces[0]}.log").open("wb")
+        log = (self.workdir / f"controller-{log_name or namespaces[0]}.log").open("wb")
         return subprocess.Popen(
             [
                 sys.executable,
@@ -368,6 +329,7 @@ class Bench:
                 "--bind-address=127.0.0.1",
                 f"--resync-interval={RESYNC}",
                 f"--workers={CONCURRENCY}",
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -445,9 +407,12 @@ class Bench:
         case.parent_change_ratio = case.parent_change_p99_s / case.rewrite_bound_s
         return case
 
-    async def _burst(self, ns: str, n: int, children: list[str]) -> Burst:
+    async def _burst(
+        self, ns: str, n: int, children: list[str], timeout: float | None = None
+    ) -> Burst:
         """Creates N ParentToChild Landings over the children (32 at a time); times each
-        from its create call returning until it is Ready."""
+        from its create call returning until it is Ready. With ``timeout``: gives up that
+        many seconds after the first create (``Burst.ready`` says how many made it)."""
         ready_at: dict[str, float] = {}
         created_at: dict[str, float] = {}
         watcher = asyncio.create_task(self._watch_ready(ns, ready_at))
@@ -474,8 +439,14 @@ class Bench:
 
         await bounded([create(i) for i in range(n)], 32)
         burst = Burst(create_phase_s=time.monotonic() - started)
-        while len(ready_at) < n:
+        deadline = started + timeout if timeout is not None else float("inf")
+        while len(ready_at) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        burst.ready = len(ready_at)
+        if burst.ready < n:
+            watcher.cancel()
+            burst.all_ready_s = float("nan")
+            return burst
         burst.all_ready_s = max(ready_at.values()) - started
         lat = [ready_at[k] - created_at[k] for k in created_at]
         burst.p50_s, burst.p99_s = pct(lat, 0.5), pct(lat, 0.99)
@@ -938,12 +909,75 @@ def isolation_table(iso: Isolation) -> str:
     return "\n".join(lines)
 
 
+def scale_table(cases: list[Case]) -> str:
+    """Peak RSS and controller CPU per Landing at each size run (the most children where
+    a size ran more than once): how cost grows with N."""
+    by_n: dict[int, Case] = {}
+    for c in cases:
+        if c.landings not in by_n or c.children > by_n[c.landings].children:
+            by_n[c.landings] = c
+    lines = [
+        f"{'Landings x children':<20}  {'peak RSS (MB)':>14}  {'KB / Landing':>13}"
+        f"  {'KB / added Landing':>19}  {'CPU ms / Landing':>17}"
+    ]
+    previous: Case | None = None
+    for n in sorted(by_n):
+        c = by_n[n]
+        added = (
+            f"{(c.peak_rss_mb - previous.peak_rss_mb) * 1024 / (n - previous.landings):.1f}"
+            if previous is not None
+            else ""
+        )
+        lines.append(
+            f"{f'{n} x {c.children}':<20}  {c.peak_rss_mb:>14.0f}  {c.peak_rss_mb * 1024 / n:>13.1f}"
+            f"  {added:>19}  {c.burst_cpu_s * 1000 / n:>17.2f}"
+        )
+        previous = c
+    return "\n".join(lines)
+
+
+def case_targets(c: Case) -> dict[str, bool]:
+    """The targets issue 15 holds the 10,000-Landing case to."""
+    if c.landings < 10_000:
+        return {}
+    return {
+        f"all Ready <= {BIG_RATIO}x the lower bound": c.ratio_to_lower_bound <= BIG_RATIO,
+        f"peak RSS <= {BIG_RSS_MB:.0f} MB": c.peak_rss_mb <= BIG_RSS_MB,
+        "idle writes 0": c.idle_writes == 0,
+    }
+
+
+def parse_cases(names: list[str]) -> tuple[list[tuple[int, int]], tuple[int, int] | None, int]:
+    """(NxM cases, the shards case's NxM or None, children needed)."""
+    sizes: list[tuple[int, int]] = []
+    shards: tuple[int, int] | None = None
+    children = 0
+    for name in names:
+        if name == "isolation":
+            children = max(children, ISO_CHILDREN)
+        elif name.startswith("landingset"):
+            children = max(children, fleet.SET_CHILDREN)
+        elif name.startswith("shards"):
+            size = name.partition(":")[2] or f"{SHARDS_DEFAULT[0]}x{SHARDS_DEFAULT[1]}"
+            n, m = (int(x) for x in size.split("x"))
+            shards = (n, m)
+            children = max(children, m)
+        else:
+            n, m = (int(x) for x in name.split("x"))
+            sizes.append((n, m))
+            children = max(children, m)
+    return sizes, shards, children
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--cases",
-        default="100x1,100x3,1000x1,1000x3,isolation",
-        help="NxM (N Landings over M children) or 'isolation', comma-separated",
+        default=DEFAULT_CASES,
+        help="comma-separated: NxM (N Landings over M children), 'landingset' "
+        f"({fleet.SET_TENANTS} tenants; 'landingset:N'), 'shards' "
+        f"({SHARDS_DEFAULT[0]}x{SHARDS_DEFAULT[1]}; 'shards:NxM') or "
+        "'isolation'",
     )
     parser.add_argument("--out", default="_out/bench.json", help="JSON results")
     parser.add_argument(
@@ -951,36 +985,73 @@ async def main() -> int:
     )
     args = parser.parse_args()
     names = args.cases.split(",")
-    cases = [tuple(int(x) for x in c.split("x")) for c in names if c != "isolation"]
+    cases, shards_size, n_children = parse_cases(names)
     workdir = Path(tempfile.mkdtemp(prefix="moonlander-bench-"))
-    specs = [ClusterSpec("parent")] + [ClusterSpec(f"child-{i}") for i in range(1, 4)]
+    # As many children as the largest case needs.
+    specs = [ClusterSpec("parent")] + [ClusterSpec(f"child-{i}") for i in range(1, n_children + 1)]
     plane = ControlPlane(workdir / "clusters", specs)
+    wall = time.monotonic()
     await asyncio.to_thread(plane.start)
     results: list[Case] = []
     isolation: Isolation | None = None
+    landingset: fleet.LandingSetCase | None = None
+    shards: fleet.ShardsCase | None = None
+    durations: dict[str, float] = {"control plane start": time.monotonic() - wall}
     print(f"work directory (controller logs): {workdir}", flush=True)
     try:
         bench = Bench(workdir, plane, args.controller_log_level)
         await bench.setup()
         for n, m in cases:
-            print(f"running {n} Landings over {m} children ...", flush=True)
+            print(f"running {n} Landings over {m} children (load {load_average()}) ...", flush=True)
+            started = time.monotonic()
             results.append(await bench.run_case(n, m))
+            durations[f"{n}x{m}"] = time.monotonic() - started
             print(json.dumps(asdict(results[-1])), flush=True)
+        for name in (x for x in names if x.startswith("landingset")):
+            print(f"running LandingSet (load {load_average()}) ...", flush=True)
+            started = time.monotonic()
+            count = int(name.partition(":")[2] or fleet.SET_TENANTS)
+            landingset = await fleet.run_landingset(bench, count)
+            durations["landingset"] = time.monotonic() - started
+            print(json.dumps(asdict(landingset)), flush=True)
+        if shards_size is not None:
+            print(f"running Sharding {shards_size} (load {load_average()}) ...", flush=True)
+            started = time.monotonic()
+            shards = await fleet.run_shards(bench, *shards_size)
+            durations["shards"] = time.monotonic() - started
+            print(json.dumps(asdict(shards)), flush=True)
         if "isolation" in names:
             print("running Isolation ...", flush=True)
+            started = time.monotonic()
             isolation = await bench.run_isolation()
+            durations["isolation"] = time.monotonic() - started
             print(json.dumps(asdict(isolation)), flush=True)
     finally:
         await asyncio.to_thread(plane.stop)
+    durations["total"] = time.monotonic() - wall
     if results:
         print()
         print(table(results))
         for c in results:
             kinds = ", ".join(f"{k} {v:.2f}" for k, v in c.writes_by_kind.items())
             print(f"writes per new Landing at {c.landings}x{c.children}: Landing create 1, {kinds}")
+        for c in results:
+            for target, met in case_targets(c).items():
+                print(f"  {'met   ' if met else 'MISSED'}  {c.landings}x{c.children}: {target}")
+        if len({c.landings for c in results}) > 1:
+            print()
+            print(scale_table(results))
+    if landingset is not None:
+        print()
+        print(fleet.landingset_table(landingset))
+    if shards is not None:
+        print()
+        print(fleet.shards_table(shards))
     if isolation is not None:
         print()
         print(isolation_table(isolation))
+    print()
+    print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in durations.items()))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -993,6 +1064,10 @@ async def main() -> int:
                 "resync_seconds": RESYNC,
                 "cases": [asdict(c) for c in results],
                 "isolation": asdict(isolation) if isolation is not None else None,
+                "landingset": asdict(landingset) if landingset is not None else None,
+                "shards": asdict(shards) if shards is not None else None,
+                "scale": scale_table(results) if results else None,
+                "durations_s": durations,
             },
             indent=2,
         )
