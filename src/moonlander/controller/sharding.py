@@ -17,6 +17,8 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 
+LATE_RETRY = 1.0  # seconds: a key of ours while our Lease is late waits this long
+
 
 def owner(key: str, members: Sequence[str]) -> str | None:
     """The member that owns ``key``; None when there are no members."""
@@ -57,9 +59,14 @@ class Shards:
 
     def waiting(self, key: str) -> float | None:
         """Seconds until ``key``, this replica's but not yet handed over, may be taken up;
-        None when it is owned now or is another replica's."""
-        if self.owns(key) or not self._live() or owner(key, self.members) != self.identity:
+        None when it is owned now or is another replica's. A key of this replica's while its
+        own Lease is late (a renewal slower than the deadline, under load) is tried again a
+        little later: the member list may never change meanwhile, so nothing else would
+        bring it back."""
+        if owner(key, self.members) != self.identity or self.owns(key):
             return None
+        if not self._live():
+            return LATE_RETRY
         return self.settled_in() + 0.05
 
     def gained(self, key: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from moonlander.controller.sharding import Shards, owner
+from moonlander.controller.sharding import LATE_RETRY, Shards, owner
 
 KEYS = [f"ns-{i % 7}/landing-{i}" for i in range(3000)]
 
@@ -56,9 +56,15 @@ def test_keys_gained_wait_for_the_handoff_keys_kept_do_not() -> None:
     assert 4.9 < shards.settled_in() <= 5.0
     clock.now += 5.0
     assert shards.owns(gained)
-    # A replica that cannot renew its own Lease owns nothing.
+    # A replica that cannot renew its own Lease owns nothing, but does not drop its keys:
+    # they are tried again shortly (its member list may never change meanwhile).
     live = False
     assert not shards.owns(kept)
+    assert shards.waiting(kept) == LATE_RETRY
+    other = next(k for k in KEYS if owner(k, ["a", "b"]) == "a")
+    assert shards.waiting(other) is None  # another replica's: never ours to retry
+    live = True
+    assert shards.owns(kept) and shards.waiting(kept) is None
 
 
 def test_before_any_members_nothing_is_owned() -> None:
