@@ -57,7 +57,7 @@ test: setup lint typecheck ## lint, types, unit and end-to-end tests on real API
 image: ## the Dockerfile with buildah for amd64 and arm64, as one OCI archive in _out/image (no registry)
 	bash hack/image/build.sh
 
-bench: setup ## the benchmark of docs/performance.md (about 10 minutes)
+bench: setup ## the benchmark of docs/performance.md (about 20 minutes; the shards case is separate)
 	$(BIN)/python bench/run.py --out _out/bench.json
 
 clean:
