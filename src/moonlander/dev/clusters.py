@@ -440,15 +440,13 @@ def parse_cluster_names(text: str) -> list[ClusterSpec]:
     return [ClusterSpec(n) for n in names]
 
 
-def run_foreground(directory: Path, specs: Sequence[ClusterSpec]) -> int:
-    """``moonlander dev-clusters up``: start, print a summary, wait for SIGINT/SIGTERM."""
-    plane = ControlPlane(directory, specs)
-
+def stop_on_signals() -> None:
+    """The first SIGINT/SIGTERM raises KeyboardInterrupt in the main thread, to stop what
+    runs in the foreground; later ones must not cut that stop short (it is bounded:
+    STOP_GRACE for the API servers, then for etcd)."""
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
-        # The first SIGINT/SIGTERM stops the plane; later ones must not cut that stop short
-        # (it is bounded: STOP_GRACE for the API servers, then for etcd).
         nonlocal stopping
         if not stopping:
             stopping = True
@@ -456,6 +454,12 @@ def run_foreground(directory: Path, specs: Sequence[ClusterSpec]) -> int:
 
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _stop)
+
+
+def run_foreground(directory: Path, specs: Sequence[ClusterSpec]) -> int:
+    """``moonlander dev-clusters up``: start, print a summary, wait for SIGINT/SIGTERM."""
+    plane = ControlPlane(directory, specs)
+    stop_on_signals()
     try:
         plane.start()
         for line in plane.summary():

@@ -62,6 +62,7 @@ from moonlander.dev.clusters import (
     Process,
     repo_root,
     spawn,
+    stop_on_signals,
     stop_together,
 )
 
@@ -1018,16 +1019,7 @@ def run_foreground(
 ) -> int:
     """``moonlander dev-clusters up --node``: the plane with a node in its first cluster,
     until SIGINT/SIGTERM; then everything is stopped and the host put back."""
-    stopping = False
-
-    def _stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise KeyboardInterrupt
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _stop)
+    stop_on_signals()
     try:
         with running(directory, cluster_names, images) as (plane, node):
             for line in plane.summary():
