@@ -358,6 +358,21 @@ def landed_kubeconfig(env: NodeEnv) -> str:
     return base64.b64decode(secret["data"]["kubeconfig"]).decode()
 
 
+def landed_secret_restored(env: NodeEnv, interval: float = 0.5) -> None:
+    """Deletes the landed Secret in harvey and waits for the controller's pod to land it again:
+    the pod at work is the one that repairs it."""
+    env.run(
+        "kubectl",
+        "-n",
+        "crossplane-system",
+        "delete",
+        "secret",
+        "talos-root-kubeconfig",
+        cluster=CHILD,
+    )
+    wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back", interval=interval)
+
+
 def land_pattern_a(env: NodeEnv) -> None:
     """Pattern A verbatim: harvey's admin kubeconfig in harvey-system (as CozyStack keeps
     it), the policy, the Landing; then the landed kubeconfig lists the parent's namespaces."""
@@ -462,16 +477,7 @@ def test_helm_upgrade_changing_an_arg_keeps_landings_ready(env: NodeEnv) -> None
             "the old pod gone",
         )
         # The landed Secret is repaired by the new pod: it is the one at work.
-        env.run(
-            "kubectl",
-            "-n",
-            "crossplane-system",
-            "delete",
-            "secret",
-            "talos-root-kubeconfig",
-            cluster=CHILD,
-        )
-        wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back")
+        landed_secret_restored(env)
     [new] = env.pods()
     assert "--workers=8" in new["spec"]["containers"][0]["args"]
     assert watch.checks > 10
@@ -532,16 +538,7 @@ def test_two_replicas_the_standby_takes_over(env: NodeEnv) -> None:
         except AssertionError as err:
             raise AssertionError(f"{err}\n{diagnose(env)}") from None
         takeover = time.monotonic() - started
-        env.run(
-            "kubectl",
-            "-n",
-            "crossplane-system",
-            "delete",
-            "secret",
-            "talos-root-kubeconfig",
-            cluster=CHILD,
-        )
-        wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back", interval=0.1)
+        landed_secret_restored(env, interval=0.1)
         repaired = time.monotonic() - started
         assert landing_ready(env)
     finally:
@@ -603,14 +600,5 @@ def test_kustomize_config_default(env: NodeEnv) -> None:
     [pod] = wait(lambda: len(env.pods()) == 1 and env.pods(), 60, "one pod")
     assert pod["spec"]["containers"][0]["image"] == f"localhost/moonlander:{env.image_tag}"
     print(f"\nkubectl apply -k config/default: pod Ready in {time.monotonic() - started:.1f}s")
-    env.run(
-        "kubectl",
-        "-n",
-        "crossplane-system",
-        "delete",
-        "secret",
-        "talos-root-kubeconfig",
-        cluster=CHILD,
-    )
-    wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back")
+    landed_secret_restored(env)
     wait(lambda: landing_ready(env), 60, "Landing Ready")
