@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from lightkube import AsyncClient
 
 from ..conftest import Plane
 from .harness import ControllerProcess, controller_kubeconfig, install_crd, trusted_policy
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed e2e test's report carries what the controllers said: whether each is alive,
+    its last warnings and the tail of its log (CI keeps only the report)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for controller in ControllerProcess.running:
+        report.sections.append((f"controller {controller.workdir.name}", controller.summary()))
 
 
 class Env:

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx2
 import yaml
@@ -204,6 +204,9 @@ async def wait_reason(
 class ControllerProcess:
     """``moonlander run`` as a subprocess, logging at DEBUG to a file tests can scan."""
 
+    # Every controller started and not yet stopped, for the failure report (conftest).
+    running: ClassVar[set[ControllerProcess]] = set()
+
     def __init__(
         self, workdir: Path, kubeconfig: Path | None, parent_kubeconfig: Path, *extra: str
     ) -> None:
@@ -225,6 +228,7 @@ class ControllerProcess:
             if not k.endswith("_PROXY") and not k.endswith("_proxy")
         }
         env.update(self.extra_env)
+        ControllerProcess.running.add(self)
         with self.log_path.open("ab") as log:
             # spawn: dies with the test process, whatever ends it (no stray controllers).
             self.proc = spawn(
@@ -282,7 +286,26 @@ class ControllerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
 
+    def summary(self, warnings: int = 20, tail: int = 20) -> str:
+        """Alive or exited, the last ``warnings`` WARNING/ERROR lines and the log's tail."""
+        code = None if self.proc is None else self.proc.poll()
+        state = (
+            "not started" if self.proc is None else "running" if code is None else f"exited {code}"
+        )
+        lines = self.log().splitlines()
+        loud = [line for line in lines if " WARNING " in line or " ERROR " in line]
+        return "\n".join(
+            [
+                f"{state}; log {self.log_path}",
+                "-- warnings --",
+                *loud[-warnings:],
+                "-- tail --",
+                *lines[-tail:],
+            ]
+        )
+
     def stop(self) -> int | None:
+        ControllerProcess.running.discard(self)
         if self.proc is None:
             return None
         if self.proc.poll() is None:

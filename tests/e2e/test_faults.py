@@ -108,6 +108,9 @@ async def faults(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Faul
 @pytest.fixture
 async def ns(faults: Faults) -> str:
     """A fresh namespace in every cluster, granted the parent credential in home."""
+    proc = faults.controller.proc
+    # A controller an earlier test left dead fails each test at once, saying why.
+    assert proc is not None and proc.poll() is None, faults.controller.summary()
     name = f"f-{secrets.token_hex(4)}"
     for client in faults.clients.values():
         await client.create(Namespace(metadata=ObjectMeta(name=name)))

@@ -135,7 +135,10 @@ async def test_parent_to_child_with_minted_service_account(
             return err.status.code == 404
         return False
 
-    await eventually(revoked, what="ServiceAccount revoked")
+    # The finalizer goes only once everything is revoked: the landed Secret, the binding
+    # and the ServiceAccount (in whatever order the controller removes them).
+    await eventually(lambda: landing_gone(local, namespace, "least"), what="Landing released")
+    assert await revoked()
     bindings = [b async for b in local.list(RoleBinding, namespace=namespace)]
     assert not [b for b in bindings if (b.metadata.labels or {}).get(api.MANAGED_BY_LABEL)]
     assert await get_secret(child, namespace, api.DEFAULT_WRITE_NAME) is None

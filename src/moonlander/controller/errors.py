@@ -101,6 +101,10 @@ def problem_from_error(err: BaseException, where: str) -> LandingProblem:
             f"{where} does not answer in time (every connection to it is busy: {detail})",
             Retry.BACKOFF,
         )
+    if _disconnected(err):
+        return LandingProblem(
+            Reason.CLUSTER_UNREACHABLE, f"{where} closed the connection ({detail})", Retry.BACKOFF
+        )
     if isinstance(err, (InvalidResponse, httpx2.ProtocolError, httpx2.DecodingError)):
         return LandingProblem(
             Reason.INVALID_RESPONSE,
@@ -119,6 +123,21 @@ def problem_from_error(err: BaseException, where: str) -> LandingProblem:
     return LandingProblem(
         Reason.TRANSIENT_ERROR, f"{where}: unexpected {detail}; retrying", Retry.BACKOFF
     )
+
+
+# How the HTTP client words a connection closed before the answer was complete: a server
+# restarting, a proxy or load balancer dropping it. The text is the library's own (a
+# server's bytes only ever follow other prefixes), so a prefix match cannot be forged.
+_DISCONNECTS = (
+    "Server disconnected",
+    "peer closed connection without sending complete message body",
+)
+
+
+def _disconnected(err: BaseException) -> bool:
+    return isinstance(err, (httpx2.RemoteProtocolError, httpcore2.RemoteProtocolError)) and str(
+        err
+    ).startswith(_DISCONNECTS)
 
 
 def _retry_after(response: httpx2.Response | None) -> float | None:
@@ -152,7 +171,7 @@ def fail_fast(target: Target) -> None:
 
 def needs_probe(err: BaseException) -> bool:
     """True for a fault after which only a probe should readmit the cluster."""
-    return isinstance(err, _PROBE_ONLY)
+    return isinstance(err, _PROBE_ONLY) and not _disconnected(err)
 
 
 async def target_problem(

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -85,10 +86,36 @@ def find_assets() -> Path:
     return assets
 
 
+# Ports handed out by this process: never twice, even once their first user is gone. Above
+# the well-known ports of a node's kubelet and controller manager (10248-10259).
+_handed_out: set[int] = set()
+_LOWEST = 20000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the kernel's ephemeral range. A server restarted on the
+    same port (a SIGKILLed API server or controller) must find it free again; a port from
+    the ephemeral range may meanwhile have become the local end of some outgoing connection."""
+    top = _ephemeral_start()
+    for _ in range(200):
+        port = secrets.randbelow(top - _LOWEST) + _LOWEST
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise ControlPlaneError(f"no free port between {_LOWEST} and {top}")
 
 
 def _child_setup(parent: int) -> None:
