@@ -188,13 +188,16 @@ def build_registry(
             return kopf.login_with_kubeconfig(settings=settings, **kwargs)
         return kopf.login_with_service_account(settings=settings, **kwargs)
 
+    # async: kopf awaits these on the event loop. A plain ``def`` would run in kopf's thread
+    # pool, where touching the work queue and the in-memory view races the workers (keys
+    # lost, the loop not woken) and every event pays a thread hop.
     @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
-    def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
         controller.landing_event(type, dict(body))
         sets.landing_event(type, dict(body))
 
     @kopf.on.event(api.GROUP, api.VERSION, landingset.PLURAL, registry=registry)
-    def _landing_set(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def _landing_set(type: str | None, body: kopf.Body, **_: Any) -> None:
         sets.set_event(type, dict(body))
 
     if options.webhook_port is not None:

@@ -1,12 +1,16 @@
-"""Where `moonlander run` finds the cluster it runs in."""
+"""Where `moonlander run` finds the cluster it runs in; how its kopf handlers run."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
+import kopf
 import pytest
+from kopf._core.actions import invocation
 
-from moonlander.operator import local_kubeconfig
+from moonlander.operator import Options, build_registry, local_kubeconfig
 
 
 def test_flag_wins_over_the_environment() -> None:
@@ -27,3 +31,34 @@ def test_several_files_are_refused_not_guessed() -> None:
         ValueError, match=r"names 2 files; moonlander run reads one: pass --kubeconfig"
     ):
         local_kubeconfig(None, {"KUBECONFIG": "/a:/b"})
+
+
+class _Recorder:
+    """Stands in for the Controller and LandingSets: records on which thread events arrive."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def landing_event(self, _type: str | None, _body: dict[str, Any]) -> None:
+        self.threads.append(threading.get_ident())
+
+    set_event = landing_event
+
+
+async def test_watch_events_are_handled_on_the_event_loop_thread() -> None:
+    """kopf runs a plain ``def`` handler in its thread pool; the work queue and the view are
+    the event loop's alone, so the Landing and LandingSet handlers must run on its thread
+    (invoked here as kopf invokes them)."""
+    recorder = _Recorder()
+    # No webhook port: the local client is not used.
+    registry = build_registry(recorder, recorder, Options(), None)  # type: ignore[arg-type]
+    handlers = registry._watching.get_all_handlers()
+    assert len(handlers) == 2
+    for handler in handlers:
+        await invocation.invoke(
+            handler.fn,
+            settings=kopf.OperatorSettings(),
+            kwargs={"type": "ADDED", "body": {"metadata": {}}},
+        )
+    # The Landing handler tells both the controller and the LandingSets; the set handler one.
+    assert recorder.threads == [threading.get_ident()] * 3
