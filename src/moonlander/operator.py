@@ -46,6 +46,7 @@ from moonlander.controller.sharding import Shards
 from moonlander.credentials import Policy
 from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.clusters import ClusterPool, Target, close_client
+from moonlander.kube.corked import cork
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
 from moonlander.kube.leader import LeaderElector, LeaseConfig
@@ -240,7 +241,7 @@ def _identity() -> str:
 
 async def run(options: Options) -> None:
     config = local_config(options.kubeconfig)
-    local = AsyncClient(config, field_manager=api.FIELD_MANAGER, trust_env=False)
+    local = cork(AsyncClient(config, field_manager=api.FIELD_MANAGER, trust_env=False))
     local_target = Target(key="local", server=config.cluster.server, client=local, local=True)
     metrics = Metrics()
     probes = health.Probes()

@@ -47,6 +47,7 @@ from lightkube.config.models import User as LkUser
 from moonlander import api
 from moonlander.credentials import Credentials, KubeconfigError, Policy, check_address
 from moonlander.kube.backoff import backoff_delay
+from moonlander.kube.corked import CorkedStream
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,10 @@ class GuardedBackend(httpcore2.AsyncNetworkBackend):
                 check_address(ipaddress.ip_address(address), self._policy)
             except KubeconfigError as err:
                 raise AddressPolicyError(f"{host}: {err}") from None
-        return await self._inner.connect_tcp(
+        stream = await self._inner.connect_tcp(
             addresses[0], port, timeout, local_address, socket_options
         )
+        return CorkedStream(stream)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
