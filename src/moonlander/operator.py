@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,23 @@ class _Identity:
         return bool(self._username) and user.get("username") == self._username
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Moonlander registers event handlers only (the reconcile is its own): kopf's diff base,
+    a deep copy of every body kept for change handlers, would be built on every watch event
+    and thrown away."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def build_registry(
     controller: Controller, sets: LandingSets, options: Options, local: AsyncClient
 ) -> kopf.OperatorRegistry:
@@ -169,6 +186,7 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = True
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330

@@ -152,6 +152,14 @@ async def test_three_replicas_split_the_work_and_survive_losing_one(
 
         await eventually(lambda: synced(20), timeout=60)
         victim = replicas[0]
+
+        # A replica that has just joined takes up its keys only after the handoff (5 s), and
+        # the others may land 20 before that: kill the victim once it has done some work.
+        async def victim_worked() -> bool:
+            assert reconciles(victim.log()), "the victim has reconciled nothing yet"
+            return True
+
+        await eventually(victim_worked, timeout=30, interval=0.2)
         assert victim.proc is not None
         victim.proc.kill()
         victim.proc.wait()

@@ -10,7 +10,7 @@ import kopf
 import pytest
 from kopf._core.actions import invocation
 
-from moonlander.operator import Options, build_registry, local_kubeconfig
+from moonlander.operator import NoDiffBase, Options, build_registry, local_kubeconfig
 
 
 def test_flag_wins_over_the_environment() -> None:
@@ -62,3 +62,20 @@ async def test_watch_events_are_handled_on_the_event_loop_thread() -> None:
         )
     # The Landing handler tells both the controller and the LandingSets; the set handler one.
     assert recorder.threads == [threading.get_ident()] * 3
+
+
+async def test_no_diff_base_is_built_for_event_only_handlers() -> None:
+    """The startup settings replace kopf's diff base, which would deep-copy every watched
+    body for change handlers Moonlander does not have; and there are none to need it."""
+    registry = build_registry(_Recorder(), _Recorder(), Options(), None)  # type: ignore[arg-type]
+    assert not registry._changing.get_all_handlers()
+    assert not registry._spawning.get_all_handlers()
+    settings = kopf.OperatorSettings()
+    for handler in registry._activities.get_all_handlers():
+        if handler.activity is not None and handler.activity.value == "startup":
+            await invocation.invoke(handler.fn, settings=settings, kwargs={"settings": settings})
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, NoDiffBase)
+    body = kopf.Body({"metadata": {"name": "x"}, "spec": {"a": [1]}})
+    assert storage.build(body=body) == {}
+    assert storage.fetch(body=body) is None

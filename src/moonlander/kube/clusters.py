@@ -47,7 +47,7 @@ from lightkube.config.models import User as LkUser
 from moonlander import api
 from moonlander.credentials import Credentials, KubeconfigError, Policy, check_address
 from moonlander.kube.backoff import backoff_delay
-from moonlander.kube.corked import CorkedStream
+from moonlander.kube.corked import CorkedBackend
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,9 @@ class GuardedBackend(httpcore2.AsyncNetworkBackend):
                 check_address(ipaddress.ip_address(address), self._policy)
             except KubeconfigError as err:
                 raise AddressPolicyError(f"{host}: {err}") from None
-        stream = await self._inner.connect_tcp(
+        return await self._inner.connect_tcp(
             addresses[0], port, timeout, local_address, socket_options
         )
-        return CorkedStream(stream)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -329,7 +328,7 @@ def build_client(
     transport = httpx2.AsyncHTTPTransport(verify=ssl_context(creds), trust_env=False, limits=limits)
     pool = transport._pool
     assert isinstance(pool, httpcore2.AsyncConnectionPool)
-    pool._network_backend = GuardedBackend(policy)
+    pool._network_backend = CorkedBackend(GuardedBackend(policy))
     outer = _TenantTransport(transport, creds.tls_server_name or None)
     config = SingleConfig(
         context_name="moonlander",
