@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -68,6 +69,13 @@ class _ClusterWatch:
         meta = obj.get("metadata") or {}
         if "managedFields" in meta:  # often larger than the object itself, and never read
             obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        data = obj.get("data")
+        if isinstance(data, dict):
+            # Landings of one credential land the same values: one copy of each is kept (at
+            # 10,000 Landings of one parent kubeconfig, a few KB instead of some 100 MB).
+            # Interned strings are freed like others once nothing holds them.
+            shared = {k: sys.intern(v) if type(v) is str else v for k, v in data.items()}
+            obj = {**obj, "data": shared}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         current = self.objects.get(key)
         if current is None or _version(meta) >= _version(current.get("metadata") or {}):
