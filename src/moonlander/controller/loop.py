@@ -69,6 +69,13 @@ def _trigger_view(landing: api.ParsedLanding) -> tuple[Any, ...]:
     return (meta.generation, meta.deletion_timestamp, api.FINALIZER in meta.finalizers)
 
 
+def _wakes(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    """A new spec or a deletion wakes a Landing; of the finalizer, only its going missing:
+    its coming back is most often the echo of our own write, and must not cancel the
+    reconcile that made it (the write's accounting with it)."""
+    return before[:2] != after[:2] or (before[2] and not after[2])
+
+
 def _newer(meta: api.ObjectMeta, than: api.ObjectMeta) -> bool:
     # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
     try:
@@ -180,7 +187,7 @@ class Controller:
             return  # an event older than our own write, which observe() already recorded
         self.landings[key] = landing
         self._index_source(key, landing)
-        if previous is None or _trigger_view(previous) != _trigger_view(landing):
+        if previous is None or _wakes(_trigger_view(previous), _trigger_view(landing)):
             self.queue.add(key)
             self._supersede(key)
 
