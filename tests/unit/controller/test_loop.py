@@ -171,3 +171,14 @@ async def test_routine_statuses_wait_behind_queued_landings() -> None:
     assert ctl.defer_status(first) is False  # the second pass writes
     # With nothing queued, a status is written at once.
     assert ctl.defer_status("n/l1") is False
+
+
+def test_only_a_new_spec_a_deletion_or_a_missing_finalizer_wakes_a_landing() -> None:
+    from moonlander.controller.loop import _wakes
+
+    assert _wakes((1, None, True), (2, None, True))  # a new spec
+    assert _wakes((1, None, True), (1, "2026-12-01T00:00:00Z", True))  # deletion
+    assert _wakes((1, None, True), (1, None, False))  # our finalizer went missing
+    # Our finalizer back (the echo of our own patch) must not cancel the reconcile that made it.
+    assert not _wakes((1, None, False), (1, None, True))
+    assert not _wakes((1, None, True), (1, None, True))
