@@ -520,7 +520,10 @@ def test_two_replicas_the_standby_takes_over(env: NodeEnv) -> None:
     )
     pods = wait(lambda: len(env.pods()) == 2 and env.pods(), 120, "two pods")
     names = {p["metadata"]["name"] for p in pods}
-    holder = wait(lambda: lease_holder(env), 60, "a leader")
+    # The Lease may still name a pod the upgrade replaced until one of these two takes it.
+    holder = wait(
+        lambda: (h := lease_holder(env)) and any(n in h for n in names) and h, 60, "a leader"
+    )
     [leader] = [n for n in names if n in holder]
     [standby] = names - {leader}
     # Cordoned, the node takes no replacement pod: the standby is the only one who can lead.
