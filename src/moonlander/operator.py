@@ -46,7 +46,6 @@ from moonlander.controller.sharding import Shards
 from moonlander.credentials import Policy
 from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.clusters import ClusterPool, Target, close_client
-from moonlander.kube.corked import cork
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
 from moonlander.kube.leader import LeaderElector, LeaseConfig
@@ -54,6 +53,7 @@ from moonlander.kube.membership import Membership, MembershipConfig
 from moonlander.kube.policies import PolicyWatch
 from moonlander.kube.resources import LandingResource
 from moonlander.kube.sources import SecretMetadataWatch
+from moonlander.kube.streams import use_asyncio_streams
 from moonlander.serve import admission, health
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,9 @@ def _identity() -> str:
 
 async def run(options: Options) -> None:
     config = local_config(options.kubeconfig)
-    local = cork(AsyncClient(config, field_manager=api.FIELD_MANAGER, trust_env=False))
+    local = use_asyncio_streams(
+        AsyncClient(config, field_manager=api.FIELD_MANAGER, trust_env=False)
+    )
     local_target = Target(key="local", server=config.cluster.server, client=local, local=True)
     metrics = Metrics()
     probes = health.Probes()

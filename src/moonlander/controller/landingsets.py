@@ -38,6 +38,10 @@ CAPI_VERSION = "cluster.x-k8s.io/v1beta2"
 CapiCluster: Any = create_namespaced_resource("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
 RESYNC = 300.0  # seconds; a set is looked at again even when no event says so
 CONCURRENT_WRITES = 16  # Landing creates of one set in flight at once
+# A generated Landing's event (its status changed, or a hand edit) looks at its set this much
+# later: a fleet's Landings converge together, and the set's counts and corrections need one
+# reconcile (two lists of the whole fleet) per burst, not one per Landing.
+LANDING_SETTLE = 1.0
 
 
 class LandingSets:
@@ -80,7 +84,7 @@ class LandingSets:
         meta = body.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(SET_LABEL)
         if owner:
-            self._queue.add(f"{meta.get('namespace')}/{owner}")
+            self._queue.add_after(f"{meta.get('namespace')}/{owner}", LANDING_SETTLE)
 
     def rebalance(self) -> None:
         if self.shards is None:

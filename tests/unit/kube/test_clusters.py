@@ -11,10 +11,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 from cryptography import x509
+from lightkube.resources.core_v1 import Namespace
 
-from moonlander.credentials import Credentials
+from moonlander.credentials import Credentials, Policy
 from moonlander.dev import pki
 from moonlander.kube import clusters
 
@@ -170,3 +172,24 @@ def test_sslkeylogfile_is_never_followed(
     handshake(clusters.ssl_context(_credentials(server.ca_pem)), server)
     secrets = [line for line in keylog.read_text().splitlines() if not line.startswith("#")]
     assert secrets == []  # only the header Python writes when a context is created
+
+
+async def test_a_built_client_trusts_exactly_the_kubeconfig_ca(server: Server) -> None:
+    """The whole client as the controller builds it (lightkube over our transport and
+    streams): lightkube's own TLS settings are never what a connection uses."""
+    policy = Policy(allow_loopback=True)
+    url = f"https://127.0.0.1:{server.port}"
+    other_ca = pki.CertificateAuthority("another ca").cert_pem
+    wrong = clusters.build_client(dataclasses.replace(_credentials(other_ca), server=url), policy)
+    with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        await wrong.get(Namespace, "default")
+    await wrong.close()
+    right = clusters.build_client(
+        dataclasses.replace(_credentials(server.ca_pem), server=url), policy
+    )
+    # The handshake succeeds; the server (which only does handshakes) then hangs up.
+    with pytest.raises(httpx2.HTTPError) as failed:
+        await right.get(Namespace, "default")
+    assert "CERTIFICATE" not in str(failed.value)
+    assert not isinstance(failed.value, httpx2.ConnectError)
+    await right.close()
