@@ -108,6 +108,9 @@ def host_state() -> dict[str, Any]:
         "/run/containerd": Path("/run/containerd").exists(),
         "/run/moonlander-node": Path("/run/moonlander-node").exists(),
         "/var/log/pods": Path("/var/log/pods").exists(),
+        "/var/log/containers": sorted(p.name for p in Path("/var/log/containers").glob("*"))
+        if Path("/var/log/containers").exists()
+        else None,
     }
 
 

@@ -81,6 +81,9 @@ CLUSTER_DOMAIN = "cluster.local"
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 CGROUP_ROOT = "/moonlander-node"
 RUN_LINK = Path("/run/moonlander-node")
+# Fixed paths the kubelet writes to whatever its --root-dir; a node that made them removes them.
+KUBELET_FIXED_DIR = Path("/var/lib/kubelet")
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
 POD_MEMORY = 2 << 30  # what all pods together may use
 NODE_START_TIMEOUT = 180.0
 NODE_LOCK_TIMEOUT = 900.0  # another test session's node: its whole module runs in about 90 s
@@ -584,6 +587,10 @@ class Node:
             "cni_cache_existed": Path("/var/lib/cni").exists(),
             # containerd 1.6 puts its shims' sockets in /run/containerd/s, whatever its state.
             "run_containerd_existed": Path("/run/containerd").exists(),
+            # The kubelet makes these whatever its root directory: its device plugin socket's
+            # directory, and a link per container log.
+            "kubelet_dir_existed": KUBELET_FIXED_DIR.exists(),
+            "container_logs_existed": CONTAINER_LOG_LINKS.exists(),
         }
         state_file().write_text(json.dumps(state))
         self._state = state
@@ -971,6 +978,17 @@ def _restore_host(state: dict[str, Any]) -> None:
             f.unlink(missing_ok=True)
     if not state.get("run_containerd_existed", True):
         shutil.rmtree("/run/containerd", ignore_errors=True)
+    if not state.get("kubelet_dir_existed", True):
+        _unmount_under(KUBELET_FIXED_DIR)
+        shutil.rmtree(KUBELET_FIXED_DIR, ignore_errors=True)
+    if not state.get("container_logs_existed", True):
+        shutil.rmtree(CONTAINER_LOG_LINKS, ignore_errors=True)
+    elif directory := state.get("directory"):
+        # Only the links to this node's pod logs: others' containers may log here too.
+        for link in CONTAINER_LOG_LINKS.glob("*.log"):
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and os.readlink(link).startswith(f"{directory}/"):
+                    link.unlink()
     if RUN_LINK.is_symlink():
         RUN_LINK.unlink()
     for key, value in state.get("sysctls", {}).items():
