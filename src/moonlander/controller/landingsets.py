@@ -190,8 +190,9 @@ class LandingSets:
             "deleted (Secret gone or no longer matching)",
             plan.delete,
         )
-        if plan.create or plan.update or plan.delete:
-            existing = await self._generated(landing_set)
+        # Counted from the list before the writes, not a second list of the whole fleet: a
+        # Landing just created has no status yet either way, a corrected one keeps its own,
+        # and their next status change (a Landing event) brings the set back here.
         status = fleet.summarize(landing_set, generated, plan, existing, problems)
         if self._statuses.get(key) != status:
             await self._write_status(namespace, name, status)
