@@ -376,6 +376,26 @@ def landed_secret_restored(env: NodeEnv, interval: float = 0.5) -> None:
     wait(lambda: landed_kubeconfig(env), 60, "the landed Secret back", interval=interval)
 
 
+# What the API server answers (503) for a custom resource whose CRD helm has just established
+# but whose storage it is still setting up.
+CRD_NOT_SERVED_YET = "There can be a delay between when CustomResourceDefinitions are created"
+
+
+def apply_when_served(env: NodeEnv, *files: Path, timeout: float = 30.0) -> None:
+    """``kubectl apply``, tried again only while the API server says the CRD is not served
+    yet; any other error fails at once."""
+    args = ["kubectl", "apply", *(arg for f in files for arg in ("-f", str(f)))]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            env.run(*args)
+            return
+        except AssertionError as err:
+            if CRD_NOT_SERVED_YET not in str(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
 def land_pattern_a(env: NodeEnv) -> None:
     """Pattern A verbatim: harvey's admin kubeconfig in harvey-system (as CozyStack keeps
     it), the policy, the Landing; then the landed kubeconfig lists the parent's namespaces."""
@@ -392,14 +412,7 @@ def land_pattern_a(env: NodeEnv) -> None:
         input=env.pod_kubeconfig(CHILD),
     )
     started = time.monotonic()
-    env.run(
-        "kubectl",
-        "apply",
-        "-f",
-        str(PATTERN_A / "policy.yaml"),
-        "-f",
-        str(PATTERN_A / "landing.yaml"),
-    )
+    apply_when_served(env, PATTERN_A / "policy.yaml", PATTERN_A / "landing.yaml")
     wait(lambda: landing_ready(env), 60, "Landing harvey-system/talos-root-access Ready")
     print(f"Pattern A: Landing Ready {time.monotonic() - started:.1f}s after kubectl apply")
     landed = env.work / "landed.kubeconfig"
