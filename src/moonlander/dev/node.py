@@ -957,7 +957,7 @@ def _unmount_under(directory: Path) -> None:
 
 def _restore_host(state: dict[str, Any]) -> None:
     """Puts back what a node changed on the host (idempotent): veths and the bridge, the
-    cgroups, the CNI cache, the kernel parameters."""
+    cgroups, the CNI cache, what the kubelet made at its fixed paths, the kernel parameters."""
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         # The pods' host-side veths go with their network namespaces, but not at once.
         for port in Path(f"/sys/class/net/{BRIDGE}/brif").glob("*"):

@@ -81,12 +81,12 @@ class DeadlineExceeded(httpx2.TimeoutException):
     """The server did not finish answering a request within its deadline."""
 
 
-class GuardedBackend(httpcore2.AsyncNetworkBackend):
-    """Resolves the host itself, checks every address, then connects to a checked one."""
+class GuardedBackend(AsyncioBackend):
+    """Resolves the host itself, checks every address, then connects to a checked one (unix
+    sockets are refused, as by :class:`AsyncioBackend`)."""
 
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
-        self._inner = AsyncioBackend()
 
     async def connect_tcp(
         self,
@@ -109,17 +109,7 @@ class GuardedBackend(httpcore2.AsyncNetworkBackend):
                 check_address(ipaddress.ip_address(address), self._policy)
             except KubeconfigError as err:
                 raise AddressPolicyError(f"{host}: {err}") from None
-        return await self._inner.connect_tcp(
-            addresses[0], port, timeout, local_address, socket_options
-        )
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        return await super().connect_tcp(addresses[0], port, timeout, local_address, socket_options)
 
 
 def _system_ca_locations() -> tuple[str | None, str | None]:
