@@ -1,11 +1,12 @@
-"""``moonlander run``: kopf watches wired to the controller, and the process around them.
+"""``moonlander run``: the watches wired to the controller, and the process around them.
 
-The kopf handlers are deliberately thin: they hand each watch event to the controller and
-return. kopf stores nothing on Landings (no change handlers, so no progress or diff-base
-annotations); the controller owns its finalizer, retries and status.
+Landings, LandingSets and Secret metadata are followed by the controller's own list-watches
+(``kube/watch.py``); their handlers only update memory and enqueue keys. kopf serves the
+admission webhook when ``--webhook-port`` is given, and nothing else: it stores nothing on
+Landings; the controller owns its finalizer, retries and status.
 
 Process lifecycle: the health and metrics endpoints start first; with ``--leader-elect``
-the replica then waits for the Lease and only its holder watches and reconciles. SIGTERM
+the replica then waits for the Lease and only its holder reconciles. SIGTERM
 stops new work, lets reconciles in flight finish (each write is one atomic server-side
 apply, so nothing is left half-written), releases the Lease and exits. Losing the Lease
 exits at once.
@@ -20,15 +21,13 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpcore2
-import httpx2
 import kopf
-from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube import AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
 from lightkube.resources.authentication_v1 import SelfSubjectReview
@@ -44,16 +43,16 @@ from moonlander.controller.parent import ParentKubeconfig
 from moonlander.controller.reconcile import Reconciler
 from moonlander.controller.sharding import Shards
 from moonlander.credentials import Policy
-from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.clusters import ClusterPool, Target, close_client
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
 from moonlander.kube.leader import LeaderElector, LeaseConfig
 from moonlander.kube.membership import Membership, MembershipConfig
 from moonlander.kube.policies import PolicyWatch
-from moonlander.kube.resources import LandingResource
-from moonlander.kube.sources import SecretMetadataWatch
+from moonlander.kube.resources import LANDING_SETS, LANDINGS
+from moonlander.kube.sources import secret_metadata_watch
 from moonlander.kube.streams import use_asyncio_streams
+from moonlander.kube.watch import ListWatch
 from moonlander.serve import admission, health
 
 log = logging.getLogger(__name__)
@@ -161,44 +160,24 @@ class _Identity:
         return bool(self._username) and user.get("username") == self._username
 
 
-class NoDiffBase(kopf.DiffBaseStorage):
-    """Moonlander registers event handlers only (the reconcile is its own): kopf's diff base,
-    a deep copy of every body kept for change handlers, would be built on every watch event
-    and thrown away."""
-
-    def build(
-        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
-    ) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
-
-
-def build_registry(
-    controller: Controller, sets: LandingSets, options: Options, local: AsyncClient
-) -> kopf.OperatorRegistry:
+def build_registry(options: Options, local: AsyncClient) -> kopf.OperatorRegistry:
+    """kopf's part: the admission webhook (the watches are the controller's own)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
     def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = True
-        settings.persistence.diffbase_storage = NoDiffBase()
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 30
-        if options.webhook_port is not None:
-            cert_dir = options.webhook_cert_dir or Path("/tmp/k8s-webhook-server/serving-certs")  # noqa: S108
-            settings.admission.server = kopf.WebhookServer(
-                addr=options.bind_address,
-                port=options.webhook_port,
-                certfile=str(cert_dir / "tls.crt"),
-                pkeyfile=str(cert_dir / "tls.key"),
-            )
+        cert_dir = options.webhook_cert_dir or Path("/tmp/k8s-webhook-server/serving-certs")  # noqa: S108
+        settings.admission.server = kopf.WebhookServer(
+            addr=options.bind_address,
+            port=options.webhook_port,
+            certfile=str(cert_dir / "tls.crt"),
+            pkeyfile=str(cert_dir / "tls.key"),
+        )
 
     @kopf.on.login(registry=registry)
     def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -207,48 +186,35 @@ def build_registry(
             return kopf.login_with_kubeconfig(settings=settings, **kwargs)
         return kopf.login_with_service_account(settings=settings, **kwargs)
 
-    # async: kopf awaits these on the event loop. A plain ``def`` would run in kopf's thread
-    # pool, where touching the work queue and the in-memory view races the workers (keys
-    # lost, the loop not woken) and every event pays a thread hop.
-    @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
-    async def _landing(type: str | None, body: kopf.Body, **_: Any) -> None:
-        controller.landing_event(type, dict(body))
-        sets.landing_event(type, dict(body))
+    identity = _Identity(local)
 
-    @kopf.on.event(api.GROUP, api.VERSION, landingset.PLURAL, registry=registry)
-    async def _landing_set(type: str | None, body: kopf.Body, **_: Any) -> None:
-        sets.set_event(type, dict(body))
+    @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
+    async def _validate(
+        spec: kopf.Spec,
+        name: str,
+        meta: kopf.Meta,
+        userinfo: kopf.UserInfo | None = None,
+        **_: Any,
+    ) -> None:
+        found = admission.problems(name, dict(spec), policy=options.policy)
+        generated = _set_owned(meta) and await identity.is_self(userinfo)
+        if not found and userinfo is not None and not generated:
+            found = await _unbindable(local, api.parse_spec(dict(spec), name=name), userinfo)
+        if found:
+            raise kopf.AdmissionError("; ".join(found), code=422)
 
-    if options.webhook_port is not None:
-        identity = _Identity(local)
-
-        @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
-        async def _validate(
-            spec: kopf.Spec,
-            name: str,
-            meta: kopf.Meta,
-            userinfo: kopf.UserInfo | None = None,
-            **_: Any,
-        ) -> None:
-            found = admission.problems(name, dict(spec), policy=options.policy)
-            generated = _set_owned(meta) and await identity.is_self(userinfo)
-            if not found and userinfo is not None and not generated:
-                found = await _unbindable(local, api.parse_spec(dict(spec), name=name), userinfo)
-            if found:
-                raise kopf.AdmissionError("; ".join(found), code=422)
-
-        @kopf.on.validate(
-            api.GROUP, api.VERSION, landingset.PLURAL, id="validate-landingset", registry=registry
-        )
-        async def _validate_set(
-            body: kopf.Body, userinfo: kopf.UserInfo | None = None, **_: Any
-        ) -> None:
-            found = admission.set_problems(dict(body), policy=options.policy)
-            if not found and userinfo is not None:
-                name, spec = admission.sample_landing(dict(body))
-                found = await _unbindable(local, api.parse_spec(spec, name=name), userinfo)
-            if found:
-                raise kopf.AdmissionError("; ".join(found), code=422)
+    @kopf.on.validate(
+        api.GROUP, api.VERSION, landingset.PLURAL, id="validate-landingset", registry=registry
+    )
+    async def _validate_set(
+        body: kopf.Body, userinfo: kopf.UserInfo | None = None, **_: Any
+    ) -> None:
+        found = admission.set_problems(dict(body), policy=options.policy)
+        if not found and userinfo is not None:
+            name, spec = admission.sample_landing(dict(body))
+            found = await _unbindable(local, api.parse_spec(spec, name=name), userinfo)
+        if found:
+            raise kopf.AdmissionError("; ".join(found), code=422)
 
     return registry
 
@@ -308,9 +274,15 @@ async def run(options: Options) -> None:
         ctl.secret_event(event_type, meta)
         sets.secret_event(event_type, meta)
 
-    secrets = SecretMetadataWatch(local, secret_event, options.namespaces)
+    def landing_event(event_type: str, body: Mapping[str, Any]) -> None:
+        ctl.landing_event(event_type, body)
+        sets.landing_event(event_type, body)
+
+    secrets = secret_metadata_watch(local, secret_event, options.namespaces)
+    landings = ListWatch(local, LANDINGS, landing_event, options.namespaces)
+    landing_sets = ListWatch(local, LANDING_SETS, sets.set_event, options.namespaces)
     policies = PolicyWatch(local, ctl.policy_event, ctl.namespace_event)
-    kopf_ready = asyncio.Event()
+    webhook_ready = asyncio.Event()
     elector: LeaderElector | None = None
     membership: Membership | None = None
     if options.shards:
@@ -349,17 +321,16 @@ async def run(options: Options) -> None:
 
     metrics.watch_state(snapshot)
     # A standby replica is ready (healthy, waiting for the Lease); the leader is ready once
-    # its watches have listed what exists.
+    # its watches have listed what exists. Every replica serves the webhook.
     leading = elector.is_leader.is_set if elector else (lambda: True)
-    landings_listable = asyncio.Event()
-    probes.add(
-        "landing watch",
-        lambda: not leading() or (kopf_ready.is_set() and landings_listable.is_set()),
-    )
+    probes.add("landing watch", lambda: not leading() or landings.ready.is_set())
+    probes.add("landingset watch", lambda: not leading() or landing_sets.ready.is_set())
     probes.add("secret watch", lambda: not leading() or secrets.ready.is_set())
     probes.add("policy watch", lambda: not leading() or policies.ready.is_set())
     if membership is not None:
         probes.add("shard membership", membership.ready.is_set)
+    if options.webhook_port is not None:
+        probes.add("admission webhook", webhook_ready.is_set)
     runner = await health.serve(
         probes,
         metrics,
@@ -376,24 +347,29 @@ async def run(options: Options) -> None:
     try:
         # Every replica watches and serves the admission webhook (a standby behind the
         # webhook Service must answer too); only the Lease holder's workers reconcile.
-        registry = build_registry(ctl, sets, options, local)
         background += [
             asyncio.create_task(parent.watch()),
+            asyncio.create_task(landings.run()),
+            asyncio.create_task(landing_sets.run()),
             asyncio.create_task(secrets.run()),
             asyncio.create_task(policies.run()),
-            asyncio.create_task(_until_listable(local, options.namespaces, landings_listable)),
             asyncio.create_task(_evict_idle_clients(clusters, drift)),
         ]
-        operator = asyncio.create_task(
-            kopf.operator(
-                registry=registry,
-                standalone=True,
-                clusterwide=not options.namespaces,
-                namespaces=list(options.namespaces),
-                stop_flag=stop,
-                ready_flag=kopf_ready,
+        # The process lives until a signal, or until kopf's webhook server ends.
+        operator: asyncio.Task[Any]
+        if options.webhook_port is not None:
+            operator = asyncio.create_task(
+                kopf.operator(
+                    registry=build_registry(options, local),
+                    standalone=True,
+                    clusterwide=not options.namespaces,
+                    namespaces=list(options.namespaces),
+                    stop_flag=stop,
+                    ready_flag=webhook_ready,
+                )
             )
-        )
+        else:
+            operator = asyncio.create_task(stop.wait())
         if membership is not None:
             background.append(asyncio.create_task(membership.run()))
         if elector is not None:
@@ -447,31 +423,6 @@ async def _evict_idle_clients(clusters: ClusterPool, drift: DriftWatches) -> Non
     while True:
         await asyncio.sleep(60)
         await clusters.evict_idle(in_use=drift.in_use())
-
-
-async def _until_listable(
-    client: AsyncClient, namespaces: tuple[str, ...], done: asyncio.Event
-) -> None:
-    """Readiness: kopf does not say when its watch is established, but a Landing list that
-    succeeds proves the CRD is installed and RBAC lets this identity watch it."""
-    failures = 0
-    while True:
-        try:
-            for namespace in namespaces or ("*",):
-                async for _ in client.list(LandingResource, namespace=namespace, chunk_size=1):
-                    break
-            done.set()
-            return
-        except (ApiError, httpx2.HTTPError, httpcore2.ConnectError) as err:
-            failures += 1
-            log.warning("cannot list Landings yet: %s", _describe(err))
-        await asyncio.sleep(backoff_delay(failures, cap=10.0))
-
-
-def _describe(err: Exception) -> str:
-    if isinstance(err, ApiError):
-        return f"{err.status.code} {err.status.reason}"
-    return type(err).__name__
 
 
 def membership_live(membership: Membership) -> Callable[[], bool]:
