@@ -393,7 +393,7 @@ async def run(options: Options) -> None:
         if operator.done():
             return
         ctl.start()
-        sets.start()
+        background.append(asyncio.create_task(_start_when_listed(sets, landings, secrets)))
         log.info("LandingPolicies listed: reconciling")
         await operator
         log.info("shutting down")
@@ -423,6 +423,13 @@ async def _evict_idle_clients(clusters: ClusterPool, drift: DriftWatches) -> Non
     while True:
         await asyncio.sleep(60)
         await clusters.evict_idle(in_use=drift.in_use())
+
+
+async def _start_when_listed(sets: LandingSets, *watches: ListWatch) -> None:
+    """LandingSets plan from the watches' view: not before it holds what exists."""
+    for watch in watches:
+        await watch.ready.wait()
+    sets.start()
 
 
 def membership_live(membership: Membership) -> Callable[[], bool]:

@@ -1,8 +1,12 @@
 """LandingSets: keep each set's generated Landings true (I/O; the decisions are in ``fleet``).
 
-Watch events only say which set to look at. A reconcile then reads, from the API server,
-the Secrets of the set's namespace (metadata only) and the Landings carrying the set's
-label, so a set never acts on a stale cache: a Secret not yet seen cannot delete a Landing.
+The controller's watches keep, in memory, every Secret's name and labels and every generated
+Landing (by set); watch events update that view and say which set to look at. A reconcile
+plans from the view, which also records the set's own writes as they are answered (a
+Landing just created is not created again before its watch event). A deletion is never
+decided from the view: before deleting, the reconcile lists the namespace's Secrets from the
+API server and plans again, so a Secret not yet seen cannot delete a Landing. The view is
+complete before any set is reconciled (``start`` waits for both watches' first lists).
 Generated Landings are ordinary Landings; the Landing controller reconciles, authorizes and
 finalizes them like any other.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +47,10 @@ CONCURRENT_WRITES = 16  # Landing creates of one set in flight at once
 # later: a fleet's Landings converge together, and the set's counts and corrections need one
 # reconcile (two lists of the whole fleet) per burst, not one per Landing.
 LANDING_SETTLE = 1.0
+# A tenant Secret's event looks at its set this much later: one more tenant is still landed
+# within a second, and 1,000 Secrets appearing together make a few reconciles of the set,
+# each planning the whole fleet, not one per handful of Secrets.
+SECRET_SETTLE = 0.2
 
 
 class LandingSets:
@@ -55,6 +64,11 @@ class LandingSets:
         self._queue = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self.shards: Shards | None = None  # with --shards: the sets this replica owns
+        # The view: Secrets' labels by namespace and name; generated Landings by set key and
+        # name (their bodies without managedFields); which set each generated Landing is in.
+        self._secrets: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+        self._members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._member_of: dict[str, str] = {}
 
     # -- events (synchronous: called from the watches) ----------------------------------------
 
@@ -75,16 +89,49 @@ class LandingSets:
         self._queue.add(key)
 
     def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
-        namespace = meta.get("namespace")
+        namespace = str(meta.get("namespace", ""))
+        name = str(meta.get("name", ""))
+        if event_type == "DELETED":
+            self._secrets[namespace].pop(name, None)
+        else:
+            self._secrets[namespace][name] = {
+                str(k): str(v) for k, v in (meta.get("labels") or {}).items()
+            }
         for key in self._sets:
             if key.startswith(f"{namespace}/"):
-                self._queue.add(key)
+                self._queue.add_after(key, SECRET_SETTLE)
 
     def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(SET_LABEL)
+        if event_type == "DELETED":
+            self._forget_member(meta)
+        else:
+            self._remember_member(body)
         if owner:
             self._queue.add_after(f"{meta.get('namespace')}/{owner}", LANDING_SETTLE)
+
+    def _remember_member(self, body: Mapping[str, Any]) -> None:
+        """A Landing as last seen (watch event or our write's answer); one with no set label
+        is in no set's view (a hand edit that removed it included)."""
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(SET_LABEL)
+        landing_key = f"{meta.get('namespace')}/{meta.get('name')}"
+        previous = self._member_of.get(landing_key)
+        set_key = f"{meta.get('namespace')}/{owner}" if owner else None
+        if previous is not None and previous != set_key:
+            self._members[previous].pop(str(meta.get("name")), None)
+            del self._member_of[landing_key]
+        if set_key is None:
+            return
+        kept = {k: v for k, v in meta.items() if k != "managedFields"}
+        self._members[set_key][str(meta.get("name"))] = {**body, "metadata": kept}
+        self._member_of[landing_key] = set_key
+
+    def _forget_member(self, meta: Mapping[str, Any]) -> None:
+        set_key = self._member_of.pop(f"{meta.get('namespace')}/{meta.get('name')}", None)
+        if set_key is not None:
+            self._members[set_key].pop(str(meta.get("name")), None)
 
     def rebalance(self) -> None:
         if self.shards is None:
@@ -97,6 +144,7 @@ class LandingSets:
     # -- workers --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Starts the workers: only once the Secret and Landing watches have listed."""
         self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
 
     async def stop(self) -> None:
@@ -140,25 +188,31 @@ class LandingSets:
         if isinstance(landing_set, api.SpecError):
             await self._write_invalid(namespace, name, landing_set)
             return
-        secrets = await list_labels(self._local, namespace)
         problems: list[str] = []
         clusters: dict[str, dict[str, str]] | None = None
         if any(g.cluster_api is not None for g in landing_set.spec.generators):
             clusters = await self._clusters(namespace)
             if clusters is None:
                 problems.append(f"Cluster API: {CAPI_VERSION} Clusters are not served here")
-        existing = await self._generated(landing_set)
-        generated = fleet.generate(landing_set, secrets, clusters)
+        existing = self._generated(landing_set)
+        generated = fleet.generate(landing_set, self._secrets[namespace], clusters)
         plan = fleet.plan(landing_set, generated, existing)
+        if plan.delete:
+            # Deletions are decided from the API server's Secrets, never from the view.
+            generated = fleet.generate(
+                landing_set, await list_labels(self._local, namespace), clusters
+            )
+            plan = fleet.plan(landing_set, generated, existing)
         limit = asyncio.Semaphore(CONCURRENT_WRITES)
         created: list[str] = []
 
         async def create(wanted: fleet.Wanted) -> None:
             async with limit:
                 try:
-                    await self._local.create(
+                    written = await self._local.create(
                         LandingResource.from_dict(fleet.landing_body(landing_set, wanted))
                     )
+                    self._remember_member(written.to_dict())
                 except ApiError as err:
                     if err.status.code != 409:
                         raise
@@ -200,16 +254,9 @@ class LandingSets:
 
     # -- API calls -----------------------------------------------------------------------------
 
-    async def _generated(self, landing_set: LandingSet) -> dict[str, dict[str, Any]]:
-        found = {}
-        async for landing in self._local.list(
-            LandingResource,
-            namespace=landing_set.namespace,
-            labels={SET_LABEL: landing_set.name},
-        ):
-            body = landing.to_dict()
-            found[body["metadata"]["name"]] = body
-        return found
+    def _generated(self, landing_set: LandingSet) -> dict[str, dict[str, Any]]:
+        """The Landings of the namespace that carry the set's label (name -> body)."""
+        return dict(self._members.get(landing_set.key, {}))
 
     async def _clusters(self, namespace: str) -> dict[str, dict[str, str]] | None:
         """Cluster API Clusters of ``namespace`` with their labels; None when not served."""
@@ -233,13 +280,14 @@ class LandingSets:
             namespace=landing_set.namespace,
             patch_type=PatchType.JSON,
         )
-        await self._local.patch(
+        written = await self._local.patch(
             LandingResource,
             wanted.name,
             {"metadata": {"labels": wanted.labels, "annotations": wanted.annotations}},
             namespace=landing_set.namespace,
             patch_type=PatchType.MERGE,
         )
+        self._remember_member(written.to_dict())
 
     async def _delete(self, namespace: str, name: str) -> None:
         try:
@@ -251,7 +299,7 @@ class LandingSets:
     async def _delete_all(self, landing_set: LandingSet) -> None:
         """The set is gone: its Landings follow (the garbage collector does the same through
         their ownerReferences; this is for clusters without one, and is faster)."""
-        for name, body in (await self._generated(landing_set)).items():
+        for name, body in self._generated(landing_set).items():
             if fleet.owned_by(body, landing_set):
                 await self._delete(landing_set.namespace, name)
 
