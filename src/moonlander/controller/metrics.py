@@ -103,9 +103,13 @@ class Metrics:
     def count_requests(self, client: Any, cluster: str) -> None:
         """Counts every request a lightkube client sends, by HTTP method."""
         counter = self.requests
+        by_method: dict[str, Any] = {}  # labels() takes a lock and builds a key per call
 
         async def hook(request: Any) -> None:
-            counter.labels(cluster, request.method).inc()
+            child = by_method.get(request.method)
+            if child is None:
+                child = by_method[request.method] = counter.labels(cluster, request.method)
+            child.inc()
 
         client._client._client.event_hooks["request"].append(hook)
 

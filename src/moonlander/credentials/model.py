@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -99,6 +100,11 @@ class Credentials:
         Names and namespace are excluded: they do not change where or as whom we connect.
         The value depends only on the fields, never on how the source YAML was laid out.
         """
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        # Computed once per object: a memoised credential is asked on every reconcile.
         material = {
             "server": self.server,
             "ca_data": _b64(self.ca_data),

@@ -108,10 +108,14 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
             return self._writer.get_extra_info("socket")
         if info == "is_readable":
             # Whether an idle pooled connection has something to read, i.e. the server closed
-            # it: asyncio may already have read the end into the stream.
+            # it. The event loop reads every socket it watches as soon as anything arrives, so
+            # a close (or stray bytes) is already in the stream: no system call per request.
             if self._writer.transport.is_closing() or self._reader.at_eof():
                 return True
-            return is_socket_readable(self._writer.get_extra_info("socket"))
+            buffered = getattr(self._reader, "_buffer", None)  # CPython's StreamReader
+            if buffered is None:
+                return is_socket_readable(self._writer.get_extra_info("socket"))
+            return bool(buffered)
         return None
 
 

@@ -124,6 +124,7 @@ def test_module_imports_only_pure_modules() -> None:
             "collections",
             "cryptography",
             "dataclasses",
+            "functools",
             "hashlib",
             "ipaddress",
             "json",

@@ -108,6 +108,29 @@ async def test_a_closed_peer_reads_as_the_end_and_makes_the_connection_readable(
     await stream.aclose()
 
 
+@pytest.mark.parametrize("stray", [b"", b"HTTP/1.1 408 Request Timeout\r\n\r\n"])
+async def test_an_idle_connection_the_server_wrote_to_or_closed_is_readable(
+    server: Server, stray: bytes
+) -> None:
+    """A pooled connection is reused only when nothing waits on it: the loop reads what
+    arrives on an idle socket into the stream, which is where the check looks."""
+    server.answer = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
+    await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+    assert await stream.read(100, timeout=5) == server.answer
+    await asyncio.sleep(0.05)
+    assert stream.get_extra_info("is_readable") is False  # idle, nothing arrived
+    peer = server.writers[0]
+    if stray:
+        peer.write(stray)
+        await peer.drain()
+    else:
+        peer.close()
+    await asyncio.sleep(0.1)  # the loop reads it; nobody awaits the stream
+    assert stream.get_extra_info("is_readable") is True
+    await stream.aclose()
+
+
 async def test_a_refused_connection_is_a_connect_error() -> None:
     listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
