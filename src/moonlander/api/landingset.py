@@ -19,6 +19,7 @@ hand-written ones, so a set can never give its namespace more than a Landing cou
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -78,7 +79,7 @@ class SecretGenerator(_Spec, frozen=True, kw_only=True):
 
     @property
     def captures(self) -> tuple[str, ...]:
-        return NamePattern.compile(self.name_pattern).captures if self.name_pattern else ()
+        return compiled_pattern(self.name_pattern).captures if self.name_pattern else ()
 
     def match(self, name: str, labels: Mapping[str, str]) -> dict[str, str] | None:
         """The captured values when the Secret matches, else None."""
@@ -86,7 +87,7 @@ class SecretGenerator(_Spec, frozen=True, kw_only=True):
             return None
         if self.name_pattern is None:
             return {}
-        return NamePattern.compile(self.name_pattern).match(name)
+        return compiled_pattern(self.name_pattern).match(name)
 
 
 class ClusterAPIGenerator(_Spec, frozen=True, kw_only=True):
@@ -257,6 +258,13 @@ class NamePattern(msgspec.Struct, frozen=True):
             values[capture], rest = rest[:at], rest[at + len(literal) :]
         values[self.captures[-1]] = rest
         return values if all(values.values()) else None
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled_pattern(text: str) -> NamePattern:
+    """``NamePattern.compile``, once per text: a set matches its pattern against every Secret
+    of its namespace each time it looks."""
+    return NamePattern.compile(text)
 
 
 def _strings(value: Any, path: str) -> list[tuple[str, str]]:

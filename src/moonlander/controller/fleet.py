@@ -28,6 +28,8 @@ class Wanted:
     labels: dict[str, str]
     annotations: dict[str, str]
     spec: dict[str, Any]
+    # The spec as checked when generated: what an existing Landing's spec is compared with.
+    parsed: api.LandingSpec | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,43 +80,70 @@ def sources(
     return list(found.values())
 
 
+Stamp = Wanted | str
+"""One source stamped through the template: the Landing it gives, or why it gives none."""
+
+Memo = dict[tuple[Any, ...], Stamp]
+"""Stamps by source, for one set at one generation (the caller drops it when either
+changes): a set looks again at every event of its burst, and its sources mostly have not
+changed since the last look."""
+
+
 def generate(
     landing_set: LandingSet,
     secrets: Mapping[str, Mapping[str, str]],
     clusters: Mapping[str, Mapping[str, str]] | None = None,
+    memo: Memo | None = None,
 ) -> Generated:
     """The Landings ``landing_set`` wants, from the Secrets (and Cluster API Clusters) of its
     namespace, each name mapped to its labels."""
     out = Generated()
-    template = landing_set.spec.template
     for source in sources(landing_set, secrets, clusters):
-        secret = source.secret
-        variables = {**source.variables, "secret": secret, "set": landing_set.name}
-        name = substitute(template.metadata.name, variables)
-        if len(name) > 253 or not _NAME.fullmatch(name):
-            out.refused[secret] = f"generated name {name!r} is not a DNS subdomain"
-            continue
-        if name in out.wanted:
-            other = out.wanted[name].secret
-            out.refused[secret] = f"generated name {name} is already generated for Secret {other}"
-            continue
-        spec = substitute(template.spec, variables)
-        spec.setdefault("kubeconfigSecretName", secret)
-        for field_name, value in source.defaults.items():
-            spec.setdefault(field_name, value)
-        try:
-            api.parse_spec(spec, name=name)
-        except api.SpecError as err:
-            out.refused[secret] = f"generated Landing {name}: {err}"
-            continue
-        out.wanted[name] = Wanted(
-            name=name,
-            secret=secret,
-            labels={**substitute(template.metadata.labels, variables), SET_LABEL: landing_set.name},
-            annotations=substitute(template.metadata.annotations, variables),
-            spec=spec,
+        key = (
+            source.secret,
+            tuple(sorted(source.variables.items())),
+            tuple(sorted(source.defaults.items())),
         )
+        stamp = memo.get(key) if memo is not None else None
+        if stamp is None:
+            stamp = _stamp(landing_set, source)
+            if memo is not None:
+                memo[key] = stamp
+        if isinstance(stamp, str):
+            out.refused[source.secret] = stamp
+        elif stamp.name in out.wanted:
+            other = out.wanted[stamp.name].secret
+            out.refused[source.secret] = (
+                f"generated name {stamp.name} is already generated for Secret {other}"
+            )
+        else:
+            out.wanted[stamp.name] = stamp
     return out
+
+
+def _stamp(landing_set: LandingSet, source: Source) -> Stamp:
+    template = landing_set.spec.template
+    secret = source.secret
+    variables = {**source.variables, "secret": secret, "set": landing_set.name}
+    name = substitute(template.metadata.name, variables)
+    if len(name) > 253 or not _NAME.fullmatch(name):
+        return f"generated name {name!r} is not a DNS subdomain"
+    spec = substitute(template.spec, variables)
+    spec.setdefault("kubeconfigSecretName", secret)
+    for field_name, value in source.defaults.items():
+        spec.setdefault(field_name, value)
+    try:
+        parsed = api.parse_spec(spec, name=name)
+    except api.SpecError as err:
+        return f"generated Landing {name}: {err}"
+    return Wanted(
+        name=name,
+        secret=secret,
+        labels={**substitute(template.metadata.labels, variables), SET_LABEL: landing_set.name},
+        annotations=substitute(template.metadata.annotations, variables),
+        spec=spec,
+        parsed=parsed,
+    )
 
 
 def owned_by(body: Mapping[str, Any], landing_set: LandingSet) -> bool:
@@ -170,9 +199,8 @@ def _differs(body: Mapping[str, Any], wanted: Wanted) -> bool:
 def _same_spec(stored: Mapping[str, Any], wanted: Wanted) -> bool:
     # Compared as models: the API server fills in the CRD's defaults, which are the model's.
     try:
-        return api.parse_spec(stored, name=wanted.name) == api.parse_spec(
-            wanted.spec, name=wanted.name
-        )
+        parsed = wanted.parsed or api.parse_spec(wanted.spec, name=wanted.name)
+        return api.parse_spec(stored, name=wanted.name) == parsed
     except api.SpecError:
         return False
 

@@ -69,6 +69,8 @@ class LandingSets:
         self._secrets: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
         self._members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._member_of: dict[str, str] = {}
+        # Per set: its (uid, generation) and the template's stamps for that version.
+        self._memos: dict[str, tuple[tuple[str, int | None], fleet.Memo]] = {}
 
     # -- events (synchronous: called from the watches) ----------------------------------------
 
@@ -80,6 +82,7 @@ class LandingSets:
             if isinstance(previous, LandingSet):
                 self._gone[key] = previous
             self._statuses.pop(key, None)
+            self._memos.pop(key, None)
         else:
             try:
                 self._sets[key] = api.parse_landingset(body)
@@ -195,13 +198,13 @@ class LandingSets:
             if clusters is None:
                 problems.append(f"Cluster API: {CAPI_VERSION} Clusters are not served here")
         existing = self._generated(landing_set)
-        generated = fleet.generate(landing_set, self._secrets[namespace], clusters)
+        memo = self._memo(landing_set, len(self._secrets[namespace]))
+        generated = fleet.generate(landing_set, self._secrets[namespace], clusters, memo)
         plan = fleet.plan(landing_set, generated, existing)
         if plan.delete:
             # Deletions are decided from the API server's Secrets, never from the view.
-            generated = fleet.generate(
-                landing_set, await list_labels(self._local, namespace), clusters
-            )
+            secrets = await list_labels(self._local, namespace)
+            generated = fleet.generate(landing_set, secrets, clusters, memo)
             plan = fleet.plan(landing_set, generated, existing)
         limit = asyncio.Semaphore(CONCURRENT_WRITES)
         created: list[str] = []
@@ -251,6 +254,15 @@ class LandingSets:
         if self._statuses.get(key) != status:
             await self._write_status(namespace, name, status)
             self._statuses[key] = status
+
+    def _memo(self, landing_set: LandingSet, secrets: int) -> fleet.Memo:
+        """The set's stamps, started afresh when the set changed or when Secrets that went
+        away have left it holding twice what the namespace has."""
+        version = (landing_set.uid, landing_set.generation)
+        kept = self._memos.get(landing_set.key)
+        if kept is None or kept[0] != version or len(kept[1]) > 2 * secrets + 100:
+            kept = self._memos[landing_set.key] = (version, {})
+        return kept[1]
 
     # -- API calls -----------------------------------------------------------------------------
 

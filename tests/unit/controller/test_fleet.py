@@ -146,6 +146,38 @@ def test_label_generators_and_refusals_per_secret() -> None:
     assert out.refused == {"C_bad": "generated name 'C_bad-x' is not a DNS subdomain"}
 
 
+def test_a_memo_gives_what_generating_afresh_gives_and_keeps_each_source_once() -> None:
+    landing_set = make_set(pattern="", name="{{secret}}-x", match_labels={"fleet": "yes"})
+    secrets = {
+        "a": {"fleet": "yes"},
+        "b": {"fleet": "yes"},
+        "C_bad": {"fleet": "yes"},
+        "kubernetes-dup-admin-kubeconfig": {"fleet": "no"},
+    }
+    memo: fleet.Memo = {}
+    first = fleet.generate(landing_set, secrets, memo=memo)
+    assert first == fleet.generate(landing_set, secrets)
+    assert len(memo) == 3  # a stamp, or a refusal, per matched source
+    again = fleet.generate(landing_set, secrets, memo=memo)
+    assert again == first
+    assert again.wanted["a-x"] is first.wanted["a-x"]  # stamped once
+    assert len(memo) == 3
+    # A source whose variables changed is stamped anew; one no longer matched is gone.
+    secrets["b"] = {"fleet": "no"}
+    assert list(fleet.generate(landing_set, secrets, memo=memo).wanted) == ["a-x"]
+    # A name collision is decided per call, whatever the memo holds.
+    collide = make_set(pattern="kubernetes-{{tenant}}-admin-kubeconfig", name="same")
+    memo = {}
+    names = {"kubernetes-a-admin-kubeconfig": {}, "kubernetes-b-admin-kubeconfig": {}}
+    for _ in range(2):
+        out = fleet.generate(collide, names, memo=memo)
+        assert list(out.wanted) == ["same"]
+        assert out.refused == {
+            "kubernetes-b-admin-kubeconfig": "generated name same is already generated for "
+            "Secret kubernetes-a-admin-kubeconfig"
+        }
+
+
 def test_a_generated_spec_is_checked_like_a_landing() -> None:
     landing_set = make_set(kubeconfigSecretKey="{{tenant}}/bad")
     out = fleet.generate(landing_set, {"kubernetes-acme-admin-kubeconfig": {}})
