@@ -45,7 +45,7 @@ RESYNC = 300.0  # seconds; a set is looked at again even when no event says so
 CONCURRENT_WRITES = 16  # Landing creates of one set in flight at once
 # A generated Landing's event (its status changed, or a hand edit) looks at its set this much
 # later: a fleet's Landings converge together, and the set's counts and corrections need one
-# reconcile (two lists of the whole fleet) per burst, not one per Landing.
+# reconcile (planning the whole fleet) per burst, not one per Landing.
 LANDING_SETTLE = 1.0
 # A tenant Secret's event looks at its set this much later: one more tenant is still landed
 # within a second, and 1,000 Secrets appearing together make a few reconciles of the set,
@@ -147,7 +147,8 @@ class LandingSets:
     # -- workers --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Starts the workers: only once the Secret and Landing watches have listed."""
+        """Starts the workers. The caller does so once the Secret and Landing watches have
+        listed (operator.py), so that the view holds what exists."""
         self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
 
     async def stop(self) -> None:
