@@ -140,14 +140,14 @@ class ListWatch:
         http = http_of(self._client)
         headers = {"Accept": self._collection.list_accept}
         params = {"limit": str(self._page)}
-        seen: dict[str, Mapping[str, Any]] = {}
+        seen: dict[str, Mapping[str, Any]] = {}  # only what is kept: not every page's metadata
         while True:
             response = await http.get(self._collection.path(scope), params=params, headers=headers)
             response.raise_for_status()
             body = response.json()
             for item in body.get("items") or ():
                 meta = item.get("metadata") or {}
-                seen[_key(meta)] = meta
+                seen[_key(meta)] = _stub(meta)
                 self._on_event("ADDED", item)
             listed = body.get("metadata") or {}
             token = listed.get("continue")
@@ -155,7 +155,7 @@ class ListWatch:
                 break
             params = {"limit": str(self._page), "continue": str(token)}
         before = self._known.get(scope, {})
-        self._known[scope] = {key: _stub(meta) for key, meta in seen.items()}
+        self._known[scope] = seen
         for key, meta in before.items():
             if key not in seen:
                 self._on_event("DELETED", {"metadata": meta})
