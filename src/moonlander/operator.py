@@ -46,8 +46,7 @@ from moonlander.credentials import Policy
 from moonlander.kube.clusters import ClusterPool, Target, close_client
 from moonlander.kube.drift import DriftWatches
 from moonlander.kube.events import EventRecorder
-from moonlander.kube.leader import LeaderElector, LeaseConfig
-from moonlander.kube.membership import Membership, MembershipConfig
+from moonlander.kube.leases import LeaderElector, LeaseConfig, Membership, MembershipConfig
 from moonlander.kube.policies import PolicyWatch
 from moonlander.kube.resources import LANDING_SETS, LANDINGS
 from moonlander.kube.sources import secret_metadata_watch

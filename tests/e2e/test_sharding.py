@@ -21,10 +21,12 @@ import yaml
 from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.models.rbac_v1 import RoleRef, Subject
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Namespace, Secret
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 
 from moonlander import api
+from moonlander.kube.leases import GROUP_LABEL
 
 from .conftest import Env
 from .harness import (
@@ -40,6 +42,8 @@ from .harness import (
 )
 
 pytestmark = pytest.mark.e2e
+
+LEASE_GROUP = "moonlander-leader"  # the shard group: --leader-election-id's default
 
 LEASE_ROLE = ROOT / "config" / "rbac" / "leader-election-role.yaml"
 _LINE = re.compile(
@@ -198,6 +202,22 @@ async def test_three_replicas_split_the_work_and_survive_losing_one(
             return True
 
         await eventually(taken_up, timeout=30, interval=0.5)
+
+        # The dead replica never deleted its Lease: the survivors do, once it has been
+        # silent for reap_after (30 s), leaving one Lease per live replica.
+        async def reaped() -> bool:
+            holders = {
+                lease.spec.holderIdentity
+                async for lease in local.list(
+                    Lease, namespace=ns, labels={GROUP_LABEL: LEASE_GROUP}
+                )
+                if lease.spec
+            }
+            assert len(holders) == 2, sorted(h or "" for h in holders)
+            return True
+
+        await eventually(reaped, timeout=60, interval=1)
+        measure("sharding: replica killed -> its shard Lease deleted", time.time() - killed_at)
     finally:
         codes = [replica.stop() for replica in replicas]  # the killed one is already gone
     assert codes[1:] == [0, 0], [r.log_tail() for r in replicas[1:]]
