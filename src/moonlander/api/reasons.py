@@ -14,6 +14,7 @@ from dataclasses import dataclass
 class Reason(enum.StrEnum):
     # Ready=True: the Secret is landed and current.
     SYNCED = "Synced"
+    # A LandingSet's Ready=False while its Landings are still being landed (none failing).
     PROGRESSING = "Progressing"
     # Ready=Unknown: spec.suspend is set; nothing is changed.
     SUSPENDED = "Suspended"

@@ -15,6 +15,7 @@ from typing import Any
 from moonlander import api
 from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus, substitute
 from moonlander.api.names import DNS_SUBDOMAIN_PATTERN
+from moonlander.api.reasons import Reason
 
 _NAME = re.compile(DNS_SUBDOMAIN_PATTERN)
 
@@ -253,7 +254,7 @@ def summarize(
             continue  # not reported on yet: neither ready nor failing
         if condition.get("status") == "True":
             ready += 1
-        elif condition.get("reason") not in (None, "", "Progressing"):
+        elif condition.get("reason") not in (None, "", Reason.PROGRESSING):
             failing.append(f"{name}: {condition.get('reason')}")
     failing += [f"Secret {secret}: {why}" for secret, why in sorted(generated.refused.items())]
     desired = len(generated.wanted)
@@ -263,7 +264,8 @@ def summarize(
     elif ready == desired:
         state, reason, message = "True", "AllReady", f"{ready} of {desired} Landings Ready"
     else:
-        state, reason, message = "False", "Progressing", f"{ready} of {desired} Landings Ready"
+        state, reason = "False", Reason.PROGRESSING.value
+        message = f"{ready} of {desired} Landings Ready"
     return LandingSetStatus(
         observed_generation=landing_set.generation,
         desired=desired,

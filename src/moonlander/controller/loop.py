@@ -1,7 +1,7 @@
 """The controller's moving parts: what it knows of Landings, what wakes them, the workers.
 
-kopf delivers watch events (operator.py); they land here as ``landing_event`` and
-``secret_event``. Each event only updates the in-memory view and enqueues keys; workers
+The controller's own list-watches (``kube/watch.py``, wired in operator.py) deliver events
+here as ``landing_event`` and ``secret_event``. Each event only updates the in-memory view and enqueues keys; workers
 take keys from the queue and call the reconciler, then schedule the next attempt from the
 outcome: periodic resync when converged, capped exponential backoff with jitter while
 waiting or after a transient fault, nothing but a watched change for a permanent problem.
