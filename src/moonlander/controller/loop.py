@@ -1,10 +1,11 @@
 """The controller's moving parts: what it knows of Landings, what wakes them, the workers.
 
 The controller's own list-watches (``kube/watch.py``, wired in operator.py) deliver events
-here as ``landing_event`` and ``secret_event``. Each event only updates the in-memory view and enqueues keys; workers
-take keys from the queue and call the reconciler, then schedule the next attempt from the
-outcome: periodic resync when converged, capped exponential backoff with jitter while
-waiting or after a transient fault, nothing but a watched change for a permanent problem.
+here as ``landing_event`` and ``secret_event``. Each event only updates the in-memory view
+and enqueues keys; workers take keys from the queue and call the reconciler, then schedule
+the next attempt from the outcome: periodic resync when converged, capped exponential
+backoff with jitter while waiting or after a transient fault, nothing but a watched change
+for a permanent problem.
 
 No tenant can take the workers: a reconcile holds its worker at most ``Timing.slow_after``
 seconds, then goes on off the workers as a slow reconcile of its namespace; a namespace with
