@@ -14,6 +14,7 @@ from moonlander.credentials import (
     find_problems,
     parse_kubeconfig,
 )
+from moonlander.kube import internals
 
 
 def report(raw: bytes, policy: Policy, where: str, server: str | None = None) -> int:
@@ -59,7 +60,7 @@ async def check_secret(
         print(f"Secret {ref}: {err.status.code} {err.status.reason}", file=sys.stderr)
         return 2
     finally:
-        await client._client.close()  # type: ignore[no-untyped-call]
+        await internals.close(client)
     data = secret.data or {}
     annotations = secret.metadata.annotations if secret.metadata else None
     try:

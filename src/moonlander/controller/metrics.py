@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from moonlander.kube import internals
+
 
 @dataclass(frozen=True)
 class ClusterHealth:
@@ -111,7 +113,7 @@ class Metrics:
                 child = by_method[request.method] = counter.labels(cluster, request.method)
             child.inc()
 
-        client._client._client.event_hooks["request"].append(hook)
+        internals.http_client(client).event_hooks["request"].append(hook)
 
     def watch_state(self, snapshot: Callable[[], Snapshot]) -> None:
         self.registry.register(_StateCollector(snapshot))

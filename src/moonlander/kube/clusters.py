@@ -45,6 +45,7 @@ from lightkube.config.models import User as LkUser
 
 from moonlander import api
 from moonlander.credentials import Credentials, KubeconfigError, Policy, check_address
+from moonlander.kube import internals
 from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.streams import AsyncioBackend
 
@@ -315,9 +316,7 @@ def build_client(
     """
     limits = httpx2.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=4)
     transport = httpx2.AsyncHTTPTransport(verify=ssl_context(creds), trust_env=False, limits=limits)
-    pool = transport._pool
-    assert isinstance(pool, httpcore2.AsyncConnectionPool)
-    pool._network_backend = GuardedBackend(policy)
+    internals.set_network_backend(transport, GuardedBackend(policy))
     outer = _TenantTransport(transport, creds.tls_server_name or None)
     config = SingleConfig(
         context_name="moonlander",
@@ -450,7 +449,7 @@ class ClusterPool:
             await asyncio.sleep(max(0.0, target.unreachable_until - time.monotonic()))
             try:
                 # Within the deadline and the size cap, like every call.
-                response = await target.client._client._client.get("/readyz")
+                response = await internals.http_client(target.client).get("/readyz")
             except Exception as err:  # whatever it answered, it did not answer usefully
                 error = describe_error(err)
             else:
@@ -496,7 +495,7 @@ def annotations_of_dict(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 async def close_client(client: AsyncClient) -> None:
-    await client._client.close()  # type: ignore[no-untyped-call]
+    await internals.close(client)
 
 
 async def _close(target: Target) -> None:

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpcore2
-import httpx2
-from httpcore2._utils import is_socket_readable
 from lightkube import AsyncClient
+
+from moonlander.kube import internals
 
 # Held bytes are sent at once past this size: a large body is not held in full.
 FLUSH_AT = 64 * 1024
@@ -114,7 +114,7 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
                 return True
             buffered = getattr(self._reader, "_buffer", None)  # CPython's StreamReader
             if buffered is None:
-                return is_socket_readable(self._writer.get_extra_info("socket"))
+                return internals.is_socket_readable(self._writer.get_extra_info("socket"))
             return bool(buffered)
         return None
 
@@ -156,9 +156,5 @@ class AsyncioBackend(httpcore2.AsyncNetworkBackend):
 
 def use_asyncio_streams(client: AsyncClient) -> AsyncClient:
     """Puts a lightkube client built with its default transport on :class:`AsyncioBackend`."""
-    transport = client._client._client._transport  # lightkube -> httpx -> its transport
-    assert isinstance(transport, httpx2.AsyncHTTPTransport), type(transport)
-    pool = transport._pool
-    assert isinstance(pool, httpcore2.AsyncConnectionPool), type(pool)
-    pool._network_backend = AsyncioBackend()
+    internals.set_network_backend(internals.default_transport(client), AsyncioBackend())
     return client

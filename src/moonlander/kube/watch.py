@@ -27,6 +27,7 @@ import httpcore2
 import httpx2
 from lightkube import AsyncClient
 
+from moonlander.kube import internals
 from moonlander.kube.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class Expired(Exception):
 def http_of(client: AsyncClient) -> httpx2.AsyncClient:
     """lightkube's httpx client: base URL, TLS and auth, with our transport (lightkube has no
     Accept-header option and would build a model of every object)."""
-    http = client._client._client
-    assert isinstance(http, httpx2.AsyncClient)
-    return http
+    return internals.http_client(client)
 
 
 def _key(meta: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from moonlander import api
 from moonlander.api import ServiceAccountSpec
 from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem, Reason, Retry
+from moonlander.kube import internals
 from moonlander.minting.objects import (
     ObjectRef,
     _normal,
@@ -269,17 +270,18 @@ async def _delete_preconditioned(
     client: AsyncClient, ref: ObjectRef, uid: str, version: str
 ) -> None:
     # lightkube's delete() sends no body; DeleteOptions.preconditions needs one.
-    inner: Any = client._client
-    request = inner.prepare_request(
-        "delete", res=_RESOURCES[ref.kind], name=ref.name, namespace=ref.namespace
+    await internals.send_with_body(
+        client,
+        "delete",
+        {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": uid, "resourceVersion": version},
+        },
+        res=_RESOURCES[ref.kind],
+        name=ref.name,
+        namespace=ref.namespace,
     )
-    request.data = {
-        "apiVersion": "v1",
-        "kind": "DeleteOptions",
-        "preconditions": {"uid": uid, "resourceVersion": version},
-    }
-    response = await inner.send(inner.build_adapter_request(request))
-    inner.handle_response("delete", response, request)
 
 
 async def _delete_if_ours(client: AsyncClient, ref: ObjectRef, owner: str) -> bool:
