@@ -69,6 +69,8 @@ class Options:
     allow_cross_namespace: bool = False
     # Where Moonlander runs: never a Landing's target, whatever a LandingPolicy grants.
     controller_namespace: str | None = None
+    # Where ParentToChild Landings may mint ServiceAccounts with the parent's rights.
+    mint_namespaces: tuple[str, ...] = (api.DEFAULT_MINT_NAMESPACE,)
     timing: Timing = field(default_factory=Timing)
     parent_poll_interval: float = 0.25  # a stat() call: cheap, and rotation lands sooner
     health_port: int | None = None
@@ -262,7 +264,10 @@ async def run(options: Options) -> None:
         allow_cross_namespace=options.allow_cross_namespace,
         observe=lambda body: controller().observe(body),
         metrics=metrics,
-        fence=Fence(controller_namespace=options.controller_namespace),
+        fence=Fence(
+            controller_namespace=options.controller_namespace,
+            mint_namespaces=options.mint_namespaces,
+        ),
     )
     holder["controller"] = Controller(reconciler, options.timing, metrics)
     ctl = controller()

@@ -48,7 +48,14 @@ from moonlander.api.parse import (
     parse_spec,
     parse_status,
 )
-from moonlander.api.policy import LandingPolicy, LandingPolicySpec, MintGrant, NamespaceSelector
+from moonlander.api.policy import (
+    ClusterScopedGrant,
+    LandingPolicy,
+    LandingPolicySpec,
+    MintGrant,
+    NamespaceSelector,
+    OutputsGrant,
+)
 from moonlander.api.serviceaccount import (
     DEFAULT_AUDIENCE,
     DEFAULT_MINT_NAMESPACE,
@@ -88,6 +95,7 @@ __all__ = [
     "VERSION",
     "WRITTEN_KEYS",
     "ArgoCDSpec",
+    "ClusterScopedGrant",
     "Condition",
     "CrossplaneSpec",
     "DeletionPolicy",
@@ -104,6 +112,7 @@ __all__ = [
     "ObjectMeta",
     "OutputFormat",
     "OutputSpec",
+    "OutputsGrant",
     "ParsedLanding",
     "PolicyRule",
     "Provider",

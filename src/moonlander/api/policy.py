@@ -2,12 +2,13 @@
 
 Kubernetes RBAC decides who may create a Landing in namespace N; LandingPolicies decide
 what such a Landing may then cause. With no policy a Landing may only land its own source
-credential into its own namespace (ChildToParent). Policies add up: a namespace gets the
-union of what every policy selecting it grants. What only the operator can give is given
+credential into its own namespace (ChildToParent). What only the operator can give is given
 here: the mounted parent credential, minting (with the granting cluster's rights, bounded
-by role allow-lists), and the namespaces of the controller's cluster a ChildToParent Landing
-may write into. No policy can open the controller's own namespace or the parent
-credential's Secret: ``controller.authorize`` refuses those whatever is granted.
+by role allow-lists; one policy must grant a mint as a whole), the namespaces of the
+controller's cluster a ChildToParent Landing may write into, and the names of the
+cluster-scoped objects its outputs may create there (each name held by one namespace only).
+No policy can open the controller's own namespace, nor mint outside the controller's mint
+namespaces: ``controller.authorize`` refuses those whatever is granted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from moonlander.api.serviceaccount import DEFAULT_MINT_NAMESPACE
 from moonlander.api.types import (
     DNSLabel,
+    DNSSubdomain,
     NamespaceSet,
     RoleName,
     _Spec,
@@ -74,7 +77,9 @@ class NamespaceSelector(_Spec, frozen=True, kw_only=True):
 
 class MintGrant(_Spec, frozen=True, kw_only=True):
     """Minting allowed to the selected namespaces' Landings (spec.serviceAccount): which
-    roles may be bound to the minted ServiceAccount, where, and for how long its tokens live."""
+    roles may be bound to the minted ServiceAccount, where, and for how long its tokens live.
+    A mint is granted as a whole by one policy: its ServiceAccount namespace, its token
+    lifetime and every binding it asks for; grants of several policies never add up."""
 
     cluster_roles: Annotated[
         tuple[RoleName, ...],
@@ -110,13 +115,64 @@ class MintGrant(_Spec, frozen=True, kw_only=True):
     service_account_namespaces: Annotated[
         NamespaceSet,
         Meta(max_length=64),
-        doc("Namespaces of the granting cluster where the ServiceAccount may be created."),
-    ] = ("moonlander-system",)
+        doc(
+            """Namespaces of the granting cluster where the ServiceAccount may be created.
+            ParentToChild mints (in the controller's cluster) are further limited to the
+            controller's mint namespaces (--mint-namespace), never the Landing's own
+            namespace nor the controller's."""
+        ),
+    ] = (DEFAULT_MINT_NAMESPACE,)
     max_expiration_seconds: Annotated[
         int,
         Meta(ge=600, le=31536000),
         doc("The longest token lifetime a Landing may ask for."),
     ] = 3600
+
+
+NamePrefix = Annotated[str, Meta(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*)?$")]
+
+
+class ClusterScopedGrant(_Spec, frozen=True, kw_only=True):
+    """Names of cluster-scoped objects of the controller's cluster that the selected
+    namespaces' ChildToParent Landings may create as outputs (today: output.crossplane with
+    scope Legacy, a <provider>.crossplane.io ProviderConfig, or Cluster, a
+    <provider>.m.crossplane.io ClusterProviderConfig). A name is usable only while the
+    policies granting it select exactly one namespace: granted to two namespaces, it is
+    refused for both (and reported in the policies' status)."""
+
+    cel_rules = (
+        {
+            "rule": "(has(self.names) && size(self.names) > 0)"
+            " || (has(self.namePrefixes) && size(self.namePrefixes) > 0)",
+            "message": "clusterScoped grants nothing; set names or namePrefixes",
+        },
+    )
+
+    names: Annotated[
+        tuple[DNSSubdomain, ...],
+        Meta(max_length=256),
+        doc("Exact names.", **{"x-kubernetes-list-type": "set"}),
+    ] = ()
+    name_prefixes: Annotated[
+        tuple[NamePrefix, ...],
+        Meta(max_length=64),
+        doc("Names starting with one of these.", **{"x-kubernetes-list-type": "set"}),
+    ] = ()
+
+    def __post_init__(self) -> None:
+        if not self.names and not self.name_prefixes:
+            raise ValueError("grants nothing; set names or namePrefixes")
+
+    def grants(self, name: str) -> bool:
+        return name in self.names or any(name.startswith(p) for p in self.name_prefixes)
+
+
+class OutputsGrant(_Spec, frozen=True, kw_only=True):
+    """What the selected namespaces' Landings' outputs may create outside their namespace
+    in the controller's cluster (ChildToParent). ParentToChild outputs are written into the
+    child with the tenant's own child credential and need no grant."""
+
+    cluster_scoped: ClusterScopedGrant | None = None
 
 
 class LandingPolicySpec(_Spec, frozen=True, kw_only=True):
@@ -132,6 +188,7 @@ class LandingPolicySpec(_Spec, frozen=True, kw_only=True):
         ),
     ] = False
     mint: MintGrant | None = None
+    outputs: OutputsGrant | None = None
     target_namespaces: Annotated[
         NamespaceSet,
         Meta(max_length=256),
@@ -163,6 +220,23 @@ class LandingPolicyStatus(_Status, frozen=True, kw_only=True):
     observed_generation: Annotated[int, Meta(extra={"format": "int64"})] | None = None
     matched_namespaces: Annotated[
         tuple[DNSLabel, ...], doc("Namespaces the policy applies to now.")
+    ] = ()
+    fenced: Annotated[
+        tuple[Annotated[str, Meta(max_length=1024)], ...],
+        Meta(max_length=64),
+        doc(
+            """Entries of the spec that grant nothing because no policy can open what they
+            name (the controller's own namespace; ServiceAccount namespaces outside the
+            controller's mint namespaces)."""
+        ),
+    ] = ()
+    ambiguous: Annotated[
+        tuple[Annotated[str, Meta(max_length=1024)], ...],
+        Meta(max_length=64),
+        doc(
+            """Cluster-scoped names (outputs.clusterScoped) this policy grants that are
+            granted to more than one namespace: refused for every one of them."""
+        ),
     ] = ()
 
 

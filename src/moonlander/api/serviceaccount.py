@@ -21,7 +21,10 @@ from moonlander.api.types import (
     doc,
 )
 
-DEFAULT_MINT_NAMESPACE = "moonlander-system"
+# Where ServiceAccounts are minted by default: the namespace the shipped manifests create for
+# them (the controller's --mint-namespace default). Not the controller's own namespace, which
+# holds the parent credential, and never a namespace tenants can write Secrets in.
+DEFAULT_MINT_NAMESPACE = "moonlander-minted"
 # kube-apiserver accepts a token only if its audience is one of --api-audiences, which
 # defaults to --service-account-issuer; this is the issuer of kubeadm, kind, k3s, Talos and
 # our dev clusters. Clusters with another issuer (EKS, GKE, AKS) need spec.audience.
@@ -115,8 +118,10 @@ class ServiceAccountSpec(_Spec, frozen=True, kw_only=True):
     namespace: Annotated[
         DNSLabel,
         doc(
-            """Its namespace, created if missing. Anyone who can create pods or tokens there
-            can act as the ServiceAccount, so keep it free of workloads."""
+            """Its namespace, created if missing. Anyone who can create pods, tokens or
+            Secrets there can act as the ServiceAccount. ParentToChild: only one of the
+            controller's mint namespaces (--mint-namespace, default moonlander-minted),
+            never the Landing's own namespace nor the controller's."""
         ),
     ] = DEFAULT_MINT_NAMESPACE
     cluster_role: (

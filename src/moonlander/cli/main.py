@@ -63,13 +63,26 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from moonlander.api import DEFAULT_MINT_NAMESPACE, DNS_LABEL
+
+    controller_namespace = args.controller_namespace or os.environ.get("POD_NAMESPACE")
+    mint_namespaces = tuple(dict.fromkeys(args.mint_namespace)) or (DEFAULT_MINT_NAMESPACE,)
+    for name in mint_namespaces:
+        if not DNS_LABEL.fullmatch(name) or name == controller_namespace:
+            print(
+                f"error: --mint-namespace {name!r}: must be a namespace name other than the "
+                "controller's own",
+                file=sys.stderr,
+            )
+            return 2
     options = Options(
         kubeconfig=kubeconfig,
         parent_kubeconfig=args.parent_kubeconfig,
         namespaces=tuple(args.namespace),
         policy=_policy(args),
         allow_cross_namespace=args.allow_cross_namespace,
-        controller_namespace=args.controller_namespace or os.environ.get("POD_NAMESPACE"),
+        controller_namespace=controller_namespace,
+        mint_namespaces=mint_namespaces,
         timing=Timing(
             resync=args.resync_interval,
             backoff_cap=args.max_backoff,
@@ -190,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--controller-namespace",
         help="the namespace Moonlander runs in (holding its identity and the parent "
         "credential); no Landing may write there (default: $POD_NAMESPACE)",
+    )
+    run.add_argument(
+        "--mint-namespace",
+        action="append",
+        default=[],
+        metavar="NAMESPACE",
+        help="a namespace where ParentToChild Landings may mint ServiceAccounts, with the "
+        "parent's rights (repeatable; default: moonlander-minted). Keep tenants from writing "
+        "Secrets there: no other namespace is ever used, whatever a LandingPolicy says",
     )
     run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
     run.add_argument(

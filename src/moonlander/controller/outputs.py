@@ -44,6 +44,7 @@ __all__ = [
     "argocd_cluster_secret",
     "argocd_config",
     "argocd_credentials",
+    "cluster_scoped_objects",
     "crossplane_objects",
     "crossplane_provider_configs",
     "is_current",
@@ -106,6 +107,16 @@ def provider_config_kinds(spec: CrossplaneSpec) -> tuple[ProviderConfigKind, ...
     """The kinds ``spec`` asks for, in ``providers`` order (each is written only while the
     target cluster has its CRD: ``crd_name``)."""
     return tuple(PROVIDER_CONFIG_KINDS[(p, spec.scope)] for p in spec.providers)
+
+
+def cluster_scoped_objects(
+    spec: CrossplaneSpec, secret_name: str
+) -> tuple[tuple[ProviderConfigKind, str], ...]:
+    """The cluster-scoped objects (kind, name) ``spec`` creates next to a Secret named
+    ``secret_name``: what a LandingPolicy's ``outputs.clusterScoped`` must grant when they
+    are written into the controller's cluster (``controller.authorize``)."""
+    name = spec.config_name(secret_name)
+    return tuple((kind, name) for kind in provider_config_kinds(spec) if not kind.namespaced)
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from moonlander.controller.errors import API_ERRORS, fail_fast, problem_from_err
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.minted import Minter
 from moonlander.controller.parent import ParentKubeconfig
+from moonlander.controller.policy_status import policy_status
 from moonlander.controller.status import Landed, landed_from_status, next_status
 from moonlander.credentials import (
     Credentials,
@@ -267,7 +268,7 @@ class Reconciler:
         spec = landing.spec
         key = landing.key
         # Before anything is read or sent anywhere: may this namespace do what is asked?
-        authorize(landing, self.policies.applying_to(landing.metadata.namespace), self.fence)
+        authorize(landing, self.policies, self.fence)
         source_key, source_creds = await self._source_credentials(landing)
         mint_spec = spec.service_account
         output = spec.output
@@ -637,14 +638,12 @@ class Reconciler:
         return True
 
     async def report_policy(self, name: str) -> None:
-        """Writes a LandingPolicy's status (the namespaces it applies to) when it changed."""
+        """Writes a LandingPolicy's status (the namespaces it applies to, what of it the
+        fence closes, its ambiguous cluster-scoped names) when it changed."""
         policy = self.policies.policies.get(name)
         if policy is None:
             return
-        status = {
-            "observedGeneration": policy.generation,
-            "matchedNamespaces": list(self.policies.matched_namespaces(policy)),
-        }
+        status = policy_status(self.policies, policy, self.fence)
         if self._policy_status.get(name) == status:
             return
         try:

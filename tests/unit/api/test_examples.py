@@ -77,11 +77,11 @@ def test_example_landings_are_authorized_by_their_folders_policies(folder: Path)
     for doc in of_kind(folder, api.KIND):
         landing = as_landing(doc)
         applying = store.applying_to(landing.metadata.namespace)
-        authorize(landing, applying, FENCE)
+        authorize(landing, store, FENCE)
         used.update(p.name for p in applying)
         # The secure default: without the folder's policies it is refused.
         with pytest.raises(LandingProblem) as caught:
-            authorize(landing, [], FENCE)
+            authorize(landing, PolicyStore(), FENCE)
         assert caught.value.outcome.reason is Reason.NOT_PERMITTED
     assert used == set(store.policies), "a policy in the folder selects none of its Landings"
 
@@ -98,8 +98,7 @@ def test_argocd_mint_policy_allows_exactly_what_the_landing_asks() -> None:
     folder = EXAMPLES / "argocd"
     store = policies_of(folder)
     (doc,) = of_kind(folder, api.KIND)
-    policies = store.applying_to("harvey-system")
-    authorize(as_landing(doc), policies, FENCE)
+    authorize(as_landing(doc), store, FENCE)
 
     def variant(**changes: Any) -> api.Landing:
         spec = dict(doc["spec"])
@@ -119,7 +118,7 @@ def test_argocd_mint_policy_allows_exactly_what_the_landing_asks() -> None:
     ]
     for landing in wider:
         with pytest.raises(LandingProblem) as caught:
-            authorize(landing, policies, FENCE)
+            authorize(landing, store, FENCE)
         assert caught.value.outcome.reason is Reason.NOT_PERMITTED
     # Another namespace's Landings get nothing from it.
     assert store.applying_to("other-tenant") == []
@@ -147,7 +146,7 @@ def test_example_landingsets_generate_landings_their_policies_authorize(folder: 
         assert sorted(generated.wanted) == ["harvey-parent-access", "lab-parent-access"]
         for wanted in generated.wanted.values():
             landing = as_landing(fleet.landing_body(landing_set, wanted))
-            authorize(landing, store.applying_to(landing.metadata.namespace), FENCE)
+            authorize(landing, store, FENCE)
             with pytest.raises(LandingProblem) as caught:
-                authorize(landing, [], FENCE)
+                authorize(landing, PolicyStore(), FENCE)
             assert caught.value.outcome.reason is Reason.NOT_PERMITTED

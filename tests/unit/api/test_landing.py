@@ -129,13 +129,13 @@ def test_service_account_defaults() -> None:
     spec = service_account(name="crossplane", clusterRole="view")
     assert spec == ServiceAccountSpec(
         name="crossplane",
-        namespace="moonlander-system",
+        namespace="moonlander-minted",
         cluster_role="view",
         audience="https://kubernetes.default.svc",
         expiration_seconds=3600,
         renew_before_fraction=0.2,
     )
-    assert spec.username == "system:serviceaccount:moonlander-system:crossplane"
+    assert spec.username == "system:serviceaccount:moonlander-minted:crossplane"
     # What `moonlander mint` parses (no Landing around it) is the same.
     assert api.parse_service_account({"name": "crossplane", "clusterRole": "view"}) == spec
 

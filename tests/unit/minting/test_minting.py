@@ -161,7 +161,7 @@ def test_objects_of_an_identity() -> None:
     objects = minting.desired_objects(spec, owner="tenant/land", owner_uid="uid-1")
     refs = [ref for ref, _ in objects]
     assert refs == [
-        ObjectRef("ServiceAccount", "robot", "moonlander-system"),
+        ObjectRef("ServiceAccount", "robot", "moonlander-minted"),
         ObjectRef("ClusterRole", "moonlander:tenant:land"),
         ObjectRef("ClusterRoleBinding", "moonlander:tenant:land"),
         ObjectRef("ClusterRoleBinding", "moonlander:tenant:land:ClusterRole:view"),
@@ -177,7 +177,7 @@ def test_objects_of_an_identity() -> None:
         }
         if ref.kind.endswith("Binding"):
             assert body["subjects"] == [
-                {"kind": "ServiceAccount", "name": "robot", "namespace": "moonlander-system"}
+                {"kind": "ServiceAccount", "name": "robot", "namespace": "moonlander-minted"}
             ]
     assert objects[0][1]["automountServiceAccountToken"] is False
     assert objects[2][1]["roleRef"]["name"] == "moonlander:tenant:land"
