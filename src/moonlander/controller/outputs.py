@@ -34,6 +34,7 @@ from moonlander.api import (
     Provider,
     Scope,
 )
+from moonlander.api import ownership as own
 from moonlander.controller import plan
 from moonlander.credentials import Credentials, KubeconfigError, Policy, parse_kubeconfig
 
@@ -145,12 +146,10 @@ def _metadata(
     meta: dict[str, Any] = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
-    meta["labels"] = {**dict(labels), api.MANAGED_BY_LABEL: api.MANAGED_BY}
-    meta["annotations"] = {
-        api.OWNER_ANNOTATION: owner,
-        api.OWNER_UID_ANNOTATION: owner_uid,
-        api.HASH_ANNOTATION: plan.content_hash(_canonical(content)),
-    }
+    meta["labels"] = own.managed_labels(dict(labels))
+    meta["annotations"] = own.owner_annotations(
+        owner, owner_uid, plan.content_hash(_canonical(content))
+    )
     return meta
 
 
@@ -282,32 +281,8 @@ def crossplane_objects(
     )
 
 
-def _contains(have: object, want: object) -> bool:
-    if isinstance(want, Mapping):
-        return isinstance(have, Mapping) and all(
-            k in have and _contains(have[k], v) for k, v in want.items()
-        )
-    return have == want
-
-
-def is_current(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """True when ``existing`` already holds everything ``desired`` says; then nothing is
-    written. Secrets: ``type`` and ``data`` must be equal. Other objects: every field of
-    ``desired``'s ``spec`` must be there (fields the API server defaults are not ours). Our
-    labels and annotations (with the content hash) must be present; others' may be added."""
-    if "type" in desired and existing.get("type", "Opaque") != desired["type"]:
-        return False
-    if "data" in desired and (existing.get("data") or {}) != desired["data"]:
-        return False
-    if "spec" in desired and not _contains(existing.get("spec"), desired["spec"]):
-        return False
-    meta = existing.get("metadata") or {}
-    want = desired.get("metadata") or {}
-    for field in ("labels", "annotations"):
-        have = meta.get(field) or {}
-        if any(have.get(k) != v for k, v in (want.get(field) or {}).items()):
-            return False
-    return True
+# One comparison for everything Moonlander writes (api.ownership).
+is_current = own.is_current
 
 
 # --------------------------------------------------------------------------------------------

@@ -91,11 +91,9 @@ def desired_secret(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {api.MANAGED_BY_LABEL: api.MANAGED_BY},
+            "labels": own.managed_labels(),
             "annotations": {
-                api.OWNER_ANNOTATION: owner,
-                api.OWNER_UID_ANNOTATION: owner_uid,
-                api.HASH_ANNOTATION: content_hash(kubeconfig),
+                **own.owner_annotations(owner, owner_uid, content_hash(kubeconfig)),
                 **(annotations or {}),
             },
         },
@@ -104,41 +102,9 @@ def desired_secret(
     }
 
 
-def is_current(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """True when ``existing`` already holds everything ``desired`` says (extra fields that
-    others added are theirs to keep); then nothing is written."""
-    if existing.get("type", "Opaque") != desired["type"]:
-        return False
-    if (existing.get("data") or {}) != desired["data"]:
-        return False
-    meta = existing.get("metadata") or {}
-    for field in ("labels", "annotations"):
-        have = meta.get(field) or {}
-        if any(have.get(k) != v for k, v in desired["metadata"][field].items()):
-            return False
-    return True
-
-
-def check_adoptable(existing: Mapping[str, Any], owner: str, adopt: bool, what: str) -> None:
-    """Raises ``Conflict`` unless ``existing`` is this Landing's, or a Secret nobody manages
-    that the Landing asked to adopt and that is Opaque (adopting a typed Secret would turn a
-    TLS or token Secret into a kubeconfig). Another Landing's Secret is never taken: the
-    first claimant keeps it."""
-    ownership = own.ownership(existing, owner)
-    if ownership is own.Ownership.OURS:
-        return
-    if ownership is own.Ownership.OTHER_LANDING:
-        problem = "is landed by another Landing; it stays that Landing's"
-    elif not adopt:
-        problem = (
-            "exists and is not managed by this Landing; it is left untouched "
-            "(set spec.adoptExisting to take it over)"
-        )
-    elif existing.get("type", "Opaque") != "Opaque":
-        problem = "is not Opaque; only an Opaque Secret can be adopted"
-    else:
-        return
-    raise LandingProblem(Reason.CONFLICT, f"{what} {problem}", Retry.ON_CHANGE)
+# One comparison and one adoption rule for everything Moonlander writes (api.ownership).
+is_current = own.is_current
+check_adoptable = own.check_adoptable
 
 
 def type_change_needed(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

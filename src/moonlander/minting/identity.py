@@ -34,7 +34,6 @@ from moonlander.api.reasons import LandingProblem, Reason, Retry
 from moonlander.kube import internals
 from moonlander.minting.objects import (
     ObjectRef,
-    _normal,
     desired_objects,
     is_current,
 )
@@ -90,7 +89,7 @@ async def _ensure_namespace(client: AsyncClient, namespace: str) -> None:
     except ApiError as err:
         if err.status.code != 404:
             raise
-    labels = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
+    labels = own.managed_labels()
     try:
         await client.create(
             Namespace(metadata=ObjectMeta(name=namespace, labels=labels)),
@@ -143,7 +142,7 @@ async def ensure_identity(
                 # else created since we looked.
                 await client.create(obj, field_manager=api.FIELD_MANAGER)
                 log.info("created %s for %s", ref, owner)
-            elif "roleRef" in body and _normal(current.get("roleRef")) != body["roleRef"]:
+            elif "roleRef" in body and own.normal(current.get("roleRef")) != body["roleRef"]:
                 # roleRef is immutable; only a name collision after truncation gets here.
                 await _delete_if_ours(client, ref, owner)
                 await client.create(obj, field_manager=api.FIELD_MANAGER)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from moonlander import api
-from moonlander.api import ServiceAccountSpec
+from moonlander.api import ServiceAccountSpec, ownership
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +64,8 @@ def desired_objects(
     is a new binding (and the old one is pruned) rather than an update the API refuses.
     """
     base = identity_base_name(owner)
-    labels = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
-    annotations = {api.OWNER_ANNOTATION: owner}
-    if owner_uid:
-        annotations[api.OWNER_UID_ANNOTATION] = owner_uid
+    labels = ownership.managed_labels()
+    annotations = ownership.owner_annotations(owner, owner_uid or None)
     subject = {"kind": "ServiceAccount", "name": spec.name, "namespace": spec.namespace}
 
     def meta(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -130,25 +126,5 @@ def desired_objects(
     return objects + bindings
 
 
-def _normal(value: Any) -> Any:
-    """Drops empty and null fields, which the API server omits, before comparing."""
-    if isinstance(value, Mapping):
-        return {k: _normal(v) for k, v in value.items() if v not in (None, "", [], {})}
-    if isinstance(value, list | tuple):
-        return [_normal(v) for v in value]
-    return value
-
-
-def is_current(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """True when ``existing`` holds everything ``desired`` says; fields others added stay."""
-    meta = existing.get("metadata") or {}
-    for part in ("labels", "annotations"):
-        have = meta.get(part) or {}
-        if any(have.get(k) != v for k, v in desired["metadata"][part].items()):
-            return False
-    for key, want in desired.items():
-        if key in ("apiVersion", "kind", "metadata"):
-            continue
-        if _normal(existing.get(key)) != _normal(want):
-            return False
-    return True
+# One comparison for everything Moonlander writes (api.ownership).
+is_current = ownership.is_current
