@@ -6,6 +6,9 @@ cluster-wide watch per (cluster, kind), on a connection of its own so that a wat
 takes a connection the reconciles need; if the credential may not watch cluster-wide it
 falls back to one watch per namespace of interest. A watch lives while at least one
 Landing needs it. Objects in the controller's own cluster are seen by its own watches.
+Each watch is a ``kube/watch.py`` ListWatch (label-selected, paged, relisted after a fault)
+with this module as its listener: the objects it reports are an informer cache that spares
+reconciles a read, trusted for a scope only between the end of a list and the next fault.
 """
 
 from __future__ import annotations
@@ -14,23 +17,23 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-
-from lightkube import ApiError
-from lightkube.resources.core_v1 import Secret, ServiceAccount
 
 from moonlander import api
 from moonlander.api import ownership as own
-from moonlander.kube.backoff import backoff_delay
-from moonlander.kube.clusters import Target, annotations_of
+from moonlander.kube.clusters import Target
+from moonlander.kube.watch import Collection, Listener, ListWatch, namespaced
 
 log = logging.getLogger(__name__)
 
-_SELECTOR: dict[str, Any] = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
+_SELECTOR = {api.MANAGED_BY_LABEL: api.MANAGED_BY}
 # Objects per list page: pages stay far below the response size cap (kube/clusters.py).
 LIST_PAGE = 100
-KINDS: dict[str, Any] = {"Secret": Secret, "ServiceAccount": ServiceAccount}
+COLLECTIONS = {
+    "Secret": Collection("landed Secret", namespaced("/api/v1", "secrets")),
+    "ServiceAccount": Collection("minted ServiceAccount", namespaced("/api/v1", "serviceaccounts")),
+}
 WatchKey = tuple[str, str]  # (target key, kind)
 # (target key, namespace, name, resourceVersion, content digest or None) -> our own write?
 EchoCheck = Callable[[str, str, str, str, str | None], bool]
@@ -44,7 +47,7 @@ def _version(meta: dict[str, Any]) -> int:
         return 0
 
 
-class _ClusterWatch:
+class _ClusterWatch(Listener):
     def __init__(
         self, target: Target, kind: str, enqueue: Callable[[str], None], is_echo: EchoCheck
     ) -> None:
@@ -59,7 +62,11 @@ class _ClusterWatch:
         # spares reconciles a read. Trusted only where a list has completed ("synced").
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.synced: set[str | None] = set()
-        self.listed: set[str | None] = set()  # watches that have listed at least once
+        self.listed_once: set[str | None] = set()  # watches that have listed at least once
+        # Per scope while it is being listed: the Landings known when the list began, and
+        # the objects listed so far.
+        self._known_at_list: dict[str | None, list[str]] = {}
+        self._listed_now: dict[str | None, list[dict[str, Any]]] = {}
 
     def covers(self, namespace: str) -> bool:
         return (namespace if self.namespaced else None) in self.synced
@@ -87,30 +94,42 @@ class _ClusterWatch:
         for ns in list(self.tasks):
             if ns not in wanted:
                 self.tasks.pop(ns).cancel()
+                self.synced.discard(ns)
         for ns in wanted:
             if ns not in self.tasks:
-                self.tasks[ns] = asyncio.create_task(self._run(ns))
+                watch = ListWatch(
+                    self.target.watch_client(),
+                    COLLECTIONS[self.kind],
+                    self._event,
+                    (ns,),
+                    LIST_PAGE,
+                    labels=_SELECTOR,
+                    listener=self,
+                    keep_annotations=(api.OWNER_ANNOTATION,),
+                    retry_cap=30.0,
+                    quiet=True,  # a tenant's cluster: its faults are not the operator's
+                    relist_after_error=True,
+                )
+                self.tasks[ns] = asyncio.create_task(watch.run())
 
-    async def _list(self, namespace: str | None) -> str:
-        """Lists what exists (replacing what the cache held there); returns the version to
-        watch from."""
+    # -- the ListWatch's Listener ---------------------------------------------------------
+
+    def listing(self, scope: str | None) -> None:
         # Landings known before the list begins: what they wrote is in it or comes by the
         # watch after it; those that start later are covered by both anyway.
-        known = [
+        self._known_at_list[scope] = [
             landing
             for landing, interest in self.landings.items()
-            if namespace is None or interest == namespace
+            if scope is None or interest == scope
         ]
-        listing = self.target.watch_client().list(
-            KINDS[self.kind], namespace=namespace or "*", labels=_SELECTOR, chunk_size=LIST_PAGE
-        )
-        seen: dict[tuple[str, str], dict[str, Any]] = {}
-        async for obj in listing:
-            body = obj.to_dict()
-            meta = body["metadata"]
-            seen[(meta.get("namespace", ""), meta["name"])] = body
-        for key in [k for k in self.objects if namespace is None or k[0] == namespace]:
-            if key not in seen:
+        self._listed_now[scope] = []
+
+    def listed(self, scope: str | None) -> None:
+        seen = self._listed_now.pop(scope, [])
+        known = self._known_at_list.pop(scope, [])
+        keys = {(b["metadata"].get("namespace", ""), b["metadata"].get("name", "")) for b in seen}
+        for key in [k for k in self.objects if scope is None or k[0] == scope]:
+            if key not in keys:
                 # Deleted while no watch was running (its DELETED event was never seen).
                 gone = self.objects.pop(key)
                 owner = ((gone.get("metadata") or {}).get("annotations") or {}).get(
@@ -118,22 +137,60 @@ class _ClusterWatch:
                 )
                 if owner:
                     self.enqueue(owner)
-        for body in seen.values():
-            self.remember(body)
-        if namespace not in self.listed:
+        if scope not in self.listed_once:
             # The first list of this watch: what its Landings wrote before it existed may
             # have changed or gone before it began; they check once — all but those whose
             # Secret the list shows exactly as they wrote it, and those that came after the
             # list began (in a burst, most of them).
-            self.listed.add(namespace)
-            intact = self._intact(seen.values()) if self.kind == "Secret" else set()
+            self.listed_once.add(scope)
+            intact = self._intact(seen) if self.kind == "Secret" else set()
             for landing in known:
                 if landing not in intact:
                     self.enqueue(landing)
-        self.synced.add(namespace)
-        return listing.resourceVersion
+        self.synced.add(scope)
 
-    def _intact(self, bodies: Iterable[dict[str, Any]]) -> set[str]:
+    def interrupted(self, scope: str | None) -> None:
+        # Until the next list completes, the cache may miss changes: reads go to the API.
+        self.synced.discard(scope)
+        self._listed_now.pop(scope, None)
+
+    def forbidden(self, scope: str | None) -> bool:
+        if scope is not None:
+            return False  # retried with backoff, like any fault
+        log.info(
+            "cannot watch %ss cluster-wide in %s; watching per namespace",
+            self.kind,
+            self.target.server,
+        )
+        self.namespaced = True
+        self.tasks.pop(None, None)
+        self.synced.discard(None)
+        self.sync()
+        return True
+
+    def _event(self, op: str, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        listing = self._listed_now.get(namespace if self.namespaced else None)
+        if op == "DELETED":
+            # From the watch, or from a relist: deleted while no watch was running.
+            self.objects.pop((namespace, name), None)
+        else:
+            self.remember(dict(body))
+            if listing is not None:
+                listing.append(dict(body))
+                return  # listed: judged once the list is complete (``listed``)
+        owner = (meta.get("annotations") or {}).get(api.OWNER_ANNOTATION)
+        if not owner:
+            return
+        digest = own.secret_digest(body) if self.kind == "Secret" and op != "DELETED" else None
+        echo = op != "DELETED" and self.is_echo(
+            self.target.key, namespace, name, meta.get("resourceVersion", ""), digest
+        )
+        if not echo:
+            self.enqueue(owner)
+
+    def _intact(self, bodies: Iterable[Mapping[str, Any]]) -> set[str]:
         """The owners of listed Secrets that are exactly what this controller last wrote."""
         owners = set()
         for body in bodies:
@@ -144,64 +201,6 @@ class _ClusterWatch:
             if owner and self.is_echo(*ref, meta.get("resourceVersion", ""), digest):
                 owners.add(owner)
         return owners
-
-    async def _run(self, namespace: str | None) -> None:
-        failures = 0
-        client = self.target.watch_client()
-        resource = KINDS[self.kind]
-        while True:
-            try:
-                version = await self._list(namespace)
-                async for op, obj in client.watch(
-                    resource,
-                    namespace=namespace or "*",
-                    labels=_SELECTOR,
-                    server_timeout=300,
-                    resource_version=version,
-                ):
-                    failures = 0
-                    body = obj.to_dict()
-                    meta = obj.metadata
-                    if meta is None:
-                        continue
-                    if op == "DELETED":
-                        self.objects.pop((meta.namespace or "", meta.name or ""), None)
-                    else:
-                        self.remember(body)
-                    owner = annotations_of(obj).get(api.OWNER_ANNOTATION)
-                    if not owner:
-                        continue
-                    digest = own.secret_digest(body) if self.kind == "Secret" else None
-                    echo = op != "DELETED" and self.is_echo(
-                        self.target.key,
-                        meta.namespace or "",
-                        meta.name or "",
-                        meta.resourceVersion or "",
-                        digest,
-                    )
-                    if not echo:
-                        self.enqueue(owner)
-            except ApiError as err:
-                if err.status.code == 403 and namespace is None:
-                    log.info(
-                        "cannot watch %ss cluster-wide in %s; watching per namespace",
-                        self.kind,
-                        self.target.server,
-                    )
-                    self.namespaced = True
-                    self.tasks.pop(None, None)
-                    self.sync()
-                    return
-                failures += 1
-                log.debug("%s watch on %s: %s", self.kind, self.target.server, err.status.code)
-            except Exception as err:  # whatever a tenant's server answered
-                # Transport errors, the size cap, a deadline, or the client library failing on
-                # an answer no API server sends: the watch starts over after a backoff.
-                failures += 1
-                log.debug("%s watch on %s: %s", self.kind, self.target.server, type(err).__name__)
-            # Until the next list completes, the cache may miss changes: reads go to the API.
-            self.synced.discard(namespace)
-            await asyncio.sleep(backoff_delay(max(failures, 1), cap=30.0))
 
     def close(self) -> list[asyncio.Task[None]]:
         tasks = list(self.tasks.values())
