@@ -1,9 +1,9 @@
 """``moonlander run``: the watches wired to the controller, and the process around them.
 
 Landings, LandingSets and Secret metadata are followed by the controller's own list-watches
-(``kube/watch.py``); their handlers only update memory and enqueue keys. kopf serves the
-admission webhook when ``--webhook-port`` is given, and nothing else: it stores nothing on
-Landings; the controller owns its finalizer, retries and status.
+(``kube/watch.py``); their handlers only update memory and enqueue keys. With
+``--webhook-port`` every replica also serves the validating admission webhook
+(``serve/webhook.py``) on that port, over TLS with client-certificate authentication.
 
 Process lifecycle: the health and metrics endpoints start first; with ``--leader-elect``
 the replica then waits for the Lease and only its holder reconciles. SIGTERM
@@ -20,21 +20,18 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import kopf
+from aiohttp import web
 from lightkube import AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
-from lightkube.models.authorization_v1 import ResourceAttributes, SubjectAccessReviewSpec
-from lightkube.resources.authentication_v1 import SelfSubjectReview
-from lightkube.resources.authorization_v1 import SubjectAccessReview
 
 from moonlander import api
-from moonlander.api import landingset
 from moonlander.controller.authorize import Fence
 from moonlander.controller.landingsets import LandingSets
 from moonlander.controller.loop import Controller, Timing
@@ -52,11 +49,15 @@ from moonlander.kube.resources import LANDING_SETS, LANDINGS
 from moonlander.kube.sources import secret_metadata_watch
 from moonlander.kube.streams import use_asyncio_streams
 from moonlander.kube.watch import ListWatch
-from moonlander.serve import admission, health
+from moonlander.serve import health, webhook
+from moonlander.serve.access import KubeCluster
+from moonlander.serve.review import Reviewer
+from moonlander.serve.tls import ServingTLS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PARENT_KUBECONFIG = Path("/etc/moonlander/parent-kubeconfig")
+DEFAULT_WEBHOOK_CERT_DIR = Path("/tmp/k8s-webhook-server/serving-certs")  # noqa: S108
 SHUTDOWN_GRACE = 20.0
 
 
@@ -81,7 +82,11 @@ class Options:
     leader_election_namespace: str | None = None
     leader_election_id: str = "moonlander-leader"
     webhook_port: int | None = None
-    webhook_cert_dir: Path | None = None
+    webhook_cert_dir: Path = DEFAULT_WEBHOOK_CERT_DIR
+    # The CA of the client certificate the API server presents to webhooks: required with
+    # webhook_port (only the API server may ask the webhook anything).
+    webhook_client_ca: Path | None = None
+    webhook_client_names: tuple[str, ...] = ()  # () = any certificate from that CA
 
 
 def local_kubeconfig(flag: Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -107,124 +112,34 @@ def local_config(path: Path | None) -> SingleConfig:
     return single
 
 
-async def _unbindable(client: AsyncClient, spec: api.LandingSpec, user: kopf.UserInfo) -> list[str]:
-    """What the requesting user could not bind of what the Landing would mint here."""
-    refused = []
-    for check in admission.bind_checks(spec):
-        review = SubjectAccessReview(
-            spec=SubjectAccessReviewSpec(
-                user=user.get("username"),
-                uid=user.get("uid"),
-                groups=list(user.get("groups") or []),
-                resourceAttributes=ResourceAttributes(
-                    group="rbac.authorization.k8s.io",
-                    resource=check.resource,
-                    verb=check.verb,
-                    name=check.name,
-                    namespace=check.namespace,
-                ),
-            )
-        )
-        result = await client.create(review)
-        if not (result.status and result.status.allowed):
-            refused.append(check.describe())
-    if not refused:
-        return []
-    return [
-        "spec.serviceAccount: the requesting user may not "
-        + "; ".join(refused)
-        + ", so the Landing may not mint it either"
-    ]
-
-
-def _set_owned(meta: Mapping[str, Any]) -> bool:
-    return any(
-        ref.get("kind") == landingset.KIND and ref.get("controller")
-        for ref in meta.get("ownerReferences") or ()
-    )
-
-
-class _Identity:
-    """Who this controller is to its own API server (SelfSubjectReview, asked once)."""
-
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
-        self._username: str | None = None
-
-    async def is_self(self, user: kopf.UserInfo | None) -> bool:
-        if user is None:
-            return False
-        if self._username is None:
-            review = await self._client.create(SelfSubjectReview())
-            info = review.status.userInfo if review.status else None
-            self._username = (info.username if info else None) or ""
-        return bool(self._username) and user.get("username") == self._username
-
-
-def build_registry(options: Options, local: AsyncClient) -> kopf.OperatorRegistry:
-    """kopf's part: the admission webhook (the watches are the controller's own)."""
-    registry = kopf.OperatorRegistry()
-
-    @kopf.on.startup(registry=registry)
-    def _settings(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.peering.standalone = True
-        settings.posting.level = logging.WARNING
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.networking.request_timeout = 30
-        cert_dir = options.webhook_cert_dir or Path("/tmp/k8s-webhook-server/serving-certs")  # noqa: S108
-        settings.admission.server = kopf.WebhookServer(
-            addr=options.bind_address,
-            port=options.webhook_port,
-            certfile=str(cert_dir / "tls.crt"),
-            pkeyfile=str(cert_dir / "tls.key"),
-        )
-
-    @kopf.on.login(registry=registry)
-    def _login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        if options.kubeconfig is not None:
-            os.environ["KUBECONFIG"] = str(options.kubeconfig)
-            return kopf.login_with_kubeconfig(settings=settings, **kwargs)
-        return kopf.login_with_service_account(settings=settings, **kwargs)
-
-    identity = _Identity(local)
-
-    @kopf.on.validate(api.GROUP, api.VERSION, api.PLURAL, id="validate", registry=registry)
-    async def _validate(
-        spec: kopf.Spec,
-        name: str,
-        meta: kopf.Meta,
-        userinfo: kopf.UserInfo | None = None,
-        **_: Any,
-    ) -> None:
-        found = admission.problems(name, dict(spec), policy=options.policy)
-        generated = _set_owned(meta) and await identity.is_self(userinfo)
-        if not found and userinfo is not None and not generated:
-            found = await _unbindable(local, api.parse_spec(dict(spec), name=name), userinfo)
-        if found:
-            raise kopf.AdmissionError("; ".join(found), code=422)
-
-    @kopf.on.validate(
-        api.GROUP, api.VERSION, landingset.PLURAL, id="validate-landingset", registry=registry
-    )
-    async def _validate_set(
-        body: kopf.Body, userinfo: kopf.UserInfo | None = None, **_: Any
-    ) -> None:
-        found = admission.set_problems(dict(body), policy=options.policy)
-        if not found and userinfo is not None:
-            name, spec = admission.sample_landing(dict(body))
-            found = await _unbindable(local, api.parse_spec(spec, name=name), userinfo)
-        if found:
-            raise kopf.AdmissionError("; ".join(found), code=422)
-
-    return registry
-
-
 def _identity() -> str:
     return f"{socket.gethostname()}_{os.getpid()}"
 
 
+def webhook_tls(options: Options) -> ServingTLS | None:
+    """The webhook's TLS, or None without ``--webhook-port``. Refuses to serve without a
+    client CA: anyone who reaches the port could then ask it questions."""
+    if options.webhook_port is None:
+        return None
+    if options.webhook_client_ca is None:
+        raise SystemExit(
+            "--webhook-port needs --webhook-client-ca FILE, the CA of the client certificate "
+            "the API server presents to webhooks (its admission configuration's "
+            "kubeConfigFile; docs/security.md): the webhook answers only the API server"
+        )
+    try:
+        return ServingTLS(
+            options.webhook_cert_dir, options.webhook_client_ca, options.webhook_client_names
+        )
+    except (OSError, ssl.SSLError) as err:
+        raise SystemExit(
+            f"webhook TLS: cannot load {options.webhook_cert_dir}/tls.crt and tls.key with "
+            f"client CA {options.webhook_client_ca}: {err}"
+        ) from None
+
+
 async def run(options: Options) -> None:
+    tls = webhook_tls(options)
     config = local_config(options.kubeconfig)
     local = use_asyncio_streams(
         AsyncClient(config, field_manager=api.FIELD_MANAGER, trust_env=False)
@@ -318,7 +233,7 @@ async def run(options: Options) -> None:
         return Snapshot(
             reasons=reasons,
             token_expiry=dict(reconciler.token_expiry),
-            clusters=[ClusterHealth(t.server, t.reachable) for t in clusters.targets()],
+            clusters=[ClusterHealth(t.reachable) for t in clusters.targets()],
             queue_depth=len(ctl.queue),
             leader=elector.is_leader.is_set() if elector else True,
         )
@@ -348,6 +263,7 @@ async def run(options: Options) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     background: list[asyncio.Task[Any]] = []
+    webhook_runner: web.AppRunner | None = None
     try:
         # Every replica watches and serves the admission webhook (a standby behind the
         # webhook Service must answer too); only the Lease holder's workers reconcile.
@@ -359,29 +275,26 @@ async def run(options: Options) -> None:
             asyncio.create_task(policies.run()),
             asyncio.create_task(_evict_idle_clients(clusters, drift)),
         ]
-        # The process lives until a signal, or until kopf's webhook server ends.
-        operator: asyncio.Task[Any]
-        if options.webhook_port is not None:
-            operator = asyncio.create_task(
-                kopf.operator(
-                    registry=build_registry(options, local),
-                    standalone=True,
-                    clusterwide=not options.namespaces,
-                    namespaces=list(options.namespaces),
-                    stop_flag=stop,
-                    ready_flag=webhook_ready,
-                )
+        # The webhook answers from the start, on every replica (a standby behind the webhook
+        # Service must answer too); it needs no watch.
+        if tls is not None:
+            assert options.webhook_port is not None
+            reviewer = Reviewer(KubeCluster(local), options.policy)
+            webhook_runner = await webhook.serve(
+                reviewer, tls, host=options.bind_address, port=options.webhook_port
             )
-        else:
-            operator = asyncio.create_task(stop.wait())
+            background.append(asyncio.create_task(tls.watch()))
+            webhook_ready.set()
+        # The process lives until a signal.
+        stopping = asyncio.create_task(stop.wait())
         if membership is not None:
             background.append(asyncio.create_task(membership.run()))
         if elector is not None:
             background.append(asyncio.create_task(elector.run()))
             log.info("waiting for the leader Lease %s", elector.config.name)
             waiter = asyncio.create_task(elector.is_leader.wait())
-            await asyncio.wait({waiter, operator}, return_when="FIRST_COMPLETED")
-            if operator.done():
+            await asyncio.wait({waiter, stopping}, return_when="FIRST_COMPLETED")
+            if stopping.done():
                 return
             background.append(asyncio.create_task(_exit_when_lost(elector, stop)))
         log.info(
@@ -393,13 +306,13 @@ async def run(options: Options) -> None:
         # Landings are reconciled once the policies that may grant them are known (until
         # then /readyz says "policy watch").
         waiter = asyncio.create_task(policies.ready.wait())
-        await asyncio.wait({waiter, operator}, return_when="FIRST_COMPLETED")
-        if operator.done():
+        await asyncio.wait({waiter, stopping}, return_when="FIRST_COMPLETED")
+        if stopping.done():
             return
         ctl.start()
         background.append(asyncio.create_task(_start_when_listed(sets, landings, secrets)))
         log.info("LandingPolicies listed: reconciling")
-        await operator
+        await stopping
         log.info("shutting down")
     finally:
         started = time.monotonic()
@@ -415,6 +328,8 @@ async def run(options: Options) -> None:
         await drift.close()
         await events.flush()
         await clusters.close()
+        if webhook_runner is not None:
+            await webhook_runner.cleanup()
         if runner is not None:
             await runner.cleanup()
         await close_client(local)

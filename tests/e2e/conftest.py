@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from lightkube import AsyncClient
+
+from moonlander.dev import pki
+from moonlander.dev.clusters import WEBHOOK_CLIENT_NAME, free_port
 
 from ..conftest import Plane
 from .harness import ControllerProcess, controller_kubeconfig, install_crd, trusted_policy
@@ -24,16 +29,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append((f"controller {controller.workdir.name}", controller.summary()))
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """The session controller's admission webhook: served, but registered with the API
+    server only by the tests that want it (tests/e2e/test_tenancy_webhook.py)."""
+
+    port: int
+    ca_pem: bytes  # the serving certificate's CA, for a caBundle
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.port}{path}"
+
+
+def _webhook_certs(directory: Path) -> bytes:
+    ca = pki.CertificateAuthority("webhook-ca")
+    serving = ca.issue("127.0.0.1", server=True)
+    directory.mkdir()
+    (directory / "tls.crt").write_bytes(serving.cert_pem)
+    (directory / "tls.key").write_bytes(serving.key_pem)
+    return ca.cert_pem
+
+
 class Env:
     """What a Landing test needs: the clusters, their admin clients and the controller."""
 
     def __init__(
-        self, plane: Plane, admin: dict[str, AsyncClient], controller: ControllerProcess
+        self,
+        plane: Plane,
+        admin: dict[str, AsyncClient],
+        controller: ControllerProcess,
+        webhook: Webhook,
     ) -> None:
         self.plane = plane
         self.admin = admin
         self.controller = controller
         self.parent_file = controller.parent_kubeconfig
+        self.webhook = webhook
 
     @property
     def local(self) -> AsyncClient:
@@ -57,10 +88,19 @@ async def env(
         await controller_kubeconfig(admin["parent"], plane["parent"].url, plane["parent"].ca_pem)
     )
     identity.chmod(0o600)
-    controller = ControllerProcess(workdir, identity, parent_file)
+    webhook = Webhook(free_port(), _webhook_certs(workdir / "webhook-certs"))
+    controller = ControllerProcess(
+        workdir,
+        identity,
+        parent_file,
+        f"--webhook-port={webhook.port}",
+        f"--webhook-cert-dir={workdir / 'webhook-certs'}",
+        f"--webhook-client-ca={plane['parent'].webhook_client_ca}",
+        f"--webhook-client-name={WEBHOOK_CLIENT_NAME}",
+    )
     controller.start()
     controller.wait_started()
-    yield Env(plane, admin, controller)
+    yield Env(plane, admin, controller, webhook)
     code = controller.stop()
     print(f"\ncontroller exited with {code}; log: {controller.log_path}")
 

@@ -77,7 +77,16 @@ FULL_VALUES: dict[str, Any] = {
     },
     "parentKubeconfig": {"secretName": "parent-creds", "key": "admin.conf"},
     "metrics": {"enabled": True, "port": 9090, "serviceMonitor": {"enabled": True}},
-    "webhook": {"enabled": True, "certManager": {"enabled": True}},
+    "webhook": {
+        "enabled": True,
+        "certManager": {"enabled": True},
+        "clientCA": {"configMapName": "apiserver-webhook-client-ca"},
+        "clientNames": ["kube-apiserver-webhook-client"],
+        "networkPolicy": {
+            "apiServerPeers": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+            "metricsPeers": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        },
+    },
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
     "policies": [
@@ -321,7 +330,7 @@ def assert_webhook(
     docs: list[dict[str, Any]], deployment: dict[str, Any], *, cert_manager: bool
 ) -> None:
     vwc = only(docs, "ValidatingWebhookConfiguration")
-    # Landings at /validate, LandingSets at /validate-landingset (kopf's handler ids).
+    # Landings at /validate, LandingSets at /validate-landingset.
     hooks = vwc["webhooks"]
     assert [h["name"] for h in hooks] == [
         "landings.moons.kingdon.ci",
@@ -351,6 +360,12 @@ def assert_webhook(
     cert = volume_mounted_at(deployment, cert_dir)
     assert cert["mount"]["readOnly"] is True
     secret_name = cert["volume"]["secret"]["secretName"]
+    # The webhook answers only the API server: the CA of its client certificate, mounted.
+    (client_ca,) = [a.split("=", 1)[1] for a in args if a.startswith("--webhook-client-ca=")]
+    ca = volume_mounted_at(deployment, str(Path(client_ca).parent))
+    assert ca["mount"]["readOnly"] is True
+    source = ca["volume"].get("configMap") or ca["volume"]["secret"]
+    assert "optional" not in source
 
     if cert_manager:
         # caBundle is cainjector's: a value in the manifest would be reset on every apply.
@@ -570,6 +585,22 @@ def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> Non
         assert rendered["spec"] == value["spec"]
 
     assert_webhook(docs, deployment, cert_manager=True)
+    assert "--webhook-client-name=kube-apiserver-webhook-client" in run_args(deployment)
+    ca = volume_mounted_at(deployment, "/var/run/secrets/moonlander/webhook-client-ca")
+    assert ca["volume"]["configMap"]["name"] == "apiserver-webhook-client-ca"
+    # Ingress: the webhook only from the API server's addresses, metrics from monitoring,
+    # the health port (kubelet probes) from anywhere; nothing else.
+    policy = only(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    allowed = {r["ports"][0]["port"]: r.get("from") for r in policy["spec"]["ingress"]}
+    assert allowed == {
+        "webhook": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+        "metrics": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+        "health": None,
+    }
     # The webhooks only see the watched namespaces.
     for hook in only(docs, "ValidatingWebhookConfiguration")["webhooks"]:
         (expr,) = hook["namespaceSelector"]["matchExpressions"]
@@ -601,6 +632,8 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
             "certManager": {"enabled": False},
             "certSecretName": "my-tls",
             "caBundle": "Q0EK",
+            "clientCA": {"secretName": "apiserver-ca", "key": "client-ca.pem"},
+            "networkPolicy": {"enabled": False},
         }
     }
     docs = helm_template(tools, tmp_path, values)
@@ -614,6 +647,10 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
     args = run_args(deployment)
     (cert_dir,) = [a.split("=", 1)[1] for a in args if a.startswith("--webhook-cert-dir=")]
     assert volume_mounted_at(deployment, cert_dir)["volume"]["secret"]["secretName"] == "my-tls"
+    assert not of_kind(docs, "NetworkPolicy")
+    assert "--webhook-client-ca=/var/run/secrets/moonlander/webhook-client-ca/client-ca.pem" in args
+    ca = volume_mounted_at(deployment, "/var/run/secrets/moonlander/webhook-client-ca")
+    assert ca["volume"]["secret"]["secretName"] == "apiserver-ca"
 
 
 @pytest.mark.parametrize(
@@ -624,6 +661,15 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
         ({"tpyo": True}, "tpyo"),
         ({"replicas": 2, "leaderElection": {"enabled": False}}, "leaderElection.enabled"),
         ({"webhook": {"enabled": True, "certManager": {"enabled": False}}}, "caBundle"),
+        ({"webhook": {"enabled": True}}, "webhook.clientCA.configMapName or"),
+        (
+            {"webhook": {"enabled": True, "clientCA": {"configMapName": "a", "secretName": "b"}}},
+            "one of the two",
+        ),
+        (
+            {"webhook": {"enabled": True, "clientCA": {"configMapName": "a"}}},
+            "webhook.networkPolicy.apiServerPeers",
+        ),
         ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "metrics.enabled"),
         ({"policies": [{"spec": {"namespaces": {"names": ["a"]}}}]}, "name"),
         ({"policies": [{"name": "Not_A_Name", "spec": {}}]}, "policies"),
@@ -802,7 +848,7 @@ def test_kustomize_webhook(tools: dict[str, str]) -> None:
     default = kustomize(tools, CONFIG / "default")
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert {(d["kind"], d["metadata"]["name"]) for d in default} <= names
-    assert run_args(only(default, "Deployment")) == run_args(deployment)[:-2]
+    assert run_args(only(default, "Deployment")) == run_args(deployment)[:-3]
 
 
 def test_manifest_flags_exist(tools: dict[str, str], tmp_path: Path) -> None:
@@ -827,7 +873,12 @@ def test_manifest_flags_exist(tools: dict[str, str], tmp_path: Path) -> None:
         used_run |= {a.split("=")[0] for a in run_args(deployment)}
     assert used_global - known_global == set()
     assert used_run - known_run == set()
-    assert {"--namespace", "--leader-elect", "--webhook-cert-dir"} <= used_run
+    assert {
+        "--namespace",
+        "--leader-elect",
+        "--webhook-cert-dir",
+        "--webhook-client-ca",
+    } <= used_run
 
 
 # -- the real API server accepts what is rendered --------------------------------------------

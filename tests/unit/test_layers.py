@@ -17,7 +17,7 @@ LAYERS = ("api", "credentials", "kube", "minting", "controller", "serve", "opera
 SIDE = {"dev": {"dev", "credentials"}}
 TOP_ALSO = {"cli": {"dev"}}
 PURE = ("api", "credentials")
-CLIENTS = ("lightkube", "httpx2", "httpcore2", "kopf", "aiohttp")
+CLIENTS = ("lightkube", "httpx2", "httpcore2", "aiohttp")
 
 
 def _layer(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Where `moonlander run` finds the cluster it runs in; what it asks of kopf."""
+"""Where `moonlander run` finds the cluster it runs in; when it refuses to serve the webhook."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from moonlander.operator import Options, build_registry, local_kubeconfig
+from moonlander.operator import Options, local_kubeconfig, webhook_tls
 
 
 def test_flag_wins_over_the_environment() -> None:
@@ -29,14 +29,19 @@ def test_several_files_are_refused_not_guessed() -> None:
         local_kubeconfig(None, {"KUBECONFIG": "/a:/b"})
 
 
-def test_kopf_serves_admission_only() -> None:
-    """The watches are the controller's own (kube/watch.py): kopf is given validating
-    handlers and nothing that would make it watch Landings, LandingSets or Secrets."""
-    registry = build_registry(Options(webhook_port=9443), None)  # type: ignore[arg-type]
-    assert not registry._watching.get_all_handlers()
-    assert not registry._changing.get_all_handlers()
-    assert not registry._spawning.get_all_handlers()
-    assert {h.id for h in registry._webhooks.get_all_handlers()} == {
-        "validate",
-        "validate-landingset",
-    }
+def test_the_webhook_does_not_serve_without_a_client_ca(tmp_path: Path) -> None:
+    """Anyone who reaches the port could ask it: without the API server's client CA the
+    controller refuses to start, naming the flag."""
+    with pytest.raises(SystemExit, match="--webhook-port needs --webhook-client-ca FILE"):
+        webhook_tls(Options(webhook_port=9443, webhook_cert_dir=tmp_path))
+
+
+def test_unreadable_webhook_files_stop_the_start_with_their_names(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"cannot load .*tls.crt and tls.key with client CA"):
+        webhook_tls(
+            Options(webhook_port=9443, webhook_cert_dir=tmp_path, webhook_client_ca=tmp_path / "ca")
+        )
+
+
+def test_no_webhook_no_tls() -> None:
+    assert webhook_tls(Options()) is None

@@ -105,3 +105,7 @@ Cluster-scoped kinds: always a ClusterRole, whichever rbac mode.
 {{- define "moonlander.webhookCertDir" -}}
 /var/run/secrets/moonlander/webhook
 {{- end }}
+
+{{- define "moonlander.webhookClientCADir" -}}
+/var/run/secrets/moonlander/webhook-client-ca
+{{- end }}

@@ -38,6 +38,17 @@ MAX_CAPTURES = 4
 
 _VARIABLE = re.compile(r"\{\{\s*([a-z][a-zA-Z0-9]{0,30})\s*\}\}")
 _BUILTINS = ("secret", "set")
+# The template fields that decide what a generated Landing binds in this cluster: literal,
+# so that the template the webhook checks against the set's author is exactly what every
+# generated Landing binds (a variable would let a Secret's name choose the role).
+BINDING_FIELDS = (
+    "direction",
+    "serviceAccount.namespace",
+    "serviceAccount.clusterRole",
+    "serviceAccount.roles",
+    "serviceAccount.rules",
+    "serviceAccount.rulesNamespaces",
+)
 _LabelValue = Annotated[str, Meta(max_length=63)]
 _Template = Annotated[str, Meta(min_length=1, max_length=253)]
 
@@ -156,8 +167,10 @@ class LandingTemplate(_Spec, frozen=True, kw_only=True):
         dict[str, Any],
         doc(
             """A Landing spec; string values may use {{secret}}, {{set}} and the pattern's
-            captures. kubeconfigSecretName defaults to the matched Secret. Checked as a
-            Landing spec when the LandingSet is admitted and for each generated Landing."""
+            captures, except those that decide bindings (direction; serviceAccount's
+            namespace, clusterRole, roles, rules and rulesNamespaces). kubeconfigSecretName
+            defaults to the matched Secret. Checked as a Landing spec when the LandingSet is
+            admitted and for each generated Landing."""
         ),
     ] = msgspec.field(default_factory=dict)
 
@@ -182,6 +195,11 @@ class LandingSetSpec(_Spec, frozen=True, kw_only=True):
             _check_variables(f"template.metadata.labels.{key}", value, known)
         for path, text in _strings(self.template.spec, "template.spec"):
             _check_variables(path, text, known)
+            if _VARIABLE.search(text) and _decides_bindings(path.removeprefix("template.spec.")):
+                raise ValueError(
+                    f"{path}: takes no variables: it decides what every generated Landing "
+                    "binds, and is checked against the set's author as written"
+                )
 
 
 class LandingSetStatus(_Status, frozen=True, kw_only=True):
@@ -276,6 +294,12 @@ def _strings(value: Any, path: str) -> list[tuple[str, str]]:
     if isinstance(value, list | tuple):
         return [p for i, v in enumerate(value) for p in _strings(v, f"{path}[{i}]")]
     return []
+
+
+def _decides_bindings(path: str) -> bool:
+    return any(
+        path == field or path.startswith((f"{field}.", f"{field}[")) for field in BINDING_FIELDS
+    )
 
 
 def _check_variables(path: str, text: str, known: set[str]) -> None:

@@ -32,6 +32,3 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     # Client libraries log request URLs and, at debug level, headers: keep them quiet.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # kopf says "Handler ... succeeded" at INFO for every object it handles: a line per
-    # admission review. Its warnings and errors (a handler that failed) still show.
-    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))

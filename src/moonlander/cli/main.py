@@ -56,7 +56,7 @@ def _add_policy_flags(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from moonlander.controller.loop import Timing
-    from moonlander.operator import Options, local_kubeconfig, run
+    from moonlander.operator import DEFAULT_WEBHOOK_CERT_DIR, Options, local_kubeconfig, run
 
     try:
         kubeconfig = local_kubeconfig(args.kubeconfig, os.environ)
@@ -96,7 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         leader_election_namespace=args.leader_election_namespace,
         leader_election_id=args.leader_election_id,
         webhook_port=args.webhook_port,
-        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_cert_dir=args.webhook_cert_dir or DEFAULT_WEBHOOK_CERT_DIR,
+        webhook_client_ca=args.webhook_client_ca,
+        webhook_client_names=tuple(args.webhook_client_name),
     )
     asyncio.run(run(options))
     return 0
@@ -242,13 +244,31 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of --leader-elect",
     )
     run.add_argument(
-        "--webhook-port", type=int, help="serve the validating admission webhook (/validate)"
+        "--webhook-port",
+        type=int,
+        help="serve the validating admission webhook (/validate, /validate-landingset) over "
+        "TLS; needs --webhook-client-ca",
     )
     run.add_argument(
         "--webhook-cert-dir",
         type=Path,
-        help="directory with tls.crt and tls.key for the webhook "
+        help="directory with tls.crt and tls.key for the webhook, read again when they change "
         "(default /tmp/k8s-webhook-server/serving-certs)",
+    )
+    run.add_argument(
+        "--webhook-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM CA of the client certificate the API server presents to webhooks (its "
+        "admission configuration); callers without a certificate from it are refused",
+    )
+    run.add_argument(
+        "--webhook-client-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept only client certificates naming NAME (common name or DNS "
+        "subjectAltName; repeatable; default: any certificate from --webhook-client-ca)",
     )
     _add_policy_flags(run)
     run.set_defaults(func=_run)

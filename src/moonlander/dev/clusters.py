@@ -7,6 +7,7 @@ etcd. Used by ``moonlander dev-clusters up``, the demo, the test fixtures and be
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import functools
@@ -213,6 +214,21 @@ class Cluster:
     admin: pki.KeyPair
     version: str = ""
 
+    @property
+    def certs(self) -> Path:
+        return self.kubeconfig.parent / self.name
+
+    @property
+    def webhook_client_ca(self) -> Path:
+        """The CA of the client certificate this API server presents to every admission
+        webhook (``moonlander run --webhook-client-ca``)."""
+        return self.certs / "webhook-client-ca.crt"
+
+    @property
+    def webhook_client(self) -> tuple[Path, Path]:
+        """That client certificate and its key."""
+        return self.certs / "webhook-client.crt", self.certs / "webhook-client.key"
+
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cadata=self.ca_pem.decode())
         cert = self.kubeconfig.parent / self.name / "admin.crt"
@@ -262,6 +278,37 @@ rules:
     resources: [{group: "authentication.k8s.io", resources: ["selfsubjectreviews"]}]
   - level: None
 """
+
+
+# The API server presents a client certificate to admission webhooks (any host: the
+# kubeconfig's user '*'), so a webhook can tell it from anyone else who reaches its port.
+# https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#authenticate-apiservers
+WEBHOOK_CLIENT_NAME = "kube-apiserver-webhook-client"
+ADMISSION_CONFIG = """\
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ValidatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: {kubeconfig}
+  - name: MutatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: {kubeconfig}
+"""
+
+
+def webhook_client_kubeconfig(client: pki.KeyPair) -> str:
+    user = {
+        "client-certificate-data": base64.b64encode(client.cert_pem).decode(),
+        "client-key-data": base64.b64encode(client.key_pem).decode(),
+    }
+    return json.dumps(
+        {"apiVersion": "v1", "kind": "Config", "users": [{"name": "*", "user": user}]}
+    )
 
 
 def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -383,6 +430,18 @@ class ControlPlane:
         _write(certs / "sa.pub", sa.cert_pem, 0o644)
         _write(certs / "sa.key", sa.key_pem)
         _write(certs / "audit-policy.yaml", AUDIT_POLICY.encode(), 0o644)
+        webhook_ca = pki.CertificateAuthority(f"{name}-webhook-client-ca")
+        webhook_client = webhook_ca.issue(WEBHOOK_CLIENT_NAME, client=True)
+        _write(certs / "webhook-client-ca.crt", webhook_ca.cert_pem, 0o644)
+        _write(certs / "webhook-client.crt", webhook_client.cert_pem, 0o644)
+        _write(certs / "webhook-client.key", webhook_client.key_pem)
+        _write(
+            certs / "webhook-client.kubeconfig", webhook_client_kubeconfig(webhook_client).encode()
+        )
+        admission = ADMISSION_CONFIG.format(
+            kubeconfig=json.dumps(str(certs / "webhook-client.kubeconfig"))
+        )
+        _write(certs / "admission-config.yaml", admission.encode(), 0o644)
         url = f"https://127.0.0.1:{port}"
         kubeconfig = self.directory / f"{name}.kubeconfig"
         _write(kubeconfig, admin_kubeconfig(name, url, ca.cert_pem, admin).encode())
@@ -412,6 +471,7 @@ class ControlPlane:
             "--profiling=false",
             f"--audit-policy-file={certs / 'audit-policy.yaml'}",
             f"--audit-log-path={self.directory / f'{name}-audit.log'}",
+            f"--admission-control-config-file={certs / 'admission-config.yaml'}",
             *spec.extra_args,
         ]
         proc = self._spawn(f"{name}-apiserver", args)
