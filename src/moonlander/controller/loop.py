@@ -77,6 +77,13 @@ def _wakes(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
     return before[:2] != after[:2] or (before[2] and not after[2])
 
 
+def _grants_names(policy: api.LandingPolicy | None) -> bool:
+    """Whether ``policy`` grants cluster-scoped names (outputs.clusterScoped)."""
+    return policy is not None and policy.spec.outputs is not None and bool(
+        policy.spec.outputs.cluster_scoped
+    )
+
+
 def _newer(meta: api.ObjectMeta, than: api.ObjectMeta) -> bool:
     # resourceVersions are opaque, but every apiserver backed by etcd uses its revision.
     try:
@@ -173,6 +180,14 @@ class Controller:
         for name, policy in store.policies.items():
             if policy.spec.namespaces.match_labels:
                 self.queue.add(POLICY_KEY + name)
+        if any(_grants_names(p) and p.spec.namespaces.match_labels for p in store.policies.values()):
+            # Who holds a cluster-scoped name may have changed: its holder may be in any
+            # namespace, and every policy granting names may now report it ambiguous (or not).
+            for name, policy in store.policies.items():
+                if _grants_names(policy):
+                    self.queue.add(POLICY_KEY + name)
+            self.wake(list(self.landings))
+            return
         self.wake(
             k for k, landing in self.landings.items() if landing.metadata.namespace in changed
         )

@@ -11,12 +11,12 @@ import pytest
 from moonlander import api
 from moonlander.api.reasons import LandingProblem, Reason
 from moonlander.controller import steps
-from moonlander.controller.steps.authorize import authorize, permitted
-from moonlander.controller.steps.land import track
+from moonlander.controller.steps.on_target import track
+from moonlander.controller.steps.permission import authorize, permitted
 from moonlander.controller.steps.run import LandingRun
 from moonlander.controller.steps.source import read_source
 from moonlander.controller.steps.target import choose_target
-from moonlander.controller.steps.verify import VERIFIED_FOR
+from moonlander.controller.steps.verification import VERIFIED_FOR
 
 from ...support.builders import VIEW, Scene, landing, scene
 from ...support.store import CHILD_SERVER, LOCAL, PARENT_SERVER, api_error, kubeconfig, secret

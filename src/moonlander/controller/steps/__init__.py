@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from moonlander.api.reasons import LandingProblem
 from moonlander.controller.errors import API_ERRORS
-from moonlander.controller.steps.authorize import authorize
-from moonlander.controller.steps.land import (
+from moonlander.controller.steps.on_target import (
     companions,
     credentials,
     read_landed,
@@ -23,11 +22,12 @@ from moonlander.controller.steps.land import (
     track,
     write,
 )
-from moonlander.controller.steps.revoke import revoke
+from moonlander.controller.steps.permission import authorize
+from moonlander.controller.steps.revocation import revoke
 from moonlander.controller.steps.run import Context, LandingRun
 from moonlander.controller.steps.source import SourceCache, read_source, source_credentials
 from moonlander.controller.steps.target import choose_target
-from moonlander.controller.steps.verify import Verifier, verify
+from moonlander.controller.steps.verification import Verifier, verify
 
 __all__ = [
     "LANDING",

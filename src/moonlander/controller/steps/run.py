@@ -15,7 +15,7 @@ from moonlander.kube.clusters import Target
 if TYPE_CHECKING:
     from moonlander.controller.parent import ParentKubeconfig
     from moonlander.controller.steps.source import SourceCache
-    from moonlander.controller.steps.verify import Verifier
+    from moonlander.controller.steps.verification import Verifier
     from moonlander.controller.store import Store
 
 
