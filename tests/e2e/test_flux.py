@@ -35,6 +35,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret
 from lightkube.types import PatchType
 
+from moonlander import api
 from moonlander.dev import clusters as devclusters
 from moonlander.dev.clusters import repo_root
 from moonlander.dev.consumers import consumer_dir
@@ -497,7 +498,8 @@ async def test_flux_applies_into_the_parent_with_the_landed_kubeconfig(
             "spec": {
                 "serviceAccount": {
                     "name": f"{namespace}-flux",
-                    "namespace": namespace,
+                    # Minted in the parent: only into a mint namespace, never the Landing's.
+                    "namespace": api.DEFAULT_MINT_NAMESPACE,
                     # Inline rules: the aggregated ClusterRole "edit" is empty without
                     # kube-controller-manager, which the test clusters do not run.
                     "rules": [
@@ -542,5 +544,6 @@ async def test_flux_applies_into_the_parent_with_the_landed_kubeconfig(
         return str(cond["message"])
 
     message = await wait_flux(flux, refused, "apply outside the minted rights refused")
-    assert f"system:serviceaccount:{namespace}:{namespace}-flux" in message, message
+    minted = f"system:serviceaccount:{api.DEFAULT_MINT_NAMESPACE}:{namespace}-flux"
+    assert minted in message, message
     assert "forbidden" in message, message
