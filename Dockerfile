@@ -36,13 +36,10 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
  && python -m pip --python /opt/moonlander/bin/python check \
  && rm /tmp/requirements-runtime.lock
 # Bytecode was compiled at install time; a read-only root filesystem needs no writes after.
-# USER: the UID has no passwd entry, and kopf names its peer after getpass.getuser(), which
-# reads $USER before the passwd database (without it, `moonlander run` dies at start).
 ENV PATH=/opt/moonlander/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    USER=moonlander
+    HOME=/tmp
 # Numeric, so that Kubernetes can check runAsNonRoot without a passwd entry.
 USER 65532:65532
 ENTRYPOINT ["moonlander"]

@@ -136,8 +136,6 @@ async def test_pattern_a_verbatim_lands_parent_kubeconfig_in_child(
     assert status["observedGeneration"] == 1
     assert api.FINALIZER in obj.metadata.finalizers
     assert "lastSyncTime" in status
-    # No kopf bookkeeping on our objects.
-    assert not any(k.startswith("kopf.") for k in (obj.metadata.annotations or {}))
 
 
 async def test_pattern_b_verbatim_and_child_to_parent(

@@ -98,8 +98,8 @@ async def test_three_replicas_split_the_work_and_survive_losing_one(
     local = env.admin["child-a"]
     await install_crd(local)
 
-    # kopf finds the kinds through API discovery; the shipped RBAC cannot watch CRDs, so a
-    # replica started before discovery lists them would not see them for a minute.
+    # The replicas start once the API server serves the kinds: their first lists would
+    # otherwise fail and be retried with backoff, which the timings below would measure.
     async def discoverable() -> bool:
         http = local._client._client
         body = (await http.get(f"/apis/{api.GROUP}/{api.VERSION}")).json()

@@ -304,7 +304,7 @@ class Forwarder:
 
 class Resolver:
     """The cluster DNS of this node, for the one name pods need: the ``kubernetes``
-    Service (kopf connects to https://kubernetes.default.svc). Every other name is
+    Service (in-cluster clients connect to https://kubernetes.default.svc). Every other name is
     NXDOMAIN; pods have no other network to look names up for."""
 
     def __init__(self, address: str, records: dict[str, str]) -> None:

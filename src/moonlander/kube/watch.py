@@ -4,8 +4,6 @@ Every watch of the controller is one of these: in its own cluster Landings, Land
 Secret metadata, LandingPolicies and namespaces; in the clusters it writes to, what it
 landed and minted (``kube/drift.py``, label-selected). Each object is parsed once from its
 JSON line and handed to a handler that only updates memory and enqueues work.
-(kopf's watch cost a fifth of the controller's CPU on a burst of new Landings: a task per
-object, its body wrappers and handler machinery, for two events per Landing.)
 
 The list is read in pages, every object reported as ``ADDED``; the watch then follows from
 the list's resourceVersion with bookmarks and resumes from the last one it saw when the
