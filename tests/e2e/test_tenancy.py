@@ -302,7 +302,7 @@ async def test_minting_is_bounded_by_the_policy(env: Env, tenant: Tenant) -> Non
     )
     cond = await wait_reason(env.local, ns, "escalate-here", "NotPermitted")
     assert "ClusterRole cluster-admin cluster-wide" in cond["message"]
-    assert await _absent(env.local, ServiceAccount, f"{ns}-admin", "moonlander-system")
+    assert await _absent(env.local, ServiceAccount, f"{ns}-admin", api.DEFAULT_MINT_NAMESPACE)
     landed = await env.admin["child-a"].get(Secret, "viewer-kubeconfig", namespace=ns)
     minted = AsyncClient(KubeConfig.from_dict(yaml.safe_load(decoded(landed, "value"))))
     try:
