@@ -280,9 +280,12 @@ async def run(options: Options) -> None:
         if tls is not None:
             assert options.webhook_port is not None
             reviewer = Reviewer(KubeCluster(local), options.policy)
-            webhook_runner = await webhook.serve(
-                reviewer, tls, host=options.bind_address, port=options.webhook_port
-            )
+            try:
+                webhook_runner = await webhook.serve(
+                    reviewer, tls, host=options.bind_address, port=options.webhook_port
+                )
+            except OSError as err:
+                raise SystemExit(f"--webhook-port {options.webhook_port}: {err}") from None
             background.append(asyncio.create_task(tls.watch()))
             webhook_ready.set()
         # The process lives until a signal.
