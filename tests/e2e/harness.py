@@ -145,11 +145,14 @@ def landing_policy(name: str, **spec: Any) -> Any:
 
 def trusted_policy(namespace: str) -> Any:
     """What the operator grants a namespace it trusts with the parent credential and with
-    minting the roles the tests use (tests/e2e/test_tenancy.py tries namespaces without it)."""
+    minting the roles the tests use (tests/e2e/test_tenancy.py tries namespaces without it).
+    It names the network the test clusters are on (sourceNetworks), so their statuses say why
+    a cluster could not be reached (without it they say only that)."""
     return landing_policy(
         f"trusted-{namespace}",
         namespaces={"names": [namespace]},
         parentCredential=True,
+        sourceNetworks=["127.0.0.0/8", "::1/128"],
         mint={
             "clusterRoles": ["view", "edit"],
             "roles": ["cm-reader"],

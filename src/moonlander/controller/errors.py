@@ -1,4 +1,4 @@
-"""What an error from an API server or the network means for a Landing (pure).
+"""What an error from an API server or the network means for a Landing.
 
 Every exception a remote call can raise has a reason and a retry class here, including the
 client library's own failures on answers no API server sends (a ``KeyError`` for an error
@@ -6,10 +6,14 @@ response without ``Content-Type``, a decoding error for a body that is not JSON)
 
 Messages carry the status code, reason and the server's Status message, never a request
 body (a request may have carried a credential) nor a raw response (a hostile server chooses
-it): for those only the error's type is named.
+it): for those only the error's type is named. Of a cluster nobody vouched for (a server a
+tenant named, outside any sourceNetworks) a Landing is told only that it could not be
+reached; the detail goes to the log, for the operator.
 """
 
 from __future__ import annotations
+
+import logging
 
 import httpcore2
 import httpx2
@@ -25,6 +29,16 @@ from moonlander.kube.clusters import (
     InvalidResponse,
     Target,
     describe_error,
+)
+
+log = logging.getLogger(__name__)
+
+# All a Landing is told when a cluster nobody vouched for fails (Target.vouched): refused,
+# not TLS, a certificate from another CA, silent, no such host, an answer no API server
+# sends all read alike, so naming an address is no port scanner. The log has the why.
+UNREACHABLE = (
+    "a cluster this Landing uses could not be reached; retrying (the controller's log says "
+    "why; a LandingPolicy with sourceNetworks for this namespace shows it here)"
 )
 
 # What the client library raises when a server answers what no API server sends: lightkube
@@ -150,9 +164,20 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
         return None
 
 
+def _undisclosed(target: Target) -> bool:
+    return not (target.local or target.vouched)
+
+
+def unreachable() -> LandingProblem:
+    """The one problem a Landing is told of a failing cluster nobody vouched for."""
+    return LandingProblem(Reason.CLUSTER_UNREACHABLE, UNREACHABLE, Retry.BACKOFF)
+
+
 def fail_fast(target: Target) -> None:
     """A cluster that just failed is not dialled again until its backoff has passed (or,
     after a slow or malformed answer, until a probe has seen it answer)."""
+    if not target.reachable and _undisclosed(target):
+        raise unreachable()
     if not target.reachable:
         reason = Reason(target.last_reason) if target.last_reason else Reason.CLUSTER_UNREACHABLE
         if reason is Reason.INVALID_RESPONSE:
@@ -195,4 +220,9 @@ async def target_problem(
         )
     if reason is Reason.UNAUTHORIZED and not target.local:
         await clusters.drop(target.key)
+    if _undisclosed(target) and not isinstance(err, ApiError):
+        # Only an API server's own Status (after TLS verified against the kubeconfig's CA)
+        # is told; anything short of that says no more than "could not be reached".
+        log.info("%s: %s", key, problem.outcome.message)
+        return unreachable()
     return problem

@@ -28,6 +28,7 @@ from typing import Any
 
 from moonlander import api
 from moonlander.api.reasons import Outcome, Reason, Retry
+from moonlander.controller import plan
 from moonlander.controller.authorize import labels_of
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.reconcile import Reconciler
@@ -110,6 +111,9 @@ class Controller:
         self._by_source: dict[tuple[str, str], set[str]] = defaultdict(set)
         # resourceVersion of every Secret the metadata watch has seen (names only, no data).
         self._source_versions: dict[tuple[str, str], str] = {}
+        # The cross-namespace grant annotation of Secrets that carry one, as last seen: a
+        # grant taken back (or the Secret deleted) wakes the Landings it had granted.
+        self._grants: dict[tuple[str, str], dict[str, str]] = {}
         self._attempts: dict[str, int] = defaultdict(int)
         self._workers: list[asyncio.Task[None]] = []
         self.last_outcomes: dict[str, Outcome] = {}
@@ -220,13 +224,19 @@ class Controller:
     def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
         """A Secret in the local cluster changed (``meta``: its metadata, never its data)."""
         ref = (meta.get("namespace", ""), meta.get("name", ""))
+        before = self._grants.pop(ref, None)
+        after: dict[str, str] | None = None
         if event_type == "DELETED":
             self._source_versions.pop(ref, None)
             self.reconciler.forget_source(ref)
         else:
             self._source_versions[ref] = str(meta.get("resourceVersion", ""))
+            granted = (meta.get("annotations") or {}).get(api.ALLOWED_NAMESPACES_ANNOTATION)
+            if granted is not None:
+                after = self._grants[ref] = {api.ALLOWED_NAMESPACES_ANNOTATION: str(granted)}
         for key in self._by_source.get(ref, ()):
-            self.queue.add(key)
+            if self._may_see(key, ref, before, after):
+                self.queue.add(key)
         # A Secret this controller landed in its own cluster: repair drift.
         labels = meta.get("labels") or {}
         if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
@@ -234,6 +244,24 @@ class Controller:
             echo = self.reconciler.is_echo("local", *ref, str(meta.get("resourceVersion", "")))
             if owner in self.landings and not echo:
                 self.queue.add(owner)
+
+    def _may_see(
+        self,
+        key: str,
+        ref: tuple[str, str],
+        before: Mapping[str, str] | None,
+        after: Mapping[str, str] | None,
+    ) -> bool:
+        """Whether a change of Secret ``ref`` may wake Landing ``key``: only when the Landing
+        may read it, now or until now. A Landing woken by a Secret it may not read would
+        tell its tenant (who watches the status it forged being rewritten) when a Secret of
+        another namespace is created, changed or deleted."""
+        namespace = _namespace(key)
+        if namespace == ref[0] or self.reconciler.allow_cross_namespace:
+            return True
+        return namespace is not None and (
+            plan.grants(after, namespace) or plan.grants(before, namespace)
+        )
 
     def wake(self, keys: Iterable[str]) -> None:
         for key in keys:

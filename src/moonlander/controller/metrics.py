@@ -1,4 +1,6 @@
-"""Prometheus metrics. Labels carry reasons, namespaces, names and server URLs: never secrets."""
+"""Prometheus metrics. Labels carry reasons, kinds and Landings' namespaces and names: never
+secrets, and never a value a tenant chose freely (a server URL would list every address a
+tenant ever named, and whether it answered)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from moonlander.kube import internals
 
 @dataclass(frozen=True)
 class ClusterHealth:
-    server: str
     reachable: bool
 
 
@@ -25,7 +26,7 @@ class Snapshot:
 
     reasons: dict[str, int]  # Landings by Ready reason
     token_expiry: dict[str, float]  # Landing key (namespace/name) -> unix time
-    clusters: list[ClusterHealth]
+    clusters: list[ClusterHealth]  # remote clusters: which one is not said (the log says)
     queue_depth: int
     leader: bool
 
@@ -53,14 +54,15 @@ class _StateCollector(Collector):
             namespace, _, name = key.partition("/")
             expiry.add_metric([namespace, name], when)
         yield expiry
-        reachable = GaugeMetricFamily(
-            "moonlander_cluster_reachable",
-            "1 when the cluster's API server answered the last call, 0 while it is unreachable",
-            labels=["server"],
+        clusters = GaugeMetricFamily(
+            "moonlander_clusters",
+            "Remote clusters in use, by whether the last call to each was answered",
+            labels=["state"],
         )
-        for cluster in snap.clusters:
-            reachable.add_metric([cluster.server], 1.0 if cluster.reachable else 0.0)
-        yield reachable
+        up = sum(1 for cluster in snap.clusters if cluster.reachable)
+        clusters.add_metric(["reachable"], up)
+        clusters.add_metric(["unreachable"], len(snap.clusters) - up)
+        yield clusters
         yield GaugeMetricFamily(
             "moonlander_queue_depth", "Landings waiting for a worker", value=snap.queue_depth
         )
@@ -103,7 +105,8 @@ class Metrics:
         )
 
     def count_requests(self, client: Any, cluster: str) -> None:
-        """Counts every request a lightkube client sends, by HTTP method."""
+        """Counts every request a lightkube client sends, by HTTP method; ``cluster`` is
+        ``local`` or ``remote``, never a server's URL."""
         counter = self.requests
         by_method: dict[str, Any] = {}  # labels() takes a lock and builds a key per call
 

@@ -124,11 +124,16 @@ def check_cross_namespace(
     annotation on the Secret naming the Landing's namespace (or ``*``), or an operator flag."""
     if source_namespace == landing_namespace or allow_all:
         return
-    granted = (source_annotations or {}).get(api.ALLOWED_NAMESPACES_ANNOTATION, "")
-    allowed = {n.strip() for n in granted.split(",") if n.strip()}
-    if "*" in allowed or landing_namespace in allowed:
+    if grants(source_annotations, landing_namespace):
         return
     raise cross_namespace_refusal(landing_namespace, source_namespace, source_name)
+
+
+def grants(annotations: Mapping[str, str] | None, namespace: str) -> bool:
+    """True when a Secret's annotations grant ``namespace`` its use."""
+    granted = (annotations or {}).get(api.ALLOWED_NAMESPACES_ANNOTATION, "")
+    allowed = {n.strip() for n in granted.split(",") if n.strip()}
+    return "*" in allowed or namespace in allowed
 
 
 def cross_namespace_refusal(

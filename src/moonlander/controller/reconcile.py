@@ -136,11 +136,7 @@ class Reconciler:
             await self._write_status(landing, outcome, None)
             return outcome
         if landing.spec.suspend:
-            outcome = Outcome(
-                False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE
-            )
-            await self._write_status(landing, outcome, landed_from_status(landing))
-            return outcome
+            return await self._suspended(landing)
         landed: Landed | None = None
         target: Target | None = None
         try:
@@ -173,6 +169,34 @@ class Reconciler:
             outcome, previous = await self._withdraw(landing, outcome)
         await self._write_status(landing, outcome, landed or previous)
         return outcome
+
+    async def _suspended(self, landing: Landing) -> Outcome:
+        """Nothing is landed, refreshed or repaired; but the grant is checked all the same,
+        and what a Landing no longer permitted had landed is revoked: suspending must not
+        keep a credential past its grant."""
+        try:
+            self._authorize(landing)
+        except LandingProblem as problem:
+            outcome, previous = problem.outcome, landed_from_status(landing)
+            if previous is not None:
+                outcome, previous = await self._withdraw(landing, outcome)
+            await self._write_status(landing, outcome, previous)
+            return outcome
+        outcome = Outcome(False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE)
+        await self._write_status(landing, outcome, landed_from_status(landing))
+        return outcome
+
+    def _authorize(self, landing: Landing) -> None:
+        """Raises ``NotPermitted`` when the Landing asks for what its namespace's
+        LandingPolicies do not grant (or what the fence closes)."""
+        authorize(landing, self.policies, self.fence)
+
+    def _permitted(self, landing: Landing) -> bool:
+        try:
+            self._authorize(landing)
+        except LandingProblem:
+            return False
+        return True
 
     async def _withdraw(self, landing: Landing, refusal: Outcome) -> tuple[Outcome, Landed | None]:
         """Revokes what a Landing landed when it is no longer permitted to; the outcome, and
@@ -268,7 +292,7 @@ class Reconciler:
         spec = landing.spec
         key = landing.key
         # Before anything is read or sent anywhere: may this namespace do what is asked?
-        authorize(landing, self.policies, self.fence)
+        self._authorize(landing)
         source_key, source_creds = await self._source_credentials(landing)
         mint_spec = spec.service_account
         output = spec.output
@@ -667,12 +691,15 @@ class Reconciler:
             self.drift.release(key)
             return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
         # A Landing whose spec cannot be read is released without revoking: nothing says what.
-        if (
+        # Orphan keeps what was landed only while its grant holds: a Landing no longer
+        # permitted is revoked like with Delete.
+        orphan = (
             isinstance(landing, Landing)
-            and landing.spec.deletion_policy is api.DeletionPolicy.DELETE
-        ):
-            # Bounded: a target that does not answer cannot hold the deletion. Orphan never
-            # calls the target at all.
+            and landing.spec.deletion_policy is api.DeletionPolicy.ORPHAN
+        )
+        if isinstance(landing, Landing) and (not orphan or not self._permitted(landing)):
+            # Bounded: a target that does not answer cannot hold the deletion. A permitted
+            # Orphan never calls the target at all.
             try:
                 async with asyncio.timeout(FINALIZE_DEADLINE):
                     await self._revoke(landing)
@@ -690,11 +717,15 @@ class Reconciler:
             else:
                 problem = None
             if problem is not None:
+                release = (
+                    "its grant is withdrawn, so deletionPolicy Orphan does not keep it"
+                    if orphan
+                    else "set spec.deletionPolicy to Orphan to release the Landing without it"
+                )
                 outcome = Outcome(
                     False,
                     problem.outcome.reason,
-                    f"cannot delete the landed Secret yet: {problem.outcome.message}; set "
-                    "spec.deletionPolicy to Orphan to release the Landing without it",
+                    f"cannot delete the landed Secret yet: {problem.outcome.message}; {release}",
                     Retry.BACKOFF,
                     problem.outcome.retry_after,
                 )

@@ -344,6 +344,11 @@ class Target:
     server: str
     client: AsyncClient
     local: bool = False
+    # Why a call failed may be told in a Landing's status: the operator vouched for the
+    # networks this cluster was dialled within (a namespace's sourceNetworks). Otherwise the
+    # server is a tenant's pick, and the why (refused, not TLS, wrong CA, silent, no such
+    # host) would make the controller a port scanner: only the log has it.
+    vouched: bool = False
     failures: int = 0
     unreachable_until: float = 0.0
     last_error: str = ""
@@ -402,10 +407,17 @@ class ClusterPool:
 
             def make() -> AsyncClient:
                 client = build_client(creds, policy, timeout=self._timeout)
-                self._instrument(client, creds.server)
+                # Not the server: a metric label must not list every URL a tenant named.
+                self._instrument(client, "remote")
                 return client
 
-            target = Target(key=key, server=creds.server, client=make(), make_client=make)
+            target = Target(
+                key=key,
+                server=creds.server,
+                client=make(),
+                make_client=make,
+                vouched=policy.within_networks is not None,
+            )
             self._targets[key] = target
         target.last_used = time.monotonic()
         return target

@@ -11,7 +11,13 @@ import pytest
 from lightkube import ApiError
 
 from moonlander.api.reasons import LandingProblem, Reason, Retry
-from moonlander.controller.errors import fail_fast, needs_probe, problem_from_error, target_problem
+from moonlander.controller.errors import (
+    UNREACHABLE,
+    fail_fast,
+    needs_probe,
+    problem_from_error,
+    target_problem,
+)
 from moonlander.credentials import Policy
 from moonlander.kube.clusters import (
     AddressPolicyError,
@@ -164,8 +170,10 @@ def test_503_honours_retry_after_like_429() -> None:
     )
 
 
-def _target() -> Target:
-    return Target(key="k", server="https://evil.example", client=None)  # type: ignore[arg-type]
+def _target(*, vouched: bool = True) -> Target:
+    """A remote cluster; ``vouched``: dialled within a namespace's sourceNetworks, so its
+    failures are told in statuses."""
+    return Target(key="k", server="https://evil.example", client=None, vouched=vouched)  # type: ignore[arg-type]
 
 
 async def test_a_slow_or_misbehaving_cluster_fails_fast_until_a_probe_readmits_it() -> None:
@@ -211,15 +219,18 @@ async def test_the_local_cluster_is_not_closed_by_a_client_fault() -> None:
 
 
 class _Readyz:
-    """Stands in for a client's HTTP layer: answers /readyz with the given status codes."""
+    """Stands in for a lightkube client: its httpx client answers /readyz with the given
+    status codes."""
 
     def __init__(self, codes: list[int]) -> None:
         self.codes = codes
-        self._client = self
 
-    async def get(self, path: str) -> httpx2.Response:
-        assert path == "/readyz"
-        return httpx2.Response(self.codes.pop(0), request=httpx2.Request("GET", "https://x"))
+        def answer(request: httpx2.Request) -> httpx2.Response:
+            assert request.url.path == "/readyz"
+            return httpx2.Response(self.codes.pop(0))
+
+        http = httpx2.AsyncClient(transport=httpx2.MockTransport(answer), base_url="https://x")
+        self._client = type("GenericClient", (), {"_client": http})()
 
 
 async def test_a_probe_readmits_a_misbehaving_cluster_only_on_a_real_answer(
@@ -237,3 +248,94 @@ async def test_a_probe_readmits_a_misbehaving_cluster_only_on_a_real_answer(
     assert target.probe is not None
     await asyncio.wait_for(target.probe, 5)
     assert readyz.codes == [] and target.reachable and woken == ["ns/a"]
+
+
+# A cluster a tenant named, outside any sourceNetworks: whatever went wrong, the Landing is
+# told the same, so that naming addresses is no port scanner; the log says why.
+_UNDISCLOSED = {
+    "closed port": httpx2.ConnectError("[Errno 111] Connection refused"),
+    "plain HTTP": httpx2.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+    "another CA": httpx2.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify"),
+    "silent port": httpx2.ConnectTimeout("_ssl.c:989: The handshake operation timed out"),
+    "too slow": DeadlineExceeded("no answer within 10s"),
+    "no such host": httpcore2.ConnectError("cannot resolve nonexistent.invalid: [Errno -2]"),
+    "resolves to a denied address": AddressPolicyError("internal.example: it is loopback"),
+    "not an API server": _no_content_type(),
+    "too large": ResponseTooLarge("the response is larger than 4194304 bytes"),
+    "error without a Status": _status_error(404),
+    "closed mid-answer": httpx2.RemoteProtocolError("Server disconnected without response"),
+}
+
+
+async def test_an_unvouched_clusters_failures_all_read_alike(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = ClusterPool(Policy(), lambda _keys: None)
+    told = set()
+    with caplog.at_level("INFO", logger="moonlander.controller.errors"):
+        for name, err in _UNDISCLOSED.items():
+            target = _target(vouched=False)
+            problem = await target_problem(pool, target, err, "tenant-a/scan")
+            outcome = problem.outcome
+            told.add((outcome.reason, outcome.message, outcome.retry, outcome.retry_after))
+            target.unreachable_until = 0.0 if target.until_probe else target.unreachable_until
+            if not target.reachable:  # and so does failing fast afterwards
+                with pytest.raises(LandingProblem) as caught:
+                    fail_fast(target)
+                after = caught.value.outcome
+                told.add((after.reason, after.message, after.retry, after.retry_after))
+            if target.probe is not None:
+                target.probe.cancel()
+            assert "evil.example" not in outcome.message, name
+    assert told == {(Reason.CLUSTER_UNREACHABLE, UNREACHABLE, Retry.BACKOFF, None)}
+    # The operator reads why, by Landing and server.
+    logged = caplog.text
+    for detail in ("Errno 111", "WRONG_VERSION_NUMBER", "CERTIFICATE_VERIFY_FAILED", "resolve"):
+        assert detail in logged, detail
+    assert "tenant-a/scan" in logged and "https://evil.example" in logged
+
+
+async def test_an_api_servers_own_answer_and_a_vouched_cluster_are_told() -> None:
+    pool = ClusterPool(Policy(), lambda _keys: None)
+    # A Status from an API server (TLS verified against the kubeconfig's CA) is told.
+    problem = await target_problem(pool, _target(vouched=False), api_error(403), "ns/a")
+    assert problem.outcome.reason is Reason.FORBIDDEN and "said 403" in problem.outcome.message
+    # Within a namespace's sourceNetworks the operator vouched for the network: the why.
+    target = _target(vouched=True)
+    refused = httpx2.ConnectError("[Errno 111] Connection refused")
+    problem = await target_problem(pool, target, refused, "ns/a")
+    assert "Errno 111" in problem.outcome.message
+    with pytest.raises(LandingProblem) as caught:
+        fail_fast(target)
+    assert "Errno 111" in caught.value.outcome.message
+    assert target.probe is not None
+    target.probe.cancel()
+
+
+async def test_a_target_is_vouched_for_only_within_source_networks() -> None:
+    import ipaddress
+
+    from moonlander.credentials import Credentials
+
+    creds = Credentials(
+        server="https://127.0.0.1:6443",
+        ca_data=None,
+        token="not-a-real-token",
+        client_cert=None,
+        client_key=None,
+        tls_server_name=None,
+        insecure_skip_tls_verify=False,
+        context_name="t",
+        cluster_name="t",
+        user_name="t",
+        namespace=None,
+    )
+    pool = ClusterPool(Policy(allow_loopback=True), lambda _keys: None)
+    try:
+        assert not pool.get(creds).vouched
+        narrowed = Policy(
+            allow_loopback=True, within_networks=(ipaddress.ip_network("127.0.0.0/8"),)
+        )
+        assert pool.get(creds, narrowed).vouched
+    finally:
+        await pool.close()

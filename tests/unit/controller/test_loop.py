@@ -182,3 +182,69 @@ def test_only_a_new_spec_a_deletion_or_a_missing_finalizer_wakes_a_landing() -> 
     # Our finalizer back (the echo of our own patch) must not cancel the reconcile that made it.
     assert not _wakes((1, None, False), (1, None, True))
     assert not _wakes((1, None, True), (1, None, True))
+
+
+class _Sources(StubReconciler):
+    allow_cross_namespace = False
+
+    def forget_source(self, ref: tuple[str, str]) -> None:
+        pass
+
+    def is_echo(self, *_write: Any) -> bool:
+        return False
+
+
+def _secret(namespace: str, name: str, version: int, grant: str | None = None) -> dict[str, Any]:
+    annotations = {} if grant is None else {api.ALLOWED_NAMESPACES_ANNOTATION: grant}
+    return {
+        "namespace": namespace,
+        "name": name,
+        "resourceVersion": str(version),
+        "annotations": annotations,
+    }
+
+
+async def _woken(ctl: Controller) -> set[str]:
+    keys = set()
+    while len(ctl.queue):
+        key = await ctl.queue.get()
+        ctl.queue.done(key)
+        keys.add(key)
+    return keys
+
+
+async def test_a_secret_wakes_only_landings_that_may_read_it() -> None:
+    """Another namespace's Secret wakes a Landing only while (or when it stops) granting the
+    Landing's namespace: a Secret it may not read tells it nothing by waking it."""
+    ctl = Controller(_Sources(), Timing())  # type: ignore[arg-type]
+    spy = body("a", "spy")
+    spy["spec"] = {"kubeconfigSecretNamespace": "b", "kubeconfigSecretName": "s"}
+    own = body("b", "own")
+    own["spec"] = {"kubeconfigSecretName": "s"}
+    ctl.landing_event("ADDED", spy)
+    ctl.landing_event("ADDED", own)
+    assert await _woken(ctl) == {"a/spy", "b/own"}
+    # Created, changed, deleted without granting a: only b's own Landing hears of it.
+    ctl.secret_event("ADDED", _secret("b", "s", 1))
+    assert await _woken(ctl) == {"b/own"}
+    ctl.secret_event("MODIFIED", _secret("b", "s", 2, grant="c, d"))
+    assert await _woken(ctl) == {"b/own"}
+    ctl.secret_event("DELETED", _secret("b", "s", 2, grant="c, d"))
+    assert await _woken(ctl) == {"b/own"}
+    # Granting a wakes it; so does every change while granted, and taking the grant back.
+    ctl.secret_event("ADDED", _secret("b", "s", 3, grant="c, a"))
+    assert await _woken(ctl) == {"a/spy", "b/own"}
+    ctl.secret_event("MODIFIED", _secret("b", "s", 4, grant="c, a"))
+    assert await _woken(ctl) == {"a/spy", "b/own"}
+    ctl.secret_event("MODIFIED", _secret("b", "s", 5))
+    assert await _woken(ctl) == {"a/spy", "b/own"}
+    ctl.secret_event("MODIFIED", _secret("b", "s", 6))
+    assert await _woken(ctl) == {"b/own"}
+    ctl.secret_event("MODIFIED", _secret("b", "s", 7, grant="*"))
+    assert await _woken(ctl) == {"a/spy", "b/own"}
+    ctl.secret_event("DELETED", _secret("b", "s", 7, grant="*"))
+    assert await _woken(ctl) == {"a/spy", "b/own"}
+    # With --allow-cross-namespace every Secret may be read: every change wakes.
+    ctl.reconciler.allow_cross_namespace = True
+    ctl.secret_event("ADDED", _secret("b", "s", 8))
+    assert await _woken(ctl) == {"a/spy", "b/own"}
