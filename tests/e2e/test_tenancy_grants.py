@@ -206,6 +206,60 @@ async def test_cluster_scoped_provider_configs_need_a_granted_name(
     measure("outputs.clusterScoped withdrawn->revoked", time.monotonic() - started)
 
 
+async def test_a_label_that_brings_a_second_namespace_makes_the_name_ambiguous(
+    env: Env,
+    tenant: Tenant,  # noqa: F811
+) -> None:
+    """A name granted by matchLabels: held while one namespace matches; once a second
+    namespace is labelled, refused to both and revoked, and back when the label goes."""
+    ns = tenant.namespace
+    local = env.local
+    await _provider_config_crds(env)
+    team = {"moons-test-team": ns}
+    await local.patch(Namespace, ns, {"metadata": {"labels": team}}, patch_type=PatchType.MERGE)
+    await tenant.client.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    name = f"{ns}-team"
+    await local.create(
+        landing_policy(
+            f"team-names-{ns}",
+            namespaces={"matchLabels": team},
+            outputs={"clusterScoped": {"names": [name]}},
+        )
+    )
+    await tenant.client.create(
+        landing(
+            ns,
+            "team",
+            kubeconfigSecretName="src",
+            direction="ChildToParent",
+            writeKubeconfigSecretName="team-kubeconfig",
+            output={"crossplane": {"scope": "Cluster", "name": name}},
+        )
+    )
+    await wait_reason(local, ns, "team", "Synced", timeout=15)
+    await local.get(resource_for(CLUSTER), name)
+
+    other = await _other_namespace(env, "tenant-b")
+    started = time.monotonic()
+    await local.patch(Namespace, other, {"metadata": {"labels": team}}, patch_type=PatchType.MERGE)
+    cond = await wait_reason(local, ns, "team", "NotPermitted", timeout=15)
+    assert "ambiguous" in cond["message"]
+
+    async def revoked() -> bool:
+        assert await _absent(local, resource_for(CLUSTER), name, None)
+        return True
+
+    await eventually(revoked, timeout=15, what="name revoked once a second namespace holds it")
+    measure("outputs.clusterScoped second namespace labelled->revoked", time.monotonic() - started)
+    await local.patch(
+        Namespace,
+        other,
+        {"metadata": {"labels": {"moons-test-team": None}}},
+        patch_type=PatchType.MERGE,
+    )
+    await wait_reason(local, ns, "team", "Synced", timeout=15)
+
+
 async def test_a_landingset_cannot_name_cluster_scoped_outputs_by_variable(
     env: Env,
     tenant: Tenant,  # noqa: F811
