@@ -159,3 +159,21 @@ async def test_half_written_files_keep_the_last_good_certificate(
     client = (files.root / "client.crt", files.root / "client.key")
     answer = await asyncio.to_thread(_post, port, files.serving_ca.cert_pem, client)
     assert answer["status"] == 200
+
+
+async def test_a_rotated_client_ca_trusts_the_new_api_server_certificate_only(
+    served: tuple[Files, ServingTLS, int],
+) -> None:
+    files, tls, port = served
+    old = (files.root / "client.crt", files.root / "client.key")
+    rotated = pki.CertificateAuthority("rotated-client-ca")
+    pair = rotated.issue("kube-apiserver", client=True)
+    (files.root / "new.crt").write_bytes(pair.cert_pem)
+    (files.root / "new.key").write_bytes(pair.key_pem)
+    (files.root / "ca.new").write_bytes(rotated.cert_pem)
+    (files.root / "ca.new").replace(files.root / "client-ca.crt")
+    assert tls.reload_if_changed()
+    new = (files.root / "new.crt", files.root / "new.key")
+    answer = await asyncio.to_thread(_post, port, files.serving_ca.cert_pem, new)
+    assert answer["status"] == 200
+    assert await _unanswered(port, files.serving_ca.cert_pem, old)
