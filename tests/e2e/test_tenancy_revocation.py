@@ -492,8 +492,9 @@ def _closed_port() -> int:
 async def test_a_tenant_named_cluster_is_no_port_scanner(env: Env, tenant: Tenant) -> None:
     """ChildToParent sources naming a closed loopback port, a plain-HTTP server, a TLS server
     of another CA, a port that accepts and never answers, and a host that does not resolve:
-    the same reason, message and Event for all five, none of their URLs in /metrics, the
-    why in the controller's log. With sourceNetworks naming loopback, the why is told."""
+    the same reason, message and Event for all five, told after the same delay, none of
+    their URLs in /metrics, the why in the controller's log. With sourceNetworks naming
+    loopback, the why is told."""
     ns = tenant.namespace
     plain = _PlainHttp()
     await plain.start()
@@ -515,14 +516,28 @@ async def test_a_tenant_named_cluster_is_no_port_scanner(env: Env, tenant: Tenan
             await tenant.client.create(
                 secret_with(ns, f"{name}-src", {"value": kubeconfig_with_server(child, url)})
             )
+        created: dict[str, float] = {}
+        for name in servers:
             await tenant.client.create(
                 landing(ns, name, kubeconfigSecretName=f"{name}-src", direction="ChildToParent")
             )
-        conditions = {}
-        for name in servers:
+            created[name] = time.monotonic()
+        conditions: dict[str, dict[str, Any]] = {}
+        told_after: dict[str, float] = {}
+
+        async def told(name: str) -> None:
             conditions[name] = await wait_reason(
                 env.local, ns, name, "ClusterUnreachable", timeout=40
             )
+            told_after[name] = time.monotonic() - created[name]
+
+        await asyncio.gather(*(told(name) for name in servers))
+        # When it is told says no more than what is: all after the same delay (a call's
+        # deadline, 10 s), the closed port's as late as the silent one's.
+        for name, seconds in told_after.items():
+            measure(f"unvouched {name} -> ClusterUnreachable", seconds)
+        assert max(told_after.values()) - min(told_after.values()) < 1.5, told_after
+        assert min(told_after.values()) > 9.0, told_after
         await asyncio.sleep(1.0)  # the Events of the last ones
         told = {(c["reason"], c["message"], c["status"]) for c in conditions.values()}
         assert told == {("ClusterUnreachable", UNREACHABLE, "False")}, conditions

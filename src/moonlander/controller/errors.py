@@ -20,7 +20,7 @@ import httpx2
 import msgspec
 from lightkube import ApiError
 
-from moonlander.api.reasons import LandingProblem, Reason, Retry
+from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
 from moonlander.kube.clusters import (
     REQUEST_DEADLINE,
     AddressPolicyError,
@@ -40,6 +40,10 @@ UNREACHABLE = (
     "a cluster this Landing uses could not be reached; retrying (the controller's log says "
     "why; a LandingPolicy with sourceNetworks for this namespace shows it here)"
 )
+
+# An undisclosed failure is told no sooner than this after its reconcile began: as late as
+# the slowest (a call's whole deadline), so that when it is told says no more than what is.
+UNREACHABLE_AFTER = REQUEST_DEADLINE
 
 # What the client library raises when a server answers what no API server sends: lightkube
 # reads a missing Content-Type as KeyError, a body that is not JSON or not the expected
@@ -166,6 +170,11 @@ def _retry_after(response: httpx2.Response | None) -> float | None:
 
 def _undisclosed(target: Target) -> bool:
     return not (target.local or target.vouched)
+
+
+def is_undisclosed(outcome: Outcome) -> bool:
+    """True for the outcome of a failing cluster nobody vouched for (:func:`unreachable`)."""
+    return outcome.reason is Reason.CLUSTER_UNREACHABLE and outcome.message == UNREACHABLE
 
 
 def unreachable() -> LandingProblem:

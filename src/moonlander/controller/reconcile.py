@@ -37,12 +37,19 @@ from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
 from moonlander.controller import companions, memo, outputs, plan
 from moonlander.controller.authorize import Fence, PolicyStore, authorize, source_networks
 from moonlander.controller.conditions import now_rfc3339
-from moonlander.controller.errors import API_ERRORS, fail_fast, problem_from_error, target_problem
+from moonlander.controller.errors import (
+    API_ERRORS,
+    UNREACHABLE_AFTER,
+    fail_fast,
+    is_undisclosed,
+    problem_from_error,
+    target_problem,
+)
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.minted import Minter
 from moonlander.controller.parent import ParentKubeconfig
 from moonlander.controller.policy_status import policy_status
-from moonlander.controller.status import Landed, landed_from_status, next_status
+from moonlander.controller.status import Landed, StatusUpdate, landed_from_status, next_status
 from moonlander.credentials import (
     Credentials,
     KubeconfigError,
@@ -129,6 +136,7 @@ class Reconciler:
         self._reviews: dict[str, asyncio.Future[BaseException | None]] = {}
 
     async def reconcile(self, landing: Landing | InvalidLanding) -> Outcome:
+        started = time.monotonic()
         if landing.metadata.deletion_timestamp:
             return await self._finalize(landing)
         if isinstance(landing, InvalidLanding):
@@ -167,7 +175,10 @@ class Reconciler:
         if outcome.reason is Reason.NOT_PERMITTED and previous is not None:
             # The grant it was landed under is gone: what it landed goes too.
             outcome, previous = await self._withdraw(landing, outcome)
-        await self._write_status(landing, outcome, landed or previous)
+        # When an undisclosed failure is told must say no more than what is told: a closed
+        # port fails at once, a silent one after the connect timeout.
+        not_before = started + UNREACHABLE_AFTER if is_undisclosed(outcome) else None
+        await self._write_status(landing, outcome, landed or previous, not_before=not_before)
         return outcome
 
     async def _suspended(self, landing: Landing) -> Outcome:
@@ -823,20 +834,36 @@ class Reconciler:
         await self._write_status(landing, outcome, landed_from_status(landing))
 
     async def _write_status(
-        self, landing: Landing | InvalidLanding, outcome: Outcome, landed: Landed | None
+        self,
+        landing: Landing | InvalidLanding,
+        outcome: Outcome,
+        landed: Landed | None,
+        *,
+        not_before: float | None = None,
     ) -> None:
+        """Writes the status (and the Event of a transition) when it changed; with
+        ``not_before`` (monotonic time), no sooner."""
         meta = landing.metadata
-        update = next_status(
-            landing.status,
-            outcome=outcome,
-            generation=meta.generation,
-            target=landing.target if isinstance(landing, Landing) else None,
-            landed=landed,
-            now=now_rfc3339(),
-            revoked=outcome.reason is Reason.NOT_PERMITTED and landed is None,
-        )
+
+        def decide() -> StatusUpdate | None:
+            return next_status(
+                landing.status,
+                outcome=outcome,
+                generation=meta.generation,
+                target=landing.target if isinstance(landing, Landing) else None,
+                landed=landed,
+                now=now_rfc3339(),
+                revoked=outcome.reason is Reason.NOT_PERMITTED and landed is None,
+            )
+
+        update = decide()
         if update is None:
             return  # nothing changed: nothing is written
+        if not_before is not None and time.monotonic() < not_before:
+            await asyncio.sleep(not_before - time.monotonic())
+            update = decide()  # its times as of now, not as of the failure
+            if update is None:
+                return
         routine = update.event is None and outcome.ready and landing.status.landed is not None
         if routine and self.defer_status(landing.key):
             return  # written when the loop comes back to it, after the Landings waiting now
