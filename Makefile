@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup envtest demo demo-crossplane test unit e2e lint typecheck fmt manifests image bench clean dev-clusters
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml devtools/pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
 	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps -e . -e devtools
 	touch $(STAMP)
 
 setup: $(STAMP) ## Python environment, control-plane binaries and the real consumers
@@ -22,25 +22,25 @@ envtest: ## build (or find cached) kube-apiserver, etcd, kubectl, helm
 	bash hack/envtest/build.sh
 
 demo: setup ## the seed's Pattern A end to end on local clusters
-	$(BIN)/moonlander demo --dir .demo
+	$(BIN)/moonlander-dev demo --dir .demo
 
 demo-crossplane: setup ## Patterns A and B with Crossplane v2 in harvey composing in talos-root and a vcluster
-	$(BIN)/moonlander demo --crossplane --dir .demo/crossplane
+	$(BIN)/moonlander-dev demo --crossplane --dir .demo/crossplane
 
 dev-clusters: setup ## parent, child-a, child-b in the foreground (Ctrl-C stops them)
-	$(BIN)/moonlander dev-clusters up --dir .dev-clusters
+	$(BIN)/moonlander-dev dev-clusters up --dir .dev-clusters
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src devtools/src tests bench
+	$(BIN)/ruff format --check src devtools/src tests bench
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src devtools/src tests bench
+	$(BIN)/ruff check --fix src devtools/src tests bench
 
 manifests: $(STAMP) ## the CRDs in config/crd/bases, generated from src/moonlander/api
 	$(BIN)/python -m moonlander.api.crd config/crd/bases
@@ -61,4 +61,4 @@ bench: setup ## the benchmark of docs/performance.md (about 20 minutes; the shar
 	$(BIN)/python bench/run.py --out _out/bench.json
 
 clean:
-	rm -rf $(VENV) .demo .dev-clusters build dist src/*.egg-info
+	rm -rf $(VENV) .demo .dev-clusters build dist src/*.egg-info devtools/build devtools/src/*.egg-info

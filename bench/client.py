@@ -29,9 +29,9 @@ from lightkube.types import PatchType
 
 sys.path.insert(0, str(ROOT))
 from moonlander.credentials import Policy, parse_kubeconfig
-from moonlander.dev.clusters import ClusterSpec, ControlPlane
 from moonlander.kube.clusters import build_client
 from moonlander.kube.streams import AsyncioBackend
+from moonlander_dev.clusters import ClusterSpec, ControlPlane
 
 NAMESPACE = "bench-client"
 POLICY = Policy(allow_loopback=True)

@@ -41,8 +41,8 @@ from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
 from moonlander.controller.sharding import owner
-from moonlander.dev.clusters import free_port
 from moonlander.kube.resources import LandingResource, LandingSetResource
+from moonlander_dev.clusters import free_port
 
 if TYPE_CHECKING:
     from run import Bench

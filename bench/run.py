@@ -65,8 +65,8 @@ from lightkube.types import PatchType
 
 from moonlander import api
 from moonlander.controller import plan
-from moonlander.dev.clusters import ClusterSpec, ControlPlane, free_port
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
+from moonlander_dev.clusters import ClusterSpec, ControlPlane, free_port
 
 sys.path.insert(0, str(ROOT))  # the hostile servers and the RSS watch the e2e tests use
 import fleet

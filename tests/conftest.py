@@ -1,8 +1,8 @@
-"""Fixtures over the real local control plane (moonlander.dev.clusters).
+"""Fixtures over the real local control plane (moonlander_dev.clusters).
 
 One etcd and three kube-apiservers (parent, child-a, child-b) start once per test session.
 If they cannot start, every e2e test fails with the reason: these tests never skip.
-Set MOONLANDER_TEST_CLUSTERS=DIR to reuse clusters from ``moonlander dev-clusters up --dir DIR``.
+Set MOONLANDER_TEST_CLUSTERS=DIR to reuse clusters from ``moonlander-dev dev-clusters up --dir DIR``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.core_v1 import Namespace
 
-from moonlander.dev.clusters import Cluster, ClusterSpec, ControlPlane, ControlPlaneError
+from moonlander_dev.clusters import Cluster, ClusterSpec, ControlPlane, ControlPlaneError
 
 CLUSTERS = ("parent", "child-a", "child-b")
 
@@ -36,7 +36,7 @@ class Plane:
 
 
 def _reuse(directory: Path) -> Plane:
-    from moonlander.dev import pki
+    from moonlander_dev import pki
 
     info = json.loads((directory / "clusters.json").read_text())
     clusters = {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the control-plane binaries (kube-apiserver, kube-controller-manager, etcd, kubectl,
-# helm) and the kubelet of the dev node (src/moonlander/dev/node.py) from the Go modules
+# helm) and the kubelet of the dev node (devtools/src/moonlander_dev/node.py) from the Go modules
 # pinned in this directory, into a cache outside the work tree.
 #
 # Prints the directory holding the binaries (envtest's KUBEBUILDER_ASSETS layout) on stdout.

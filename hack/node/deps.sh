@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The host packages the dev node (src/moonlander/dev/node.py: `moonlander dev-clusters up
+# The host packages the dev node (devtools/src/moonlander_dev/node.py: `moonlander-dev dev-clusters up
 # --node`) needs, from Debian, installed only when missing: containerd (with ctr), runc, the
 # CNI plugins (bridge, host-local, loopback, portmap in /usr/lib/cni), iptables, conntrack,
 # iproute2, and mount/nsenter. The kubelet and kube-controller-manager come from

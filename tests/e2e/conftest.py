@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from lightkube import AsyncClient
 
-from moonlander.dev import pki
-from moonlander.dev.clusters import WEBHOOK_CLIENT_NAME, free_port
+from moonlander_dev import pki
+from moonlander_dev.clusters import WEBHOOK_CLIENT_NAME, free_port
 
 from ..conftest import Plane
 from .harness import ControllerProcess, controller_kubeconfig, install_crd, trusted_policy

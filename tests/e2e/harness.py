@@ -23,8 +23,8 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Secret
 
 from moonlander import api
-from moonlander.dev.clusters import free_port, spawn
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
+from moonlander_dev.clusters import free_port, spawn
 
 from ..support.admission import install_finalizer_policy
 

@@ -25,7 +25,7 @@ import yaml
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Secret
 
-from moonlander.dev.consumers import consumer_dir
+from moonlander_dev.consumers import consumer_dir
 
 from .conftest import Env
 from .harness import PLANTED, landing, secret_with, wait_reason

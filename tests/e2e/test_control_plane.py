@@ -19,7 +19,7 @@ from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.authentication_v1 import TokenReview
 from lightkube.resources.core_v1 import ConfigMap, Secret, ServiceAccount
 
-from moonlander.dev import clusters as devclusters
+from moonlander_dev import clusters as devclusters
 
 from ..conftest import Plane
 from .harness import scratch_crd
@@ -181,7 +181,7 @@ def test_dev_clusters_up_writes_ready_and_leaves_no_process(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "moonlander",
+            "moonlander_dev",
             "dev-clusters",
             "up",
             "--dir",
@@ -221,7 +221,7 @@ def _start_dev_clusters(directory: Path, clusters: str) -> subprocess.Popen[str]
         [
             sys.executable,
             "-m",
-            "moonlander",
+            "moonlander_dev",
             "dev-clusters",
             "up",
             "--dir",
@@ -329,11 +329,11 @@ def _is_zombie(pid: int) -> bool:
 
 
 def test_demo_runs_pattern_a_end_to_end(tmp_path: Path) -> None:
-    """The README's main job: `moonlander demo` exits 0 only when the landed kubeconfig worked."""
+    """The README's main job: `moonlander-dev demo` exits 0 only when the landed kubeconfig worked."""
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "moonlander", "demo", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "moonlander_dev", "demo", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

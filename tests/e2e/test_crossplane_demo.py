@@ -1,4 +1,4 @@
-"""`moonlander demo --crossplane` end to end: the seed's Phase 3 success metric ("resource
+"""`moonlander-dev demo --crossplane` end to end: the seed's Phase 3 success metric ("resource
 created in remote vcluster via Crossplane composition"), with Crossplane core v2 in harvey
 composing through what Moonlander landed (Pattern A to talos-root, Pattern B to a vcluster).
 
@@ -35,7 +35,7 @@ def _processes_using(directory: Path) -> list[str]:
 
 def test_crossplane_demo_composes_in_talos_root_and_the_vcluster(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "moonlander", "demo", "--crossplane", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "moonlander_dev", "demo", "--crossplane", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=1700,

@@ -39,10 +39,10 @@ from moonlander import api
 from moonlander.api import Provider, Scope
 from moonlander.controller.companions import resource_for
 from moonlander.controller.outputs import PROVIDER_CONFIG_KINDS
-from moonlander.dev import clusters as devclusters
-from moonlander.dev.consumers import consumer_dir
-from moonlander.dev.crossplane import ProviderProcess
 from moonlander.kube.resources import LandingResource
+from moonlander_dev import clusters as devclusters
+from moonlander_dev.consumers import consumer_dir
+from moonlander_dev.crossplane import ProviderProcess
 
 from . import consumers
 from .conftest import Env

@@ -31,15 +31,15 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Secret
 
 from moonlander import api
-from moonlander.dev import pki
-from moonlander.dev.clusters import (
+from moonlander.kube.resources import LandingResource
+from moonlander_dev import pki
+from moonlander_dev.clusters import (
     Cluster,
     ClusterSpec,
     ControlPlane,
     Process,
     admin_kubeconfig,
 )
-from moonlander.kube.resources import LandingResource
 
 from .harness import (
     ControllerProcess,

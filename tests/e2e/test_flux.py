@@ -36,10 +36,10 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret
 from lightkube.types import PatchType
 
 from moonlander import api
-from moonlander.dev import clusters as devclusters
-from moonlander.dev.clusters import repo_root
-from moonlander.dev.consumers import consumer_dir
 from moonlander.kube.resources import LandingResource
+from moonlander_dev import clusters as devclusters
+from moonlander_dev.clusters import repo_root
+from moonlander_dev.consumers import consumer_dir
 
 from .conftest import Env
 from .harness import PLANTED, decoded, eventually, landing, measure, secret_with, wait_reason

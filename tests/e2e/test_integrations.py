@@ -40,7 +40,7 @@ from moonlander.credentials import (
     parse_kubeconfig,
     render_kubeconfig,
 )
-from moonlander.dev import clusters as devclusters
+from moonlander_dev import clusters as devclusters
 
 from ..conftest import Plane
 from . import consumers

@@ -21,8 +21,8 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Namespace, Secret
 
 from moonlander import api
-from moonlander.dev import clusters as devclusters
 from moonlander.kube.resources import LandingResource
+from moonlander_dev import clusters as devclusters
 
 from .conftest import Env
 from .harness import (

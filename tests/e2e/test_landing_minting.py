@@ -15,8 +15,8 @@ from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Secret, Ser
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, Role, RoleBinding
 
 from moonlander import api
-from moonlander.dev.clusters import ClusterSpec, ControlPlane
 from moonlander.kube.resources import LandingResource
+from moonlander_dev.clusters import ClusterSpec, ControlPlane
 
 from .conftest import Env
 from .harness import (

@@ -36,10 +36,10 @@ from moonlander import api, minting
 from moonlander.api import PolicyRule, RoleGrant, RoleKind, ServiceAccountSpec
 from moonlander.api.reasons import LandingProblem, Reason
 from moonlander.credentials import Policy, parse_kubeconfig
-from moonlander.dev import clusters as devclusters
-from moonlander.dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError
 from moonlander.kube.clusters import build_client, close_client
 from moonlander.minting import MintedToken, ObjectRef, identity
+from moonlander_dev import clusters as devclusters
+from moonlander_dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError
 
 from ..conftest import Plane
 

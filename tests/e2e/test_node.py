@@ -2,7 +2,7 @@
 Dockerfile, imported into containerd, run by a kubelet from the Helm chart and from
 ``config/default``, landing the seed's Pattern A into a child cluster.
 
-The node (moonlander.dev.node) joins its own parent cluster, with a child cluster ``harvey``
+The node (moonlander_dev.node) joins its own parent cluster, with a child cluster ``harvey``
 next to it; nothing here touches the session's clusters. The tests run in order and share
 the node: install, land, scrape, upgrade, fail over, then the kustomize install.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from moonlander.dev import node as devnode
-from moonlander.dev.clusters import ControlPlane, ControlPlaneError
+from moonlander_dev import node as devnode
+from moonlander_dev.clusters import ControlPlane, ControlPlaneError
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "moonlander"
@@ -198,7 +198,7 @@ def test_a_killed_node_is_cleaned_up(tmp_path: Path) -> None:
     with log.open("wb") as out:
         up = subprocess.Popen(
             [
-                *(sys.executable, "-m", "moonlander", "dev-clusters", "up", "--node"),
+                *(sys.executable, "-m", "moonlander_dev", "dev-clusters", "up", "--node"),
                 *("--dir", str(tmp_path / "up"), "--clusters", "parent"),
             ],
             stdout=out,
@@ -253,7 +253,7 @@ def test_a_killed_node_is_cleaned_up(tmp_path: Path) -> None:
 
 
 def _kubectl() -> str:
-    from moonlander.dev.clusters import find_assets
+    from moonlander_dev.clusters import find_assets
 
     return str(find_assets() / "kubectl")
 

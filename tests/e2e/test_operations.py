@@ -32,9 +32,9 @@ from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import PatchType
 
 from moonlander import api
-from moonlander.dev import clusters as devclusters
-from moonlander.dev import pki
 from moonlander.kube.resources import LandingResource
+from moonlander_dev import clusters as devclusters
+from moonlander_dev import pki
 
 from .conftest import Env
 from .harness import (

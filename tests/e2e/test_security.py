@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from moonlander.dev import pki
+from moonlander_dev import pki
 
 from .conftest import Env
 from .harness import (

@@ -4,7 +4,7 @@ tenant (issue 23, findings 8-11).
 The session controller serves the webhook (tests/e2e/conftest.py); this module registers
 it with the parent API server (failurePolicy Fail) for the namespaces that carry
 ``LABEL``, so other suites are unaffected. The API server presents its client certificate
-to the webhook (moonlander.dev.clusters' admission configuration), as it must in
+to the webhook (moonlander_dev.clusters' admission configuration), as it must in
 production (docs/security.md, "The admission webhook")."""
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from lightkube.resources.rbac_authorization_v1 import (
 )
 
 from moonlander import api
-from moonlander.dev import pki
 from moonlander.kube.resources import LandingResource, LandingSetResource
+from moonlander_dev import pki
 
 from .conftest import Env
 from .harness import (

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from moonlander.dev import pki
+from moonlander_dev import pki
 
 MARK = "tenant-chosen"  # in what hostile servers send: never to appear in a status
 KINDS = ("endless", "slow", "garbage", "no-content-type", "tls-stall", "503")

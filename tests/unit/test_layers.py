@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "src" / "moonlander"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src" / "moonlander"
+DEVTOOLS = ROOT / "devtools" / "src" / "moonlander_dev"
 
 # Bottom to top; a module may import its own layer and those before it.
 LAYERS = ("api", "credentials", "kube", "minting", "controller", "serve", "operator", "cli")
-# Beside the stack: the local control plane for demo and tests uses credentials only, and
-# only the commands use it.
-SIDE = {"dev": {"dev", "credentials"}}
-TOP_ALSO = {"cli": {"dev"}}
+# The development tooling (devtools/, its own distribution) may use these of the runtime.
+DEVTOOLS_USES = {"credentials", "cli"}
 PURE = ("api", "credentials")
 CLIENTS = ("lightkube", "httpx2", "httpcore2", "aiohttp")
 
@@ -45,13 +45,24 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE or p.na
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_imports_follow_the_layers(path: Path) -> None:
     layer = _layer(path)
-    allowed = SIDE.get(layer) or set(LAYERS[: LAYERS.index(layer) + 1]) | TOP_ALSO.get(layer, set())
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1])
+    imports = _imports(path)
     used = {
         name.split(".")[1]
-        for name in _imports(path)
+        for name in imports
         if name.startswith("moonlander.") and name.split(".")[1] != "__version__"
     }
     assert used <= allowed, f"{layer} may not import {sorted(used - allowed)}"
+    # What ships is the controller: development tooling is never imported by it.
+    assert not {n for n in imports if n.split(".")[0] == "moonlander_dev"}, path.name
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DEVTOOLS.rglob("*.py")), ids=lambda p: str(p.relative_to(DEVTOOLS))
+)
+def test_devtools_use_only_the_runtime_edges(path: Path) -> None:
+    used = {n.split(".")[1] for n in _imports(path) if n.startswith("moonlander.")}
+    assert used <= DEVTOOLS_USES, f"{path.name} imports {sorted(used - DEVTOOLS_USES)}"
 
 
 @pytest.mark.parametrize(
@@ -66,4 +77,4 @@ def test_pure_layers_import_no_client(path: Path) -> None:
 
 def test_every_package_is_placed() -> None:
     packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert packages == (set(LAYERS) | set(SIDE)) - {"operator"}
+    assert packages == set(LAYERS) - {"operator"}

@@ -2,7 +2,7 @@
 
 Each cluster has its own etcd prefix, port, CA, admin identity (``system:masters``) and
 ServiceAccount issuer key, so the clusters are as separate as real ones while sharing one
-etcd. Used by ``moonlander dev-clusters up``, the demo, the test fixtures and benchmarks.
+etcd. Used by ``moonlander-dev dev-clusters up``, the demo, the test fixtures and benchmarks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from moonlander.credentials import Credentials, render_kubeconfig
-from moonlander.dev import pki
+from moonlander_dev import pki
 
 ETCD_START_TIMEOUT = 60.0
 APISERVER_START_TIMEOUT = 180.0  # generous: three apiservers starting at once on two cores
@@ -197,7 +197,7 @@ def stop_together(processes: Sequence[Process], grace: float = STOP_GRACE) -> No
 class ClusterSpec:
     name: str
     extra_args: tuple[str, ...] = ()
-    # For a cluster with a real node (moonlander.dev.node): more names (IP addresses, DNS
+    # For a cluster with a real node (moonlander_dev.node): more names (IP addresses, DNS
     # names) in the serving certificate, and the ServiceAccount admission plugin on (pods
     # get their token volume).
     serving_names: tuple[str, ...] = ()
@@ -544,7 +544,7 @@ def stop_on_signals() -> None:
 
 
 def run_foreground(directory: Path, specs: Sequence[ClusterSpec]) -> int:
-    """``moonlander dev-clusters up``: start, print a summary, wait for SIGINT/SIGTERM."""
+    """``moonlander-dev dev-clusters up``: start, print a summary, wait for SIGINT/SIGTERM."""
     plane = ControlPlane(directory, specs)
     stop_on_signals()
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from moonlander.dev.clusters import ControlPlaneError, repo_root
+from moonlander_dev.clusters import ControlPlaneError, repo_root
 
 
 def consumer_dir(module: str) -> Path:

@@ -1,11 +1,11 @@
 """Crossplane v2 on a local cluster: core, provider-kubernetes, a composition function and
 the garbage collector, each a local process where a Helm install would run Pods.
 
-The binaries come from ``hack/consumers`` (:func:`moonlander.dev.consumers.consumer_dir`);
+The binaries come from ``hack/consumers`` (:func:`moonlander_dev.consumers.consumer_dir`);
 the CRDs from the same Go modules, at the versions those pin (:func:`module_dir`). Every
 process logs to a file in its work directory, dies with the Python process that started it
-(:func:`moonlander.dev.clusters.spawn`) and binds its own free ports on 127.0.0.1 where the
-program allows it. Used by ``moonlander demo --crossplane`` and the end-to-end tests.
+(:func:`moonlander_dev.clusters.spawn`) and binds its own free ports on 127.0.0.1 where the
+program allows it. Used by ``moonlander-dev demo --crossplane`` and the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from moonlander.dev import clusters as devclusters
-from moonlander.dev import pki
-from moonlander.dev.clusters import ControlPlaneError, repo_root
+from moonlander_dev import clusters as devclusters
+from moonlander_dev import pki
+from moonlander_dev.clusters import ControlPlaneError, repo_root
 
 CROSSPLANE_MODULE = "github.com/crossplane/crossplane/v2"
 PROVIDER_KUBERNETES_MODULE = "github.com/crossplane-contrib/provider-kubernetes"

@@ -1,4 +1,4 @@
-"""``moonlander demo --crossplane``: the seed's Phase 3 for real, with Crossplane core v2.
+"""``moonlander-dev demo --crossplane``: the seed's Phase 3 for real, with Crossplane core v2.
 
 Three local clusters: "talos-root" (the parent), "harvey" (its tenant, where Crossplane
 runs) and "vcluster" (vcluster moo in harvey). Crossplane core, provider-kubernetes, a
@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from moonlander.dev import crossplane as xp
-from moonlander.dev.clusters import (
+from moonlander_dev import crossplane as xp
+from moonlander_dev.clusters import (
     ClusterSpec,
     ControlPlane,
     ControlPlaneError,
@@ -42,8 +42,8 @@ from moonlander.dev.clusters import (
     spawn,
     stop_together,
 )
-from moonlander.dev.consumers import consumer_dir
-from moonlander.dev.demo import CHILD, CONTROLLER_NAMESPACE, PARENT, DemoError
+from moonlander_dev.consumers import consumer_dir
+from moonlander_dev.demo import CHILD, CONTROLLER_NAMESPACE, PARENT, DemoError
 
 VCLUSTER = "vcluster"
 VCLUSTER_PC, PARENT_PC = "vcluster-moo", "talos-root"  # the ClusterProviderConfigs
@@ -53,7 +53,7 @@ PROVIDER_POLL = 10.0  # provider-kubernetes --poll
 
 
 def _say(text: str) -> None:
-    print(f"moonlander demo --crossplane: {text}", flush=True)
+    print(f"moonlander-dev demo --crossplane: {text}", flush=True)
 
 
 class Kubectl:

@@ -1,4 +1,4 @@
-"""``moonlander demo``: the seed's Pattern A end to end on local clusters.
+"""``moonlander-dev demo``: the seed's Pattern A end to end on local clusters.
 
 Starts two real clusters ("talos-root", where Moonlander runs, and the tenant "harvey"),
 installs the CRDs (Landing, LandingPolicy), runs the controller, creates CozyStack's admin
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from moonlander.dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError, repo_root
+from moonlander_dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError, repo_root
 
 PARENT, CHILD = "talos-root", "harvey"
 # Where the controller would run in the parent: no LandingPolicy can make it a target.
@@ -33,7 +33,7 @@ class DemoError(RuntimeError):
 
 
 def _say(text: str) -> None:
-    print(f"moonlander demo: {text}", flush=True)
+    print(f"moonlander-dev demo: {text}", flush=True)
 
 
 def run_demo(directory: Path, *, keep: bool = False) -> int:

@@ -1,7 +1,7 @@
 """A real node for the local control plane: containerd and a kubelet on this host.
 
-``moonlander dev-clusters up --node`` (and tests/e2e/test_node.py) add one node to a cluster
-of a :class:`~moonlander.dev.clusters.ControlPlane`, so that Deployments really run as pods:
+``moonlander-dev dev-clusters up --node`` (and tests/e2e/test_node.py) add one node to a cluster
+of a :class:`~moonlander_dev.clusters.ControlPlane`, so that Deployments really run as pods:
 images from ``make image`` imported into containerd (no registry), probes, ServiceAccount
 tokens, read-only root filesystems, leader election between replicas.
 
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moonlander.dev.clusters import (
+from moonlander_dev.clusters import (
     Cluster,
     ClusterSpec,
     ControlPlane,
@@ -1035,7 +1035,7 @@ def default_images() -> list[tuple[Path, str]]:
 def run_foreground(
     directory: Path, cluster_names: Sequence[str], images: Sequence[tuple[Path, str]]
 ) -> int:
-    """``moonlander dev-clusters up --node``: the plane with a node in its first cluster,
+    """``moonlander-dev dev-clusters up --node``: the plane with a node in its first cluster,
     until SIGINT/SIGTERM; then everything is stopped and the host put back."""
     stop_on_signals()
     try:

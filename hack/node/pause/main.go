@@ -1,6 +1,6 @@
 // Command pause is the dev node's pod sandbox: it holds the pod's namespaces, reaps orphaned
 // children (it is PID 1 when the pod shares its process namespace) and exits on SIGINT or
-// SIGTERM. Built statically by src/moonlander/dev/node.py and imported into the node's
+// SIGTERM. Built statically by devtools/src/moonlander_dev/node.py and imported into the node's
 // containerd under the sandbox image name, so that no registry is needed.
 package main
 

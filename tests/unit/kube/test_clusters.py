@@ -17,8 +17,8 @@ from cryptography import x509
 from lightkube.resources.core_v1 import Namespace
 
 from moonlander.credentials import Credentials, Policy
-from moonlander.dev import pki
 from moonlander.kube import clusters
+from moonlander_dev import pki
 
 
 def _credentials(ca_data: bytes | None) -> Credentials:

@@ -16,8 +16,8 @@ from moonlander import api, minting
 from moonlander.api import PolicyRule, RoleGrant, RoleKind, ServiceAccountSpec
 from moonlander.cli import mint as command
 from moonlander.credentials import KubeconfigError, Policy, parse_kubeconfig
-from moonlander.dev import pki
 from moonlander.minting import MintedToken, ObjectRef
+from moonlander_dev import pki
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.c2VjcmV0LXNpZ25hdHVyZQ"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

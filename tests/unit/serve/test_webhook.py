@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from moonlander.credentials import Policy
-from moonlander.dev import pki
 from moonlander.serve import webhook
 from moonlander.serve.review import Reviewer
 from moonlander.serve.tls import ServingTLS
+from moonlander_dev import pki
 
 from .test_review import FakeCluster
 

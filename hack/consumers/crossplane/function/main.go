@@ -1,5 +1,5 @@
 // Command function-remote-configmap is the composition function of the Crossplane demo
-// (moonlander demo --crossplane). For a RemoteConfigMap XR it composes one provider-kubernetes
+// (moonlander-dev demo --crossplane). For a RemoteConfigMap XR it composes one provider-kubernetes
 // Object (kubernetes.m.crossplane.io, Crossplane v2's namespaced managed resource) holding a
 // ConfigMap with the XR's data, in the cluster the XR names: spec.cluster is the
 // ClusterProviderConfig that a Moonlander Landing wrote next to the landed kubeconfig.
