@@ -161,89 +161,155 @@ async def test_a_suspended_landing_loses_what_its_withdrawn_grant_gave(
     assert await _absent(child, Secret, "held-kubeconfig", ns)
 
 
+class _Minted:
+    """A ParentToChild minting Landing of the tenant's, landed under a mint policy: a
+    ServiceAccount in the parent's mint namespace bound to ``view`` cluster-wide, its token
+    landed in child-a."""
+
+    def __init__(self, env: Env, tenant: Tenant, name: str) -> None:
+        self.env = env
+        self.tenant = tenant
+        self.name = name
+        self.policy = f"mint-{name}-{tenant.namespace}"
+        self.service_account = f"{tenant.namespace}-{name}"
+        self.token: AsyncClient | None = None
+
+    async def land(self, **grants: Any) -> None:
+        ns = self.tenant.namespace
+        await self.tenant.client.create(
+            secret_with(ns, f"{self.name}-child", {"value": self.env.kubeconfig_text("child-a")})
+        )
+        await self.env.local.create(
+            landing_policy(
+                self.policy,
+                namespaces={"names": [ns]},
+                mint={
+                    "clusterRoles": ["view"],
+                    "clusterWide": True,
+                    "serviceAccountNamespaces": [DEFAULT_MINT_NAMESPACE],
+                    "maxExpirationSeconds": 3600,
+                },
+                **grants,
+            )
+        )
+        await self.tenant.client.create(
+            landing(
+                ns,
+                self.name,
+                kubeconfigSecretName=f"{self.name}-child",
+                writeKubeconfigSecretName=f"{self.name}-kubeconfig",
+                serviceAccount={
+                    "name": self.service_account,
+                    "namespace": DEFAULT_MINT_NAMESPACE,
+                    "clusterRole": "view",
+                },
+            )
+        )
+        await wait_reason(self.env.local, ns, self.name, "Synced", timeout=20)
+        landed = await self.env.admin["child-a"].get(
+            Secret, f"{self.name}-kubeconfig", namespace=ns
+        )
+        self.token = AsyncClient(KubeConfig.from_dict(yaml.safe_load(decoded(landed, "value"))))
+        await self.token.create(SelfSubjectReview(metadata=ObjectMeta()))  # the token works
+        assert await self.bindings()
+
+    async def bindings(self) -> list[str]:
+        owner = f"{self.tenant.namespace}/{self.name}"
+        return [
+            str(b.metadata.name)
+            async for b in self.env.local.list(
+                ClusterRoleBinding, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}
+            )
+            if (b.metadata.annotations or {}).get(api.OWNER_ANNOTATION) == owner
+        ]
+
+    async def identity_gone(self) -> bool:
+        sa, ns = self.service_account, DEFAULT_MINT_NAMESPACE
+        assert await _absent(self.env.local, ServiceAccount, sa, ns)
+        assert await self.bindings() == []
+        return True
+
+    async def token_refused(self) -> bool:
+        assert self.token is not None
+        try:
+            await self.token.create(SelfSubjectReview(metadata=ObjectMeta()))
+        except ApiError as err:
+            return err.status.code == 401
+        return False
+
+    async def close(self) -> None:
+        if self.token is not None:
+            await self.token._client._client.aclose()
+
+
 async def test_a_suspended_minting_landing_loses_its_identity_and_token(
     env: Env, tenant: Tenant
 ) -> None:
     """A minted ServiceAccount, its binding and the landed token: all revoked when the mint
     grant is withdrawn while the Landing is suspended; the token is refused (401)."""
     ns = tenant.namespace
-    child = env.admin["child-a"]
-    await tenant.client.create(
-        secret_with(ns, "robot-child", {"value": env.kubeconfig_text("child-a")})
-    )
-    policy = f"mint-{ns}"
-    await env.local.create(
-        landing_policy(
-            policy,
-            namespaces={"names": [ns]},
-            mint={
-                "clusterRoles": ["view"],
-                "clusterWide": True,
-                "serviceAccountNamespaces": [DEFAULT_MINT_NAMESPACE],
-                "maxExpirationSeconds": 3600,
-            },
-        )
-    )
-    sa_name = f"{ns}-robot"
-    await tenant.client.create(
-        landing(
-            ns,
-            "robot",
-            kubeconfigSecretName="robot-child",
-            writeKubeconfigSecretName="robot-kubeconfig",
-            serviceAccount={
-                "name": sa_name,
-                "namespace": DEFAULT_MINT_NAMESPACE,
-                "clusterRole": "view",
-            },
-        )
-    )
-    await wait_reason(env.local, ns, "robot", "Synced", timeout=20)
-    landed = await child.get(Secret, "robot-kubeconfig", namespace=ns)
-    minted = AsyncClient(KubeConfig.from_dict(yaml.safe_load(decoded(landed, "value"))))
-
-    async def bindings() -> list[str]:
-        return [
-            str(b.metadata.name)
-            async for b in env.local.list(
-                ClusterRoleBinding, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}
-            )
-            if (b.metadata.annotations or {}).get(api.OWNER_ANNOTATION) == f"{ns}/robot"
-        ]
-
+    robot = _Minted(env, tenant, "robot")
     try:
-        await minted.create(SelfSubjectReview(metadata=ObjectMeta()))  # the token works
-        assert await bindings()
+        await robot.land()
         await _suspend(tenant, "robot")
         await wait_reason(env.local, ns, "robot", "Suspended")
 
         started = time.monotonic()
-        await env.local.delete(LandingPolicyResource, policy)
+        await env.local.delete(LandingPolicyResource, robot.policy)
 
         async def revoked() -> bool:
-            assert await _absent(env.local, ServiceAccount, sa_name, DEFAULT_MINT_NAMESPACE)
-            assert await bindings() == []
-            assert await _absent(child, Secret, "robot-kubeconfig", ns)
+            assert await robot.identity_gone()
+            assert await _absent(env.admin["child-a"], Secret, "robot-kubeconfig", ns)
             return True
 
         await eventually(revoked, timeout=10, interval=0.05, what="minted identity revoked")
         elapsed = time.monotonic() - started
         measure("suspended minting: policy withdrawn->revoked", elapsed)
         assert elapsed < 5.0, elapsed
-
-        async def refused() -> bool:
-            try:
-                await minted.create(SelfSubjectReview(metadata=ObjectMeta()))
-            except ApiError as err:
-                return err.status.code == 401
-            return False
-
         # kube-apiserver caches a token's successful authentication for 10 s.
-        await eventually(refused, timeout=20, what="the minted token refused")
+        await eventually(robot.token_refused, timeout=20, what="the minted token refused")
         measure("suspended minting: policy withdrawn->token refused", time.monotonic() - started)
         await eventually(lambda: _revoked(env, ns, "robot"), timeout=10, what="NotPermitted")
     finally:
-        await minted._client._client.aclose()
+        await robot.close()
+
+
+async def test_editing_the_landing_keeps_no_minted_identity(env: Env, tenant: Tenant) -> None:
+    """The tenant tries to keep its minted identity past the grant: suspends, deletes its
+    source Secret (revoking in the child needs it) and drops serviceAccount from the spec
+    (still permitted: the policy grants parentCredential too). The ServiceAccount and binding
+    in the parent still go when the grant is withdrawn (as the status recorded them), and
+    the token stops working."""
+    ns = tenant.namespace
+    robot = _Minted(env, tenant, "sly")
+    try:
+        await robot.land(parentCredential=True)
+        await _suspend(tenant, "sly")
+        await wait_reason(env.local, ns, "sly", "Suspended")
+        await tenant.client.delete(Secret, "sly-child", namespace=ns)
+        await tenant.client.patch(
+            LandingResource,
+            "sly",
+            {"spec": {"serviceAccount": None}},
+            namespace=ns,
+            patch_type=PatchType.MERGE,
+        )
+        await asyncio.sleep(1.0)
+        assert not await _absent(
+            env.local, ServiceAccount, robot.service_account, DEFAULT_MINT_NAMESPACE
+        )
+        started = time.monotonic()
+        await env.local.delete(LandingPolicyResource, robot.policy)
+        await eventually(robot.identity_gone, timeout=10, interval=0.05, what="identity revoked")
+        measure(
+            "edited minting Landing: policy withdrawn->identity revoked", time.monotonic() - started
+        )
+        await eventually(robot.token_refused, timeout=20, what="the minted token refused")
+        # The Secret in the child cannot be reached without the source: the Landing says so.
+        cond = await wait_reason(env.local, ns, "sly", "NotPermitted")
+        assert "could not be revoked yet" in cond["message"], cond
+    finally:
+        await robot.close()
 
 
 async def test_orphan_does_not_keep_what_a_withdrawn_grant_gave(env: Env, tenant: Tenant) -> None:

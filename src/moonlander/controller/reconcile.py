@@ -753,37 +753,23 @@ class Reconciler:
         if landed is None:
             return  # nothing was ever landed
         mint_spec = spec.service_account
+        minted = _minted_ref(mint_spec, landed.service_account)
+        if minted is not None:
+            # What was minted with the parent's rights goes first, and needs nothing of the
+            # tenant's: its source may be gone, its spec may have dropped or renamed the
+            # ServiceAccount or flipped the direction since (every object marked for this
+            # Landing goes, whatever its name; for a ChildToParent mint there is none).
+            await self._revoke_identity(landing, minted, self.parent.current(), self.policy)
+        if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
+            # Made in the tenant's child with its own credential: removed there too.
+            _, child_creds = await self._source_credentials(landing)
+            await self._revoke_identity(landing, minted, child_creds, self._source_policy(landing))
         if spec.direction is api.Direction.CHILD_TO_PARENT:
             target = self.local_target
         else:
             _, child_creds = await self._source_credentials(landing)
             target = self.clusters.get(child_creds, self._source_policy(landing))
             fail_fast(target)  # known not to answer: say so now rather than wait on it
-        if mint_spec is not None:
-            # The ServiceAccount and its RBAC live in the cluster access was granted to.
-            if spec.direction is api.Direction.PARENT_TO_CHILD:
-                granting_creds = self.parent.current()
-            else:
-                _, granting_creds = await self._source_credentials(landing)
-            granting_policy = (
-                self.policy
-                if spec.direction is api.Direction.PARENT_TO_CHILD
-                else self._source_policy(landing)
-            )
-            granting = self.clusters.get(granting_creds, granting_policy)
-            fail_fast(granting)
-            try:
-                removed = await minting.revoke(granting.client, mint_spec, owner=owner)
-            except API_ERRORS as err:
-                raise await target_problem(self.clusters, granting, err, owner) from None
-            if removed:
-                self.events.record(
-                    landing.metadata,
-                    "Normal",
-                    "Revoked",
-                    f"deleted ServiceAccount {mint_spec.namespace}/{mint_spec.name} and "
-                    f"{len(removed) - 1} RBAC objects from {granting.server}",
-                )
         try:
             await self._delete_if_ours(target, landing.write_name, landing.target_namespace, owner)
             if landed.cluster == target.server:
@@ -798,6 +784,27 @@ class Reconciler:
             "Revoked",
             f"deleted Secret {landing.target} from {target.server}",
         )
+
+    async def _revoke_identity(
+        self, landing: Landing, minted: minting.ObjectRef, creds: Credentials, policy: Policy
+    ) -> None:
+        """Deletes the ServiceAccount (so every token issued for it stops working) and the
+        RBAC objects minted for ``landing`` in the cluster ``creds`` grant access to."""
+        owner = landing.key
+        granting = self.clusters.get(creds, policy)
+        fail_fast(granting)
+        try:
+            removed = await minting.revoke(granting.client, minted, owner=owner)
+        except API_ERRORS as err:
+            raise await target_problem(self.clusters, granting, err, owner) from None
+        if removed:
+            self.events.record(
+                landing.metadata,
+                "Normal",
+                "Revoked",
+                f"deleted ServiceAccount {minted.namespace}/{minted.name} and "
+                f"{len(removed) - 1} RBAC objects from {granting.server}",
+            )
 
     # -- metadata and status -------------------------------------------------------------
 
@@ -882,6 +889,19 @@ class Reconciler:
         except ApiError as err:
             if err.status.code != 404:  # deleted meanwhile: nothing to report on
                 raise
+
+
+def _minted_ref(
+    spec: api.ServiceAccountSpec | None, landed: str | None
+) -> minting.ObjectRef | None:
+    """The ServiceAccount a Landing minted: as its spec says, else as its status recorded
+    (``namespace/name``); None when it minted none."""
+    if spec is not None:
+        return minting.ObjectRef("ServiceAccount", spec.name, spec.namespace)
+    namespace, _, name = (landed or "").partition("/")
+    if not name:
+        return None
+    return minting.ObjectRef("ServiceAccount", name, namespace)
 
 
 async def _self_review(client: AsyncClient) -> BaseException | None:
