@@ -174,7 +174,7 @@ class _Minted:
         self.service_account = f"{tenant.namespace}-{name}"
         self.token: AsyncClient | None = None
 
-    async def land(self, **grants: Any) -> None:
+    async def land(self, spec: dict[str, Any] | None = None, **grants: Any) -> None:
         ns = self.tenant.namespace
         await self.tenant.client.create(
             secret_with(ns, f"{self.name}-child", {"value": self.env.kubeconfig_text("child-a")})
@@ -203,6 +203,7 @@ class _Minted:
                     "namespace": DEFAULT_MINT_NAMESPACE,
                     "clusterRole": "view",
                 },
+                **(spec or {}),
             )
         )
         await wait_reason(self.env.local, ns, self.name, "Synced", timeout=20)
@@ -341,6 +342,23 @@ async def test_orphan_keeps_what_is_still_granted(env: Env, tenant: Tenant) -> N
     await eventually(lambda: landing_gone(env.local, ns, "kept"), timeout=10, what="released")
     landed = await child.get(Secret, "kept-kubeconfig", namespace=ns)
     assert (landed.metadata.annotations or {}).get(api.OWNER_ANNOTATION) == f"{ns}/kept"
+
+
+async def test_orphan_keeps_no_minted_identity(env: Env, tenant: Tenant) -> None:
+    """Deleted with Orphan while still granted: the landed Secret stays, but the identity
+    minted with the parent's rights goes (no Landing would renew it, nor revoke it when the
+    grant is withdrawn later), and its token stops working."""
+    ns = tenant.namespace
+    robot = _Minted(env, tenant, "loose")
+    try:
+        await robot.land({"deletionPolicy": "Orphan"})
+        await tenant.client.delete(LandingResource, "loose", namespace=ns)
+        await eventually(lambda: landing_gone(env.local, ns, "loose"), timeout=10, what="gone")
+        await eventually(robot.identity_gone, timeout=10, interval=0.05, what="identity revoked")
+        await env.admin["child-a"].get(Secret, "loose-kubeconfig", namespace=ns)  # kept
+        await eventually(robot.token_refused, timeout=20, what="the minted token refused")
+    finally:
+        await robot.close()
 
 
 # -- finding 6: no wake oracle on other namespaces' Secrets ------------------------------------

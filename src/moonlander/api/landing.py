@@ -125,9 +125,19 @@ class LandingSpec(_Spec, frozen=True, kw_only=True):
     ) = None
     deletion_policy: Annotated[
         DeletionPolicy,
-        doc("Delete removes what Moonlander wrote when the Landing is deleted; Orphan leaves it."),
+        doc(
+            """Delete removes what Moonlander wrote when the Landing is deleted; Orphan leaves
+            the landed Secret while the Landing is still granted it (a ServiceAccount minted
+            with the parent's rights is deleted all the same)."""
+        ),
     ] = DeletionPolicy.DELETE
-    suspend: Annotated[bool, doc("Stop reconciling; what was landed stays as it is.")] = False
+    suspend: Annotated[
+        bool,
+        doc(
+            """Stop reconciling; what was landed stays as it is while it is still granted (a
+            withdrawn grant revokes it all the same)."""
+        ),
+    ] = False
     adopt_existing: Annotated[
         bool,
         doc(

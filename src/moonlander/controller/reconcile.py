@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -703,17 +703,30 @@ class Reconciler:
             return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
         # A Landing whose spec cannot be read is released without revoking: nothing says what.
         # Orphan keeps what was landed only while its grant holds: a Landing no longer
-        # permitted is revoked like with Delete.
-        orphan = (
-            isinstance(landing, Landing)
-            and landing.spec.deletion_policy is api.DeletionPolicy.ORPHAN
-        )
-        if isinstance(landing, Landing) and (not orphan or not self._permitted(landing)):
+        # permitted is revoked like with Delete. Even while permitted it keeps no identity
+        # minted with the parent's rights: no Landing would renew it, nor revoke it when the
+        # grant goes (its landed Secret stays, its token no longer works).
+        revoke: Callable[[Landing], Awaitable[None]] | None = None
+        release = "set spec.deletionPolicy to Orphan to release the Landing without it"
+        what = "the landed Secret"
+        if isinstance(landing, Landing):
+            if landing.spec.deletion_policy is api.DeletionPolicy.DELETE:
+                revoke = self._revoke
+            elif not self._permitted(landing):
+                revoke = self._revoke
+                release = "its grant is withdrawn, so deletionPolicy Orphan does not keep it"
+            elif landing.landed is not None and _minted_ref(
+                landing.spec.service_account, landing.landed.service_account
+            ):
+                revoke = self._revoke_parent_identity
+                release = "deletionPolicy Orphan keeps the landed Secret, never a minted identity"
+                what = "the minted ServiceAccount"
+        if revoke is not None and isinstance(landing, Landing):
             # Bounded: a target that does not answer cannot hold the deletion. A permitted
-            # Orphan never calls the target at all.
+            # Orphan never calls the target at all (only the parent, for a minted identity).
             try:
                 async with asyncio.timeout(FINALIZE_DEADLINE):
-                    await self._revoke(landing)
+                    await revoke(landing)
             except TimeoutError:
                 problem: LandingProblem | None = LandingProblem(
                     Reason.CLUSTER_UNREACHABLE,
@@ -728,15 +741,10 @@ class Reconciler:
             else:
                 problem = None
             if problem is not None:
-                release = (
-                    "its grant is withdrawn, so deletionPolicy Orphan does not keep it"
-                    if orphan
-                    else "set spec.deletionPolicy to Orphan to release the Landing without it"
-                )
                 outcome = Outcome(
                     False,
                     problem.outcome.reason,
-                    f"cannot delete the landed Secret yet: {problem.outcome.message}; {release}",
+                    f"cannot delete {what} yet: {problem.outcome.message}; {release}",
                     Retry.BACKOFF,
                     problem.outcome.retry_after,
                 )
@@ -754,12 +762,7 @@ class Reconciler:
             return  # nothing was ever landed
         mint_spec = spec.service_account
         minted = _minted_ref(mint_spec, landed.service_account)
-        if minted is not None:
-            # What was minted with the parent's rights goes first, and needs nothing of the
-            # tenant's: its source may be gone, its spec may have dropped or renamed the
-            # ServiceAccount or flipped the direction since (every object marked for this
-            # Landing goes, whatever its name; for a ChildToParent mint there is none).
-            await self._revoke_identity(landing, minted, self.parent.current(), self.policy)
+        await self._revoke_parent_identity(landing)
         if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
             # Made in the tenant's child with its own credential: removed there too.
             _, child_creds = await self._source_credentials(landing)
@@ -784,6 +787,18 @@ class Reconciler:
             "Revoked",
             f"deleted Secret {landing.target} from {target.server}",
         )
+
+    async def _revoke_parent_identity(self, landing: Landing) -> None:
+        """Revokes what the Landing minted with the parent's rights. First, and needing
+        nothing of the tenant's: its source may be gone, its spec may have dropped or renamed
+        the ServiceAccount or flipped the direction since (every object marked for this
+        Landing goes, whatever its name; for a ChildToParent mint there is none)."""
+        landed = landing.landed
+        if landed is None:
+            return
+        minted = _minted_ref(landing.spec.service_account, landed.service_account)
+        if minted is not None:
+            await self._revoke_identity(landing, minted, self.parent.current(), self.policy)
 
     async def _revoke_identity(
         self, landing: Landing, minted: minting.ObjectRef, creds: Credentials, policy: Policy
