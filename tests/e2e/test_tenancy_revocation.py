@@ -32,6 +32,7 @@ from moonlander.kube.resources import LandingPolicyResource, LandingResource
 
 from .conftest import Env
 from .harness import (
+    FaultProxy,
     decoded,
     eventually,
     kubeconfig_with_server,
@@ -88,13 +89,15 @@ async def _revoked(env: Env, namespace: str, name: str) -> dict[str, Any]:
 # -- finding 5: suspend and Orphan keep nothing whose grant is gone -----------------------------
 
 
-async def _landed_parent_credential(env: Env, tenant: Tenant, name: str, **spec: Any) -> str:
-    """A ParentToChild Landing of the tenant's, landed under a parentCredential policy; the
+async def _landed_parent_credential(
+    env: Env, tenant: Tenant, name: str, kubeconfig: str | None = None, **spec: Any
+) -> str:
+    """A ParentToChild Landing of the tenant's into child-a (``kubeconfig``: the source,
+    child-a's admin kubeconfig by default), landed under a parentCredential policy; the
     policy's name."""
     ns = tenant.namespace
-    await tenant.client.create(
-        secret_with(ns, f"{name}-child", {"value": env.kubeconfig_text("child-a")})
-    )
+    source = kubeconfig or env.kubeconfig_text("child-a")
+    await tenant.client.create(secret_with(ns, f"{name}-child", {"value": source}))
     policy = f"parent-{name}-{ns}"
     await env.local.create(
         landing_policy(policy, namespaces={"names": [ns]}, parentCredential=True)
@@ -133,11 +136,11 @@ async def test_a_suspended_landing_loses_what_its_withdrawn_grant_gave(
         assert await _absent(child, Secret, "held-kubeconfig", ns)
         return True
 
-    await eventually(gone, timeout=10, interval=0.05, what="landed parent credential deleted")
+    await eventually(gone, timeout=30, interval=0.05, what="landed parent credential deleted")
     elapsed = time.monotonic() - started
     measure("suspended: policy withdrawn->Secret deleted", elapsed)
     ready = await eventually(
-        lambda: _revoked(env, ns, "held"), timeout=10, what="NotPermitted, revoked"
+        lambda: _revoked(env, ns, "held"), timeout=30, what="NotPermitted, revoked"
     )
     assert "parentCredential" in ready["message"], ready
 
@@ -149,14 +152,14 @@ async def test_a_suspended_landing_loses_what_its_withdrawn_grant_gave(
         ), events
         return True
 
-    await eventually(told, timeout=10, what="a NotPermitted Event saying it was revoked")
-    assert elapsed < 5.0, elapsed
+    await eventually(told, timeout=30, what="a NotPermitted Event saying it was revoked")
+    assert elapsed < 10.0, elapsed  # seconds, even on a loaded machine
 
     # A grant back while suspended: suspended again, and nothing is landed.
     await env.local.create(
         landing_policy(f"{policy}-again", namespaces={"names": [ns]}, parentCredential=True)
     )
-    await wait_reason(env.local, ns, "held", "Suspended", timeout=10)
+    await wait_reason(env.local, ns, "held", "Suspended", timeout=30)
     await _still("Suspended", env, ns, "held", seconds=2)
     assert await _absent(child, Secret, "held-kubeconfig", ns)
 
@@ -263,14 +266,14 @@ async def test_a_suspended_minting_landing_loses_its_identity_and_token(
             assert await _absent(env.admin["child-a"], Secret, "robot-kubeconfig", ns)
             return True
 
-        await eventually(revoked, timeout=10, interval=0.05, what="minted identity revoked")
+        await eventually(revoked, timeout=30, interval=0.05, what="minted identity revoked")
         elapsed = time.monotonic() - started
         measure("suspended minting: policy withdrawn->revoked", elapsed)
-        assert elapsed < 5.0, elapsed
+        assert elapsed < 10.0, elapsed  # seconds, even on a loaded machine
         # kube-apiserver caches a token's successful authentication for 10 s.
         await eventually(robot.token_refused, timeout=20, what="the minted token refused")
         measure("suspended minting: policy withdrawn->token refused", time.monotonic() - started)
-        await eventually(lambda: _revoked(env, ns, "robot"), timeout=10, what="NotPermitted")
+        await eventually(lambda: _revoked(env, ns, "robot"), timeout=30, what="NotPermitted")
     finally:
         await robot.close()
 
@@ -301,7 +304,7 @@ async def test_editing_the_landing_keeps_no_minted_identity(env: Env, tenant: Te
         )
         started = time.monotonic()
         await env.local.delete(LandingPolicyResource, robot.policy)
-        await eventually(robot.identity_gone, timeout=10, interval=0.05, what="identity revoked")
+        await eventually(robot.identity_gone, timeout=30, interval=0.05, what="identity revoked")
         measure(
             "edited minting Landing: policy withdrawn->identity revoked", time.monotonic() - started
         )
@@ -314,15 +317,23 @@ async def test_editing_the_landing_keeps_no_minted_identity(env: Env, tenant: Te
 
 
 async def test_orphan_does_not_keep_what_a_withdrawn_grant_gave(env: Env, tenant: Tenant) -> None:
-    """Suspended with deletionPolicy Orphan, the grant withdrawn and the Landing deleted
-    (whichever the controller sees first): nothing remains in the child."""
+    """Suspended, the grant withdrawn, then set to Orphan and deleted: nothing remains in the
+    child."""
     ns = tenant.namespace
     child = env.admin["child-a"]
-    policy = await _landed_parent_credential(env, tenant, "orph", deletionPolicy="Orphan")
+    policy = await _landed_parent_credential(env, tenant, "orph")
     await _suspend(tenant, "orph")
     await wait_reason(env.local, ns, "orph", "Suspended")
     started = time.monotonic()
     await env.local.delete(LandingPolicyResource, policy)
+    await wait_reason(env.local, ns, "orph", "NotPermitted", timeout=30)
+    await tenant.client.patch(
+        LandingResource,
+        "orph",
+        {"spec": {"deletionPolicy": "Orphan"}},
+        namespace=ns,
+        patch_type=PatchType.MERGE,
+    )
     await tenant.client.delete(LandingResource, "orph", namespace=ns)
 
     async def nothing_left() -> bool:
@@ -330,8 +341,48 @@ async def test_orphan_does_not_keep_what_a_withdrawn_grant_gave(env: Env, tenant
         assert await _absent(child, Secret, "orph-kubeconfig", ns)
         return True
 
-    await eventually(nothing_left, timeout=10, interval=0.05, what="Orphan revoked and released")
-    measure("Orphan, grant withdrawn, deleted->nothing left", time.monotonic() - started)
+    await eventually(nothing_left, timeout=30, interval=0.05, what="Orphan revoked and released")
+    measure("suspended, withdrawn, Orphan, deleted->nothing left", time.monotonic() - started)
+
+
+async def test_orphan_does_not_release_what_it_may_no_longer_keep(env: Env, tenant: Tenant) -> None:
+    """Deleted with Orphan after its grant was withdrawn while the child did not answer (so
+    nothing could be revoked yet): the Landing is not released with the credential left
+    behind; it says why, and once the child answers the Secret is deleted and it goes."""
+    ns = tenant.namespace
+    child = env.admin["child-a"]
+    proxy = FaultProxy(env.plane["child-a"].port)
+    await proxy.start()
+    try:
+        via_proxy = kubeconfig_with_server(
+            env.kubeconfig_text("child-a"), f"https://127.0.0.1:{proxy.port}"
+        )
+        policy = await _landed_parent_credential(
+            env, tenant, "stuck", via_proxy, deletionPolicy="Orphan"
+        )
+        await _suspend(tenant, "stuck")
+        await wait_reason(env.local, ns, "stuck", "Suspended")
+        proxy.cut()
+        await env.local.delete(LandingPolicyResource, policy)
+        await tenant.client.delete(LandingResource, "stuck", namespace=ns)
+
+        async def says_why() -> dict[str, Any]:
+            cond = await ready_condition(env.local, ns, "stuck")
+            assert cond is not None and "Orphan does not keep it" in cond["message"], cond
+            return cond
+
+        await eventually(says_why, timeout=60, what="the deletion waits on revoking")
+        assert not await landing_gone(env.local, ns, "stuck")
+        proxy.restore()
+
+        async def nothing_left() -> bool:
+            assert await landing_gone(env.local, ns, "stuck")
+            assert await _absent(child, Secret, "stuck-kubeconfig", ns)
+            return True
+
+        await eventually(nothing_left, timeout=60, interval=0.2, what="revoked, then released")
+    finally:
+        await proxy.close()
 
 
 async def test_orphan_keeps_what_is_still_granted(env: Env, tenant: Tenant) -> None:
@@ -339,7 +390,7 @@ async def test_orphan_keeps_what_is_still_granted(env: Env, tenant: Tenant) -> N
     child = env.admin["child-a"]
     await _landed_parent_credential(env, tenant, "kept", deletionPolicy="Orphan")
     await tenant.client.delete(LandingResource, "kept", namespace=ns)
-    await eventually(lambda: landing_gone(env.local, ns, "kept"), timeout=10, what="released")
+    await eventually(lambda: landing_gone(env.local, ns, "kept"), timeout=30, what="released")
     landed = await child.get(Secret, "kept-kubeconfig", namespace=ns)
     assert (landed.metadata.annotations or {}).get(api.OWNER_ANNOTATION) == f"{ns}/kept"
 
@@ -353,8 +404,8 @@ async def test_orphan_keeps_no_minted_identity(env: Env, tenant: Tenant) -> None
     try:
         await robot.land({"deletionPolicy": "Orphan"})
         await tenant.client.delete(LandingResource, "loose", namespace=ns)
-        await eventually(lambda: landing_gone(env.local, ns, "loose"), timeout=10, what="gone")
-        await eventually(robot.identity_gone, timeout=10, interval=0.05, what="identity revoked")
+        await eventually(lambda: landing_gone(env.local, ns, "loose"), timeout=30, what="gone")
+        await eventually(robot.identity_gone, timeout=30, interval=0.05, what="identity revoked")
         await env.admin["child-a"].get(Secret, "loose-kubeconfig", namespace=ns)  # kept
         await eventually(robot.token_refused, timeout=20, what="the minted token refused")
     finally:
@@ -469,7 +520,7 @@ async def test_another_namespaces_secret_does_not_wake_a_landing_it_may_not_read
     # Granted: woken at once (the tenant may read it now), and it lands.
     granting = {api.ALLOWED_NAMESPACES_ANNOTATION: ns}
     await env.local.create(secret_with(other, "some-secret", kubeconfig, annotations=granting))
-    await wait_reason(env.local, ns, "spy", "Synced", timeout=10)
+    await wait_reason(env.local, ns, "spy", "Synced", timeout=30)
     assert _reconciles(env, key) > runs
     # The grant taken back: woken again (it had access until now).
     version = await _forge(tenant, "spy")
@@ -480,7 +531,7 @@ async def test_another_namespaces_secret_does_not_wake_a_landing_it_may_not_read
         namespace=other,
         patch_type=PatchType.MERGE,
     )
-    await wait_reason(env.local, ns, "spy", "CrossNamespaceNotAllowed", timeout=10)
+    await wait_reason(env.local, ns, "spy", "CrossNamespaceNotAllowed", timeout=30)
 
 
 def _normalized(value: Any, *names: str) -> Any:
