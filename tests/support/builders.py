@@ -35,12 +35,21 @@ def landing(
     uid: str = "uid-1",
     generation: int = 1,
     status: dict[str, Any] | None = None,
+    finalizers: tuple[str, ...] = (api.FINALIZER,),
+    deleting: bool = False,
     **spec: Any,
 ) -> api.Landing:
-    """A valid Landing (``spec`` in the API's camelCase), with ``status`` as the API has it."""
+    """A valid Landing (``spec`` in the API's camelCase), with ``status`` as the API has it;
+    the finalizer is there (the admission webhook adds it at create) unless told otherwise."""
     return api.Landing(
         metadata=api.ObjectMeta(
-            name=name, namespace=namespace, uid=uid, resource_version="7", generation=generation
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            resource_version="7",
+            generation=generation,
+            finalizers=finalizers,
+            deletion_timestamp="2026-01-01T00:00:00Z" if deleting else None,
         ),
         spec=api.parse_spec(spec, name=name),
         status=api.parse_status(status),

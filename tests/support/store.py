@@ -318,8 +318,8 @@ class FakeStore(Store):
         return creds, token
 
     async def revoke_identity(
-        self, granting: Target, spec: api.ServiceAccountSpec, owner: str
+        self, granting: Target, account: minting.ObjectRef, owner: str
     ) -> list[minting.ObjectRef]:
         self._call(granting.key)
         self.revoked.append((granting.key, owner))
-        return [minting.ObjectRef("ServiceAccount", spec.name, spec.namespace)]
+        return [account]

@@ -276,10 +276,11 @@ class Store:
         return await self.minter.credentials(landing, granting, server, existing, policy)
 
     async def revoke_identity(
-        self, granting: Target, spec: api.ServiceAccountSpec, owner: str
+        self, granting: Target, account: minting.ObjectRef, owner: str
     ) -> list[minting.ObjectRef]:
-        """Deletes a minted ServiceAccount and its RBAC; what was removed."""
-        return await minting.revoke(granting.client, spec, owner=owner)
+        """Deletes a minted ServiceAccount and every RBAC object marked for ``owner``; what
+        was removed."""
+        return await minting.revoke(granting.client, account, owner=owner)
 
     # -- the Landing itself, in the controller's cluster ---------------------------------
 

@@ -92,3 +92,24 @@ async def test_a_target_that_fails_is_the_targets_problem() -> None:
         await steps.revoke(asked, s.ctx)
     assert CHILD_SERVER in caught.value.outcome.message
     assert caught.value.outcome.reason is not Reason.SYNCED
+
+
+async def test_a_minted_identity_goes_first_even_without_the_source() -> None:
+    """Revoking what was minted with the parent's rights needs nothing of the tenant's."""
+    s = scene()
+    s.grant(mint=VIEW)
+    asked = landing(serviceAccount=MINT)
+    s.source(asked)
+    run = LandingRun(asked)
+    await steps.land(run, s.ctx)
+    del s.store.objects[("local", "Secret", *asked.source_ref)]
+    # The spec no longer names it: the status does.
+    gone = landing(
+        status={
+            "landed": {**landed_status(run)["landed"], "serviceAccount": "moonlander-minted/robot"}
+        }
+    )
+    with pytest.raises(LandingProblem) as caught:
+        await steps.revoke(gone, s.ctx)
+    assert caught.value.outcome.reason is Reason.SOURCE_SECRET_NOT_FOUND
+    assert s.store.revoked == [(PARENT_SERVER, "tenant-a/l")]

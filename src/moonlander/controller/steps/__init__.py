@@ -37,6 +37,7 @@ __all__ = [
     "SourceCache",
     "Step",
     "Verifier",
+    "authorize",
     "land",
     "revoke",
     "source_credentials",

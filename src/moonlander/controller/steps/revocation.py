@@ -3,11 +3,31 @@ Landing landed, its minted identity and its companions; never what is not its ow
 
 from __future__ import annotations
 
-from moonlander import api
+from moonlander import api, minting
 from moonlander.api import Landing
 from moonlander.controller.errors import API_ERRORS, fail_fast
 from moonlander.controller.steps.run import Context
 from moonlander.controller.steps.source import source_credentials
+from moonlander.credentials import Credentials, Policy
+
+
+def minted_ref(spec: api.ServiceAccountSpec | None, landed: str | None) -> minting.ObjectRef | None:
+    """The ServiceAccount a Landing minted: as its spec says, else as its status recorded
+    (``namespace/name``); None when it minted none."""
+    if spec is not None:
+        return minting.ObjectRef("ServiceAccount", spec.name, spec.namespace)
+    namespace, _, name = (landed or "").partition("/")
+    if not name:
+        return None
+    return minting.ObjectRef("ServiceAccount", name, namespace)
+
+
+def minted_any(landing: Landing) -> bool:
+    """True when the status says the Landing landed a token it minted."""
+    landed = landing.landed
+    return landed is not None and (
+        minted_ref(landing.spec.service_account, landed.service_account) is not None
+    )
 
 
 async def revoke(landing: Landing, ctx: Context) -> None:
@@ -17,33 +37,18 @@ async def revoke(landing: Landing, ctx: Context) -> None:
     if landed is None:
         return  # nothing was ever landed
     store = ctx.store
-    mint_spec = spec.service_account
+    minted = minted_ref(spec.service_account, landed.service_account)
+    await revoke_parent_identity(landing, ctx)
+    if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
+        # Made in the tenant's child with its own credential: removed there too.
+        _, child_creds = await source_credentials(landing, ctx)
+        await _revoke_identity(landing, minted, child_creds, ctx.source_policy(landing), ctx)
     if spec.direction is api.Direction.CHILD_TO_PARENT:
         target = ctx.local_target
     else:
         _, child_creds = await source_credentials(landing, ctx)
         target = store.target(child_creds, ctx.source_policy(landing))
         fail_fast(target)  # known not to answer: say so now rather than wait on it
-    if mint_spec is not None:
-        # The ServiceAccount and its RBAC live in the cluster access was granted to.
-        if spec.direction is api.Direction.PARENT_TO_CHILD:
-            granting = store.target(ctx.parent.current(), ctx.policy)
-        else:
-            _, granting_creds = await source_credentials(landing, ctx)
-            granting = store.target(granting_creds, ctx.source_policy(landing))
-        fail_fast(granting)
-        try:
-            removed = await store.revoke_identity(granting, mint_spec, owner)
-        except API_ERRORS as err:
-            raise await store.problem(granting, err, owner) from None
-        if removed:
-            store.event(
-                landing.metadata,
-                "Normal",
-                "Revoked",
-                f"deleted ServiceAccount {mint_spec.namespace}/{mint_spec.name} and "
-                f"{len(removed) - 1} RBAC objects from {granting.server}",
-            )
     try:
         await store.delete_if_ours(target, landing.target_namespace, landing.write_name, owner)
         if landed.cluster == target.server:
@@ -58,3 +63,43 @@ async def revoke(landing: Landing, ctx: Context) -> None:
         "Revoked",
         f"deleted Secret {landing.target} from {target.server}",
     )
+
+
+async def revoke_parent_identity(landing: Landing, ctx: Context) -> None:
+    """Revokes what the Landing minted with the parent's rights. First, and needing
+    nothing of the tenant's: its source may be gone, its spec may have dropped or renamed
+    the ServiceAccount or flipped the direction since (every object marked for this
+    Landing goes, whatever its name; for a ChildToParent mint there is none)."""
+    landed = landing.landed
+    if landed is None:
+        return
+    minted = minted_ref(landing.spec.service_account, landed.service_account)
+    if minted is not None:
+        await _revoke_identity(landing, minted, ctx.parent.current(), ctx.policy, ctx)
+
+
+async def _revoke_identity(
+    landing: Landing,
+    minted: minting.ObjectRef,
+    creds: Credentials,
+    policy: Policy,
+    ctx: Context,
+) -> None:
+    """Deletes the ServiceAccount (so every token issued for it stops working) and the
+    RBAC objects minted for ``landing`` in the cluster ``creds`` grant access to."""
+    owner = landing.key
+    store = ctx.store
+    granting = store.target(creds, policy)
+    fail_fast(granting)
+    try:
+        removed = await store.revoke_identity(granting, minted, owner)
+    except API_ERRORS as err:
+        raise await store.problem(granting, err, owner) from None
+    if removed:
+        store.event(
+            landing.metadata,
+            "Normal",
+            "Revoked",
+            f"deleted ServiceAccount {minted.namespace}/{minted.name} and "
+            f"{len(removed) - 1} RBAC objects from {granting.server}",
+        )
