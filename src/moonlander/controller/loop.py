@@ -80,8 +80,10 @@ def _wakes(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
 
 def _grants_names(policy: api.LandingPolicy | None) -> bool:
     """Whether ``policy`` grants cluster-scoped names (outputs.clusterScoped)."""
-    return policy is not None and policy.spec.outputs is not None and bool(
-        policy.spec.outputs.cluster_scoped
+    return (
+        policy is not None
+        and policy.spec.outputs is not None
+        and bool(policy.spec.outputs.cluster_scoped)
     )
 
 
@@ -131,22 +133,16 @@ class Controller:
     # -- events in ----------------------------------------------------------------------
 
     def policy_event(self, event_type: str, body: Mapping[str, Any]) -> None:
-        """A LandingPolicy changed (``RELIST``: ``body["items"]`` is all of them): what every
-        Landing may do may have changed, so all are reconciled again (policies are few and
-        change rarely), and the policies' status is brought up to date."""
+        """A LandingPolicy changed: what every Landing may do may have changed, so all are
+        reconciled again (policies are few and change rarely), and the policies' status is
+        brought up to date."""
         store = self.reconciler.policies
-        if event_type == "RELIST":
-            store.policies.clear()
-            bodies = list(body["items"])
-        elif event_type == "DELETED":
-            store.policies.pop(str((body.get("metadata") or {}).get("name")), None)
-            bodies = []
+        name = str((body.get("metadata") or {}).get("name"))
+        if event_type == "DELETED":
+            store.policies.pop(name, None)
         else:
-            bodies = [body]
-        for item in bodies:
-            name = str((item.get("metadata") or {}).get("name"))
             try:
-                store.policies[name] = api.parse_policy(item)
+                store.policies[name] = api.parse_policy(body)
             except api.SpecError as err:
                 # A policy that cannot be read grants nothing (its schema makes this rare).
                 store.policies.pop(name, None)
@@ -156,45 +152,34 @@ class Controller:
         self.wake(list(self.landings))
 
     def namespace_event(self, event_type: str, body: Mapping[str, Any]) -> None:
-        """A namespace's labels decide which policies select it."""
+        """A namespace's labels decide which policies select it: when that changes, the
+        namespace's Landings are reconciled and those policies' status brought up to date."""
         store = self.reconciler.policies
-        changed: set[str] = set()
-        if event_type == "RELIST":
-            fresh = {
-                str(item["metadata"]["name"]): labels_of(item["metadata"]) for item in body["items"]
-            }
-            changed = {
-                ns
-                for ns in fresh.keys() | store.namespace_labels.keys()
-                if fresh.get(ns) != store.namespace_labels.get(ns)
-            }
-            store.namespace_labels = fresh
-        else:
-            meta = body.get("metadata") or {}
-            name = str(meta.get("name"))
-            labels = None if event_type == "DELETED" else labels_of(meta)
-            if store.namespace_labels.get(name) != labels:
-                changed.add(name)
-            if labels is None:
-                store.namespace_labels.pop(name, None)
-            else:
-                store.namespace_labels[name] = labels
-        if not changed:
+        meta = body.get("metadata") or {}
+        namespace = str(meta.get("name"))
+        labels = None if event_type == "DELETED" else labels_of(meta)
+        if store.namespace_labels.get(namespace) == labels:
             return
-        for name, policy in store.policies.items():
-            if policy.spec.namespaces.match_labels:
-                self.queue.add(POLICY_KEY + name)
-        if any(_grants_names(p) and p.spec.namespaces.match_labels for p in store.policies.values()):
-            # Who holds a cluster-scoped name may have changed: its holder may be in any
-            # namespace, and every policy granting names may now report it ambiguous (or not).
+        before = {p.name for p in store.applying_to(namespace)}
+        if labels is None:
+            store.namespace_labels.pop(namespace, None)
+        else:
+            store.namespace_labels[namespace] = labels
+        changed = before ^ {p.name for p in store.applying_to(namespace)}
+        if not changed:
+            return  # e.g. every namespace of a first list, before any policy selects it
+        for name in changed:
+            self.queue.add(POLICY_KEY + name)
+        if any(_grants_names(store.policies.get(name)) for name in changed):
+            # Who holds a cluster-scoped name changed: its holder may be in any namespace,
+            # and every policy granting names may now report it ambiguous (or no longer).
             for name, policy in store.policies.items():
                 if _grants_names(policy):
                     self.queue.add(POLICY_KEY + name)
             self.wake(list(self.landings))
             return
-        self.wake(
-            k for k, landing in self.landings.items() if landing.metadata.namespace in changed
-        )
+        prefix = namespace + "/"
+        self.wake(k for k in self.landings if k.startswith(prefix))
 
     def landing_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         landing = api.parse_landing(body)
