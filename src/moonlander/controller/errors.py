@@ -177,9 +177,10 @@ def is_undisclosed(outcome: Outcome) -> bool:
     return outcome.reason is Reason.CLUSTER_UNREACHABLE and outcome.message == UNREACHABLE
 
 
-def unreachable() -> LandingProblem:
-    """The one problem a Landing is told of a failing cluster nobody vouched for."""
-    return LandingProblem(Reason.CLUSTER_UNREACHABLE, UNREACHABLE, Retry.BACKOFF)
+def unreachable(retry_after: float | None = None) -> LandingProblem:
+    """The one problem a Landing is told of a failing cluster nobody vouched for. A server's
+    ``Retry-After`` (429, 503) still spaces the retries: it is not told, only obeyed."""
+    return LandingProblem(Reason.CLUSTER_UNREACHABLE, UNREACHABLE, Retry.BACKOFF, retry_after)
 
 
 def fail_fast(target: Target) -> None:
@@ -233,5 +234,5 @@ async def target_problem(
         # Only an API server's own Status (after TLS verified against the kubeconfig's CA)
         # is told; anything short of that says no more than "could not be reached".
         log.info("%s: %s", key, problem.outcome.message)
-        return unreachable()
+        return unreachable(problem.outcome.retry_after)
     return problem

@@ -339,3 +339,13 @@ async def test_a_target_is_vouched_for_only_within_source_networks() -> None:
         assert pool.get(creds, narrowed).vouched
     finally:
         await pool.close()
+
+
+async def test_an_unvouched_clusters_retry_after_is_obeyed_not_told() -> None:
+    pool = ClusterPool(Policy(), lambda _keys: None)
+    request = httpx2.Request("GET", "https://evil.example/api")
+    response = httpx2.Response(429, headers={"Retry-After": "20"}, request=request)
+    err = httpx2.HTTPStatusError("429", request=request, response=response)
+    problem = await target_problem(pool, _target(vouched=False), err, "ns/a")
+    assert problem.outcome.message == UNREACHABLE  # nothing of the answer is told
+    assert problem.outcome.retry_after == 20  # but the retry waits as the server asked
