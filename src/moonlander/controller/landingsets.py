@@ -14,7 +14,6 @@ finalizes them like any other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -29,8 +28,8 @@ from moonlander import api
 from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus
 from moonlander.controller import fleet
 from moonlander.controller.sharding import Shards
+from moonlander.controller.workers import Attempts, Workers
 from moonlander.controller.workqueue import WorkQueue
-from moonlander.kube.backoff import backoff_delay
 from moonlander.kube.events import EventRecorder
 from moonlander.kube.resources import LandingResource, LandingSetResource
 from moonlander.kube.sources import list_labels
@@ -60,10 +59,10 @@ class LandingSets:
         self._sets: dict[str, LandingSet | api.SpecError] = {}
         self._gone: dict[str, LandingSet] = {}  # deleted sets whose Landings are not yet deleted
         self._statuses: dict[str, LandingSetStatus] = {}
-        self._failures: dict[str, int] = {}
+        self._attempts = Attempts(cap=60.0)
         self._queue = WorkQueue()
-        self._tasks: list[asyncio.Task[None]] = []
         self.shards: Shards | None = None  # with --shards: the sets this replica owns
+        self._workers = Workers(self._queue, WORKERS, self._process, lambda: self.shards)
         # The view: Secrets' labels by namespace and name; generated Landings by set key and
         # name (their bodies without managedFields); which set each generated Landing is in.
         self._secrets: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
@@ -149,37 +148,24 @@ class LandingSets:
     def start(self) -> None:
         """Starts the workers. The caller does so once the Secret and Landing watches have
         listed (operator.py), so that the view holds what exists."""
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(WORKERS)]
+        self._workers.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._workers.stop()
 
-    async def _work(self) -> None:
-        while True:
-            key = await self._queue.get()
-            if self.shards is not None and not self.shards.owns(key):
-                self._queue.done(key)
-                wait = self.shards.waiting(key)
-                if wait is not None:  # ours once the handoff has passed
-                    self._queue.add_after(key, wait)
-                continue
-            try:
-                await self.reconcile(key)
-                self._failures.pop(key, None)
-                if key in self._sets:
-                    self._queue.add_after(key, RESYNC)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # an API fault: retry with backoff, never crash a worker
-                failures = self._failures[key] = self._failures.get(key, 0) + 1
-                log.warning("LandingSet %s: %s; retrying", key, _describe(err))
-                self._queue.add_after(key, backoff_delay(failures, cap=60.0))
-            finally:
-                self._queue.done(key)
+    async def _process(self, key: str) -> None:
+        try:
+            await self.reconcile(key)
+            self._attempts.reset(key)
+            if key in self._sets:
+                self._queue.add_after(key, RESYNC)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # an API fault: retry with backoff, never crash a worker
+            log.warning("LandingSet %s: %s; retrying", key, _describe(err))
+            self._queue.add_after(key, self._attempts.next_delay(key))
+        finally:
+            self._queue.done(key)
 
     async def reconcile(self, key: str) -> None:
         namespace, name = key.split("/", 1)

@@ -33,8 +33,9 @@ from moonlander.controller.authorize import labels_of
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.reconcile import Reconciler
 from moonlander.controller.sharding import Shards
+from moonlander.controller.workers import Attempts, Workers
 from moonlander.controller.workqueue import WorkQueue
-from moonlander.kube.backoff import backoff_delay, jittered
+from moonlander.kube.backoff import jittered
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ class Controller:
         # The cross-namespace grant annotation of Secrets that carry one, as last seen: a
         # grant taken back (or the Secret deleted) wakes the Landings it had granted.
         self._grants: dict[tuple[str, str], dict[str, str]] = {}
-        self._attempts: dict[str, int] = defaultdict(int)
-        self._workers: list[asyncio.Task[None]] = []
+        self._attempts = Attempts(base=timing.backoff_base, cap=timing.backoff_cap)
+        self._workers = Workers(self.queue, timing.workers, self._dispatch, lambda: self.shards)
         self.last_outcomes: dict[str, Outcome] = {}
         # Reconciles in flight by key; the slow ones (past slow_after) by namespace; keys
         # parked while their namespace has its share of slow ones, in arrival order.
@@ -318,7 +319,7 @@ class Controller:
             self._parked.get(namespace, {}).pop(key, None)
         self.landings.pop(key, None)
         self._index_source(key, None)
-        self._attempts.pop(key, None)
+        self._attempts.reset(key)
         self._deferred.discard(key)
         self.last_outcomes.pop(key, None)
         self.reconciler.forget(key)
@@ -327,46 +328,39 @@ class Controller:
     # -- workers ------------------------------------------------------------------------
 
     def start(self) -> None:
-        for _ in range(self.timing.workers):
-            self._workers.append(asyncio.create_task(self._work()))
+        self._workers.start()
 
     async def stop(self, grace: float = 0.0) -> None:
         """Takes no new work; reconciles in flight get ``grace`` seconds to finish."""
         self._stopping = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        tasks = [*self._workers, *self._running.values()]
+        await self._workers.stop()
+        tasks = list(self._running.values())
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        self._workers.clear()
 
-    async def _work(self) -> None:
-        while not self._stopping:
-            key = await self.queue.get()
-            if self._stopping:
-                return
-            if self.shards is not None and not self.shards.owns(key):
-                # Another replica's, or ours once the handoff after a member change has passed.
-                self.queue.done(key)
-                wait = self.shards.waiting(key)
-                if wait is not None:
-                    self.queue.add_after(key, wait)
-                continue
-            if self._park(key):
-                self.queue.done(key)
-                continue
-            self._busy += 1
-            self._idle.clear()
-            task = asyncio.create_task(self._run(key))
-            self._running[key] = task
-            done, _ = await asyncio.wait({task}, timeout=self.timing.slow_after)
-            namespace = _namespace(key)
-            if not done and namespace is not None:
-                # Slow (a cluster that answers slowly): it goes on without this worker.
-                self._slow[namespace].add(key)
+    async def _dispatch(self, key: str) -> None:
+        """A worker's turn with ``key``: it starts the reconcile and waits for it at most
+        ``slow_after`` seconds; the reconcile's task calls ``queue.done``."""
+        if self._stopping:
+            self.queue.done(key)
+            return
+        if self._park(key):
+            self.queue.done(key)
+            return
+        self._busy += 1
+        self._idle.clear()
+        task = asyncio.create_task(self._run(key))
+        self._running[key] = task
+        done, _ = await asyncio.wait({task}, timeout=self.timing.slow_after)
+        namespace = _namespace(key)
+        if not done and namespace is not None:
+            # Slow (a cluster that answers slowly): it goes on without this worker.
+            self._slow[namespace].add(key)
 
     def _park(self, key: str) -> bool:
         """True when the key must wait: its namespace has its share of slow reconciles in
@@ -385,7 +379,7 @@ class Controller:
             await self.process(key)
         except Exception:
             log.exception("reconcile of %s failed unexpectedly", key)
-            self.queue.add_after(key, self._next_backoff(key))
+            self.queue.add_after(key, self._attempts.next_delay(key))
         finally:
             if self._running.get(key) is asyncio.current_task():
                 del self._running[key]
@@ -451,20 +445,14 @@ class Controller:
 
     def _schedule(self, key: str, outcome: Outcome) -> None:
         if outcome.retry is Retry.BACKOFF:
-            delay = self._next_backoff(key)
+            delay = self._attempts.next_delay(key)
             if outcome.retry_after is not None:
                 delay = max(delay, outcome.retry_after)
             self.queue.add_after(key, delay)
             return
-        self._attempts.pop(key, None)
+        self._attempts.reset(key)
         # Converged, or waiting for a watched change: the slow resync catches anything missed.
         delay = jittered(self.timing.resync)
         if outcome.requeue_after is not None:
             delay = min(delay, outcome.requeue_after)
         self.queue.add_after(key, delay)
-
-    def _next_backoff(self, key: str) -> float:
-        self._attempts[key] += 1
-        return backoff_delay(
-            self._attempts[key], base=self.timing.backoff_base, cap=self.timing.backoff_cap
-        )
