@@ -1,12 +1,14 @@
-"""Kubernetes-style status conditions (metav1.Condition), kept pure."""
+"""Kubernetes-style status conditions (``api.Condition``, a metav1.Condition), kept pure."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from moonlander.api import Condition
 
 READY = "Ready"
+MESSAGE_LIMIT = 32768  # metav1.Condition's maxLength for message
 
 
 def now_rfc3339(now: dt.datetime | None = None) -> str:
@@ -14,7 +16,7 @@ def now_rfc3339(now: dt.datetime | None = None) -> str:
 
 
 def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
+    conditions: Sequence[Condition],
     *,
     type_: str,
     status: str,
@@ -22,33 +24,26 @@ def set_condition(
     message: str,
     observed_generation: int | None,
     now: str,
-) -> list[dict[str, Any]]:
-    """``conditions`` with ``type_`` set; lastTransitionTime moves only when status changes."""
-    result: list[dict[str, Any]] = []
-    previous: Mapping[str, Any] | None = None
-    for cond in conditions:
-        if cond.get("type") == type_:
-            previous = cond
-        else:
-            result.append(dict(cond))
+) -> tuple[Condition, ...]:
+    """``conditions`` with ``type_`` set (last); lastTransitionTime moves only when status
+    changes."""
+    previous = find(conditions, type_)
     transition = now
-    if previous is not None and previous.get("status") == status:
-        transition = str(previous.get("lastTransitionTime") or now)
-    new: dict[str, Any] = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": transition,
-    }
-    if observed_generation is not None:
-        new["observedGeneration"] = observed_generation
-    result.append(new)
-    return result
+    if previous is not None and previous.status == status:
+        transition = previous.last_transition_time or now
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:MESSAGE_LIMIT],
+        observed_generation=observed_generation,
+        last_transition_time=transition,
+    )
+    return (*(c for c in conditions if c.type != type_), new)
 
 
-def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
-    for cond in conditions or ():
-        if cond.get("type") == type_:
+def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    for cond in conditions:
+        if cond.type == type_:
             return cond
     return None

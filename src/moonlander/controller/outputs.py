@@ -1,9 +1,10 @@
 """What consumers read: ``spec.output``, Argo CD cluster Secrets and Crossplane ProviderConfigs.
 
-Pure: no I/O. ``reconcile.py`` picks the format from ``api.OutputSpec``, renders objects
-here and writes them with server-side apply. Every object carries Moonlander's ownership
-marks exactly like ``plan.desired_secret`` (managed-by label; owner, owner-uid and content
-hash annotations), so ``own.ownership`` and :func:`is_current` work on all of them.
+Pure: no I/O. The reconcile's ``render`` and ``companions`` steps pick the format from
+``api.OutputSpec``, render objects here, and the store writes them with server-side apply.
+Every object carries Moonlander's ownership marks from ``api.ownership`` exactly like
+``plan.desired_secret`` (managed-by label; owner, owner-uid and content hash annotations),
+so ``own.ownership`` and :func:`is_current` work on all of them.
 
 The formats were checked against the consumers' published schemas (tests/e2e/
 test_integrations.py fetches them at test time): Argo CD's ``ClusterConfig`` /

@@ -1,7 +1,9 @@
 """The reconcile decision, without I/O: what to write, whether it is ours, what status to say.
 
-``reconcile.py`` gathers the facts (source Secret, parent kubeconfig, what is in the target
-cluster) and asks this module what to do; everything here is testable without a cluster.
+The reconcile's steps (``controller/steps``) gather the facts (source Secret, parent
+kubeconfig, what is in the target cluster) and ask this module what to do; everything here
+is testable without a cluster. Ownership marks, adoption and ``is_current`` are
+``api.ownership``'s, for every kind Moonlander writes.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def test_backoff_spreads_retries() -> None:
 
 def test_condition_transition_time_moves_only_on_status_change() -> None:
     first = set_condition(
-        [], type_="Ready", status="False", reason="A", message="m", observed_generation=1, now="t1"
+        (), type_="Ready", status="False", reason="A", message="m", observed_generation=1, now="t1"
     )
     same = set_condition(
         first,
@@ -147,7 +147,7 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
         observed_generation=2,
         now="t2",
     )
-    assert same[0]["lastTransitionTime"] == "t1" and same[0]["reason"] == "B"
+    assert same[0].last_transition_time == "t1" and same[0].reason == "B"
     flipped = set_condition(
         same,
         type_="Ready",
@@ -157,7 +157,7 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
         observed_generation=2,
         now="t3",
     )
-    assert flipped[0]["lastTransitionTime"] == "t3"
+    assert flipped[0].last_transition_time == "t3"
     other = set_condition(
         flipped,
         type_="Other",
@@ -167,7 +167,7 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
         observed_generation=None,
         now="t4",
     )
-    assert [c["type"] for c in other] == ["Ready", "Other"]
+    assert [c.type for c in other] == ["Ready", "Other"]
 
 
 async def test_workqueue_dedups_and_serialises_a_key() -> None:

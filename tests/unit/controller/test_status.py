@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import msgspec
+import pytest
 
 from moonlander import api
 from moonlander.api.reasons import Outcome, Reason, Retry
-from moonlander.controller.status import Landed, landed_from_status, next_status
+from moonlander.controller.status import landed_of, next_status
 
 SYNCED = Outcome(True, Reason.SYNCED, "landed", Retry.RESYNC)
 WAITING = Outcome(False, Reason.SOURCE_SECRET_NOT_FOUND, "waiting", Retry.BACKOFF)
-LANDED = Landed("https://c", "https://s", "ns", "name", "value", "sha256:x")
+LANDED = api.LandedStatus(
+    cluster="https://c",
+    server="https://s",
+    namespace="ns",
+    name="name",
+    source_key="value",
+    content_hash="sha256:x",
+)
+# Every field set: what a minted Landing with Crossplane companions says it landed.
+MINTED = api.LandedStatus(
+    cluster="https://c",
+    server="https://s",
+    namespace="ns",
+    name="n",
+    source_key="k",
+    content_hash="sha256:y",
+    service_account="sa-ns/sa",
+    token_expires_at="2030-01-01T00:00:00Z",
+    token_renew_at="2029-12-31T23:48:00Z",
+    provider_configs=("ProviderConfig.x y",),
+)
 NO_STATUS = api.LandingStatus()
 
 
@@ -99,26 +120,49 @@ def test_suspended_is_unknown_and_a_new_generation_is_a_change() -> None:
     assert bumped is not None and bumped.status["observedGeneration"] == 4
 
 
-def test_landed_round_trips_through_status() -> None:
-    expires = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-    landed = Landed(
-        "https://c",
-        "https://s",
-        "ns",
-        "n",
-        "k",
-        "sha256:y",
-        "sa-ns/sa",
-        expires,
-        expires - dt.timedelta(minutes=12),
-        ("ProviderConfig.x y",),
+def test_every_landed_field_round_trips_through_the_status() -> None:
+    unset = [f for f in MINTED.__struct_fields__ if getattr(MINTED, f) in (None, "", ())]
+    assert unset == []  # the test covers every field the model has
+    update = next_status(
+        NO_STATUS, outcome=SYNCED, generation=1, target="ns/n", landed=MINTED, now="t1"
     )
-    back = landed_from_status(with_status({"landed": landed.as_status()}))
-    assert back is not None
-    assert back.provider_configs == ("ProviderConfig.x y",)
-    assert (back.cluster, back.name, back.content_hash) == ("https://c", "n", "sha256:y")
-    assert landed.as_status()["tokenExpiresAt"] == "2030-01-01T00:00:00Z"
-    assert landed_from_status(with_status({})) is None
+    assert update is not None
+    written = update.status["landed"]
+    assert written["tokenExpiresAt"] == "2030-01-01T00:00:00Z"
+    assert written["serviceAccount"] == "sa-ns/sa"
+    # As the API server returns it (JSON), parsed back: the same model, field for field.
+    stored = with_status(msgspec.json.decode(msgspec.json.encode(update.status)))
+    assert landed_of(stored) == MINTED
+    assert landed_of(with_status({})) is None
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        SYNCED,
+        WAITING,
+        Outcome(False, Reason.CLUSTER_UNREACHABLE, "no answer", Retry.BACKOFF),
+    ],
+    ids=lambda o: o.reason.value,
+)
+def test_a_retry_that_changes_nothing_writes_nothing(outcome: Outcome) -> None:
+    """A minted Landing whose status already says it (tokens, ServiceAccount, companions):
+    the next attempt with the same outcome and what the status says was landed is no
+    write, whether it landed again or failed and kept what it had landed."""
+    first = next_status(
+        NO_STATUS, outcome=outcome, generation=2, target="ns/n", landed=MINTED, now="t1"
+    )
+    assert first is not None
+    stored = with_status(msgspec.json.decode(msgspec.json.encode(first.status)))
+    again = next_status(
+        stored.status,
+        outcome=outcome,
+        generation=2,
+        target="ns/n",
+        landed=landed_of(stored),
+        now="t2",
+    )
+    assert again is None
 
 
 def test_a_revoked_landing_no_longer_says_what_it_landed() -> None:
