@@ -51,6 +51,7 @@ from moonlander.kube.streams import use_asyncio_streams
 from moonlander.kube.watch import ListWatch
 from moonlander.serve import health, webhook
 from moonlander.serve.access import KubeCluster
+from moonlander.serve.metrics_auth import ApiReviews, MetricsAuth
 from moonlander.serve.review import Reviewer
 from moonlander.serve.tls import ServingTLS
 
@@ -76,6 +77,9 @@ class Options:
     parent_poll_interval: float = 0.25  # a stat() call: cheap, and rotation lands sooner
     health_port: int | None = None
     metrics_port: int | None = None
+    # /metrics only for callers the API server authenticates and allows (TokenReview, then a
+    # SubjectAccessReview for get on /metrics), as controller-runtime's metrics filter does.
+    metrics_auth: bool = False
     bind_address: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from the kubelet/Prometheus
     leader_elect: bool = False
     shards: bool = False
@@ -256,6 +260,7 @@ async def run(options: Options) -> None:
         health_port=options.health_port,
         metrics_port=options.metrics_port,
         host=options.bind_address,
+        auth=MetricsAuth(ApiReviews(local)) if options.metrics_auth else None,
     )
 
     stop = asyncio.Event()

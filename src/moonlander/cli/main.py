@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         ),
         health_port=args.health_port,
         metrics_port=args.metrics_port,
+        metrics_auth=args.metrics_auth,
         bind_address=args.bind_address,
         leader_elect=args.leader_elect,
         shards=args.shards,
@@ -197,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-backoff", type=float, default=120.0, help="cap of retry delays (s)")
     run.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    run.add_argument(
+        "--metrics-auth",
+        action="store_true",
+        help="serve /metrics only to bearer tokens the API server authenticates (TokenReview) "
+        "and allows to get /metrics (SubjectAccessReview); needs create on tokenreviews and "
+        "subjectaccessreviews",
+    )
     run.add_argument(
         "--bind-address",
         default="0.0.0.0",  # noqa: S104 - kubelet probes and Prometheus scrapes come from outside the pod

@@ -404,7 +404,7 @@ class Controller:
         if landing is None:
             return None
         started = time.monotonic()
-        log.debug("%s: reconciling", key)
+        log.debug("%s: reconciling", key, extra=_landing_fields(landing))
         try:
             async with asyncio.timeout(self.timing.reconcile_deadline):
                 outcome = await self.reconciler.reconcile(landing)
@@ -418,7 +418,9 @@ class Controller:
             )
             await self._report(landing, outcome)
         except Exception as err:
-            log.exception("reconcile of %s failed unexpectedly", key)
+            log.exception(
+                "reconcile of %s failed unexpectedly", key, extra=_landing_fields(landing)
+            )
             outcome = Outcome(
                 False,
                 Reason.TRANSIENT_ERROR,
@@ -433,7 +435,13 @@ class Controller:
         if self.metrics is not None:
             self.metrics.reconciles.labels(outcome.reason.value).inc()
             self.metrics.duration.observe(elapsed)
-        log.debug("%s: %s in %.3fs", key, outcome.reason, elapsed)
+        log.debug(
+            "%s: %s in %.3fs",
+            key,
+            outcome.reason,
+            elapsed,
+            extra=_outcome_fields(landing, outcome, elapsed),
+        )
         return outcome
 
     async def _report(self, landing: api.ParsedLanding, outcome: Outcome) -> None:
@@ -456,3 +464,27 @@ class Controller:
         if outcome.requeue_after is not None:
             delay = min(delay, outcome.requeue_after)
         self.queue.add_after(key, delay)
+
+
+def _landing_fields(landing: api.ParsedLanding) -> dict[str, Any]:
+    """A Landing's structured log fields (JSON keys with --log-format=json)."""
+    fields: dict[str, Any] = {
+        "landing": landing.metadata.name,
+        "namespace": landing.metadata.namespace,
+    }
+    if isinstance(landing, api.Landing):
+        # Where the Secret lands: a remote (child) cluster, or this one. Never its URL.
+        remote = landing.spec.direction is api.Direction.PARENT_TO_CHILD
+        fields["direction"] = landing.spec.direction.value
+        fields["target_cluster"] = "remote" if remote else "local"
+    return fields
+
+
+def _outcome_fields(landing: api.ParsedLanding, outcome: Outcome, elapsed: float) -> dict[str, Any]:
+    return {
+        **_landing_fields(landing),
+        "reason": outcome.reason.value,
+        "ready": outcome.ready,
+        "retry": outcome.retry.value,
+        "duration_seconds": round(elapsed, 6),
+    }

@@ -1,17 +1,25 @@
-"""Prometheus metrics. Labels carry reasons, kinds and Landings' namespaces and names: never
-secrets, and never a value a tenant chose freely (a server URL would list every address a
-tenant ever named, and whether it answered)."""
+"""Prometheus metrics, by the Prometheus naming conventions: counters end in ``_total``,
+durations are histograms in seconds ending in ``_seconds``, ``moonlander_build_info`` is a
+constant 1 with the versions as labels. Labels carry reasons, kinds, HTTP methods and codes,
+and Landings' namespaces and names: never secrets, and never a value a tenant chose freely
+(a server URL would list every address a tenant ever named, and whether it answered; a
+message would make a series per wording). ``tests/unit/controller/test_metrics.py`` walks
+every registered metric and holds them to this."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+import httpx2
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from moonlander import __version__
 from moonlander.kube import internals
 
 
@@ -99,24 +107,62 @@ class Metrics:
 
         self.requests = Counter(
             "moonlander_api_requests_total",
-            "Requests sent to API servers (watches count once, when they start)",
-            ["cluster", "method"],
+            "Requests sent to API servers, by the HTTP status code of the answer, or "
+            '"error" when none came (watches count once, when their headers arrive)',
+            ["cluster", "method", "code"],
             registry=self.registry,
         )
+        build = Gauge(
+            "moonlander_build_info",
+            "Always 1: the version of Moonlander and of what it runs on",
+            ["version", "python", "lightkube"],
+            registry=self.registry,
+        )
+        build.labels(*build_labels()).set(1)
 
     def count_requests(self, client: Any, cluster: str) -> None:
-        """Counts every request a lightkube client sends, by HTTP method; ``cluster`` is
-        ``local`` or ``remote``, never a server's URL."""
+        """Counts every request a lightkube client sends, by HTTP method and status code;
+        ``cluster`` is ``local`` or ``remote``, never a server's URL."""
         counter = self.requests
-        by_method: dict[str, Any] = {}  # labels() takes a lock and builds a key per call
+        children: dict[tuple[str, str], Any] = {}  # labels() locks and builds a key per call
 
-        async def hook(request: Any) -> None:
-            child = by_method.get(request.method)
+        def count(method: str, code: str) -> None:
+            child = children.get((method, code))
             if child is None:
-                child = by_method[request.method] = counter.labels(cluster, request.method)
+                child = children[method, code] = counter.labels(cluster, method, code)
             child.inc()
 
-        internals.http_client(client).event_hooks["request"].append(hook)
+        internals.wrap_transport(client, lambda inner: _CountingTransport(inner, count))
 
     def watch_state(self, snapshot: Callable[[], Snapshot]) -> None:
         self.registry.register(_StateCollector(snapshot))
+
+
+class _CountingTransport(httpx2.AsyncBaseTransport):
+    """Counts each request once its answer's status is known, or as ``error`` when the
+    transport raised instead (refused, reset, timed out, or refused by our own guards)."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, count: Callable[[str, str], None]) -> None:
+        self._inner = inner
+        self._count = count
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except Exception:
+            self._count(request.method, "error")
+            raise
+        self._count(request.method, str(response.status_code))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def build_labels() -> tuple[str, str, str]:
+    """Moonlander's version, Python's, lightkube's: fixed at build time, never user input."""
+    try:
+        lightkube = importlib.metadata.version("lightkube")
+    except importlib.metadata.PackageNotFoundError:
+        lightkube = "unknown"
+    return __version__, platform.python_version(), lightkube

@@ -11,6 +11,7 @@ the pinned versions, so an upgrade that moves one fails there rather than in a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpcore2
@@ -25,6 +26,7 @@ __all__ = [
     "lightkube_generic",
     "send_with_body",
     "set_network_backend",
+    "wrap_transport",
 ]
 
 
@@ -53,6 +55,17 @@ def default_transport(client: AsyncClient) -> httpx2.AsyncHTTPTransport:
     transport = http_client(client)._transport
     assert isinstance(transport, httpx2.AsyncHTTPTransport), type(transport)
     return transport
+
+
+def wrap_transport(
+    client: AsyncClient,
+    wrap: Callable[[httpx2.AsyncBaseTransport], httpx2.AsyncBaseTransport],
+) -> None:
+    """Puts ``wrap(transport)`` in place of a lightkube client's transport (e.g. to count
+    responses by status code, and requests that got none: httpx's event hooks see only
+    answered requests)."""
+    http = http_client(client)
+    http._transport = wrap(http._transport)
 
 
 async def send_with_body(

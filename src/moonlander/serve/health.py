@@ -1,5 +1,7 @@
 """HTTP endpoints: ``/healthz`` and ``/readyz`` on the health port, ``/metrics`` on the
-metrics port (one port may serve both)."""
+metrics port (one port may serve both). With ``auth`` (``--metrics-auth``), ``/metrics``
+answers only callers the API server authenticates and allows (serve/metrics_auth.py); the
+probes stay open to the kubelet."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from moonlander.controller.metrics import Metrics
+from moonlander.serve.metrics_auth import MetricsAuth
 
 
 class Probes:
@@ -32,6 +35,7 @@ async def serve(
     health_port: int | None,
     metrics_port: int | None,
     host: str,
+    auth: MetricsAuth | None = None,
 ) -> web.AppRunner | None:
     async def healthz(_request: web.Request) -> web.Response:
         if probes.alive():
@@ -44,7 +48,11 @@ async def serve(
             return web.Response(status=503, text="not ready: " + ", ".join(failing) + "\n")
         return web.Response(text="ok\n")
 
-    async def metrics_handler(_request: web.Request) -> web.Response:
+    async def metrics_handler(request: web.Request) -> web.Response:
+        if auth is not None:
+            verdict = await auth.check(request.headers.get("Authorization"))
+            if verdict.status != 200:
+                return web.Response(status=verdict.status, text=verdict.text)
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
