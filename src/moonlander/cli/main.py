@@ -1,5 +1,6 @@
-"""Command line: ``moonlander run | check | mint | version`` (the development clusters and the
-demo are ``moonlander-dev``, in devtools/)."""
+"""Command line: ``moonlander run | check | mint | status | version`` (the development clusters
+and the demo are ``moonlander-dev``, in devtools/). Exit codes: :class:`moonlander.cli.errors.Exit`
+(docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import ipaddress
 import logging
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from moonlander import __version__
+from moonlander.cli.errors import CliError, Exit
 from moonlander.cli.logs import configure_logging
+from moonlander.cli.output import FORMATS
 
 if TYPE_CHECKING:
     from moonlander.credentials import Policy
@@ -27,7 +31,39 @@ def _policy(args: argparse.Namespace) -> Policy:
         allow_insecure_tls=args.allow_insecure_tls,
         allow_loopback=args.allow_loopback,
         allow_private=not args.deny_private,
-        allowed_networks=tuple(ipaddress.ip_network(n) for n in args.allow_network),
+        allowed_networks=tuple(args.allow_network),
+    )
+
+
+def _cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a network in CIDR form (e.g. 10.0.0.0/8)"
+        ) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, exit code 2 (kubectl's manner)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(Exit.USAGE, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_kubeconfig_flags(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group(f"cluster access ({what}; found as kubectl finds it)")
+    g.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else in-cluster)",
+    )
+    g.add_argument("--context", help="the kubeconfig context to use (default: current-context)")
+
+
+def _add_format_flag(p: argparse.ArgumentParser, *flags: str) -> None:
+    p.add_argument(
+        *flags, dest="format", choices=FORMATS, help="machine-readable output: json or yaml"
     )
 
 
@@ -46,6 +82,7 @@ def _add_policy_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="CIDR",
+        type=_cidr,
         help="allow this address range even where denied by default (repeatable)",
     )
     g.add_argument(
@@ -56,14 +93,15 @@ def _add_policy_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from moonlander.cli.kubeconfig import readable
     from moonlander.controller.loop import Timing
     from moonlander.operator import DEFAULT_WEBHOOK_CERT_DIR, Options, local_kubeconfig, run
 
     try:
         kubeconfig = local_kubeconfig(args.kubeconfig, os.environ)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise CliError(Exit.USAGE, str(err)) from None
+    readable(kubeconfig, os.environ)  # a missing or broken file: one line, not a traceback
     from moonlander.api import DEFAULT_MINT_NAMESPACE, DNS_LABEL
 
     controller_namespace = args.controller_namespace or os.environ.get("POD_NAMESPACE")
@@ -107,37 +145,77 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from moonlander.cli.check import check_file, check_secret
+    from moonlander.cli import check
+    from moonlander.cli import kubeconfig as own
 
     policy = _policy(args)
     if args.secret:
-        return asyncio.run(
-            check_secret(args.secret, args.key, args.kubeconfig, policy, args.server)
-        )
+        if args.file:
+            raise CliError(Exit.USAGE, "give a FILE or --secret, not both")
+        namespace, name = check.secret_ref(args.secret, args.namespace)
+        target = own.load(args.kubeconfig, args.context)
+        namespace = namespace or target.namespace
+        raw, key = asyncio.run(check.read_secret(target, namespace, name, args.key))
+        where = f"Secret {namespace}/{name} key {key!r}"
+        return check.report(raw, policy, where, args.server, args.format)
     if not args.file:
-        print("error: give a FILE or --secret NAMESPACE/NAME", file=sys.stderr)
-        return 2
-    return check_file(Path(args.file), policy, args.server)
+        raise CliError(Exit.USAGE, "give a FILE (- for stdin) or --secret [NAMESPACE/]NAME")
+    for flag in ("kubeconfig", "context", "namespace", "key"):
+        if getattr(args, flag) is not None:
+            raise CliError(Exit.USAGE, f"--{flag} applies only with --secret")
+    where = "stdin" if args.file == "-" else args.file
+    raw = check.read_file(Path(args.file))
+    return check.report(raw, policy, where, args.server, args.format)
 
 
 def _mint(args: argparse.Namespace) -> int:
+    from moonlander.cli import kubeconfig as own
     from moonlander.cli.mint import mint_command
 
+    fmt, output = args.output or "yaml", args.output_file
+    if fmt not in FORMATS:  # --output FILE, as before 0.x: still accepted
+        if output is not None:
+            raise CliError(Exit.USAGE, "--output takes json or yaml; the file is --output-file")
+        print("warning: --output FILE is deprecated: use --output-file FILE", file=sys.stderr)
+        fmt, output = "yaml", Path(args.output)
     return asyncio.run(
         mint_command(
-            admin_kubeconfig=args.kubeconfig,
+            load=lambda: own.load(args.kubeconfig, args.context),
             name=args.name,
-            namespace=args.namespace,
+            namespace=args.namespace or "moonlander-system",
             cluster_role=args.cluster_role,
             roles=args.role,
             expiration=args.expiration,
             audience=args.audience,
             server=args.server,
-            output=args.output,
+            output=output,
             revoke_only=args.revoke,
             policy=_policy(args),
+            fmt=fmt,
         )
     )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from moonlander.cli import kubeconfig as own
+    from moonlander.cli import status
+    from moonlander.cli.output import render
+
+    if args.all_namespaces and args.namespace:
+        raise CliError(Exit.USAGE, "-n/--namespace and -A/--all-namespaces exclude each other")
+    if args.all_namespaces and args.name:
+        raise CliError(Exit.USAGE, "a NAME needs one namespace: use -n, not -A")
+    target = own.load(args.kubeconfig, args.context)
+    namespace = None if args.all_namespaces else (args.namespace or target.namespace)
+    query = status.Query(namespace, args.name)
+    summaries = asyncio.run(status.collect(own.client(target), target, query))
+    if args.format:
+        sys.stdout.write(render({"items": summaries}, args.format))
+    else:
+        sys.stdout.write(status.render_text(summaries, query))
+    if args.name and not summaries:
+        return Exit.UNREACHABLE  # as kubectl get: what was named is not there
+    return Exit.OK
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -146,7 +224,7 @@ def _version(_args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="moonlander",
         description="Lands Kubernetes cluster credentials from one cluster into another.",
     )
@@ -256,11 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_flags(run)
     run.set_defaults(func=_run)
 
-    check = sub.add_parser("check", help="validate a kubeconfig as the controller would")
-    check.add_argument("file", nargs="?", help="kubeconfig file")
-    check.add_argument("--secret", metavar="NAMESPACE/NAME", help="read it from a Secret")
+    check = sub.add_parser(
+        "check",
+        help="validate a kubeconfig as the controller would",
+        description="Exit codes: 0 usable, 1 not usable, 2 usage, 3 cannot read the file, "
+        "reach the cluster or read the Secret.",
+    )
+    check.add_argument("file", nargs="?", help="kubeconfig file (- reads stdin)")
+    check.add_argument(
+        "--secret", metavar="[NAMESPACE/]NAME", help="read it from a Secret (in -n's namespace)"
+    )
     check.add_argument("--key", help="key of the Secret (default: the controller's search)")
-    check.add_argument("--kubeconfig", type=Path, help="cluster to read --secret from")
+    check.add_argument(
+        "-n", "--namespace", help="namespace of --secret (default: the context's namespace)"
+    )
+    _add_kubeconfig_flags(check, "to read --secret")
+    _add_format_flag(check, "-o", "--output")
     check.add_argument(
         "--server",
         help="the server a ChildToParent Landing's spec.server puts in place of the "
@@ -272,10 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     mint = sub.add_parser(
         "mint",
         help="create a least-privilege ServiceAccount and print a kubeconfig with its token",
+        description="Exit codes: 0 done, 1 refused as asked (spec, audience, conflict), "
+        "2 usage, 3 cannot reach the cluster or not allowed to (RBAC), cannot write --output-file.",
     )
-    mint.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig")
+    _add_kubeconfig_flags(mint, "an identity allowed to create ServiceAccounts and bindings")
     mint.add_argument("--name", required=True, help="ServiceAccount name")
-    mint.add_argument("--namespace", default="moonlander-system", help="its namespace")
+    mint.add_argument("-n", "--namespace", help="its namespace (default: moonlander-system)")
     mint.add_argument("--cluster-role", help="ClusterRole bound cluster-wide")
     mint.add_argument(
         "--role",
@@ -287,10 +378,34 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--expiration", type=int, default=3600, help="token lifetime (s)")
     mint.add_argument("--audience", help="token audience (default https://kubernetes.default.svc)")
     mint.add_argument("--server", help="API server URL written into the kubeconfig")
-    mint.add_argument("--output", type=Path, help="write the kubeconfig here (mode 0600)")
+    mint.add_argument(
+        "-o",
+        "--output",
+        metavar="json|yaml",
+        help="format of the kubeconfig printed (default yaml); a file name here is "
+        "deprecated: use --output-file",
+    )
+    mint.add_argument(
+        "--output-file", type=Path, metavar="FILE", help="write the kubeconfig here (mode 0600)"
+    )
     mint.add_argument("--revoke", action="store_true", help="delete the identity instead")
     _add_policy_flags(mint)
     mint.set_defaults(func=_mint)
+
+    st = sub.add_parser(
+        "status",
+        help="show Landings and LandingSets: ready or not, what landed where, and why not",
+        description="Read-only, with your own credentials. Exit codes: 0 shown, 2 usage, "
+        "3 cannot reach the cluster or not allowed to list (RBAC), or NAME not found.",
+    )
+    st.add_argument("name", nargs="?", metavar="NAME", help="only this Landing or LandingSet")
+    st.add_argument("-n", "--namespace", help="namespace (default: the context's namespace)")
+    st.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace you may list"
+    )
+    _add_kubeconfig_flags(st, "whose Landings to show")
+    _add_format_flag(st, "-o", "--output")
+    st.set_defaults(func=_status)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
@@ -301,4 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     logging.getLogger(__name__).debug("command %s", args.command)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return int(err.code)
+    except KeyboardInterrupt:
+        return 130

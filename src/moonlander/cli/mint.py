@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpcore2
-import httpx2
+import yaml
 from lightkube import ApiError
 
 from moonlander import api
 from moonlander.api import ServiceAccountSpec, SpecError
 from moonlander.api.reasons import LandingProblem
+from moonlander.cli import kubeconfig as own
+from moonlander.cli.errors import (
+    TRANSPORT_ERRORS,
+    CliError,
+    Exit,
+    api_error,
+    as_flags,
+    transport_error,
+)
+from moonlander.cli.output import render
 from moonlander.credentials import Policy
+from moonlander.kube import internals
 from moonlander.minting.identity import (
     ensure_identity,
     mint_token,
@@ -71,7 +81,7 @@ def _write_private(path: Path, text: str) -> None:
 
 async def mint_command(
     *,
-    admin_kubeconfig: Path,
+    load: Callable[[], own.Target],
     name: str,
     namespace: str,
     cluster_role: str | None,
@@ -82,19 +92,17 @@ async def mint_command(
     output: Path | None,
     revoke_only: bool,
     policy: Policy,
+    fmt: str = "yaml",
 ) -> int:
     """``moonlander mint``: the least-privilege alternative to ``argocd cluster add``.
 
-    Creates the identity in the cluster of ``admin_kubeconfig`` and prints (or writes, mode
-    0600) a kubeconfig for it; ``revoke_only`` deletes the identity instead. ``roles`` are
-    ``KIND/NAME@NS[,NS...]``. Exit codes: 0 done, 1 the cluster refused or failed, 2 bad input.
+    Creates the identity in the cluster ``load`` finds (the operator's own kubeconfig, read
+    once the flags are known to be good) and
+    prints (or writes, mode 0600) a kubeconfig for it, as YAML or JSON (``fmt``);
+    ``revoke_only`` deletes the identity instead. ``roles`` are ``KIND/NAME@NS[,NS...]``.
+    Exit codes as :class:`moonlander.cli.errors.Exit`; failures raise :class:`CliError`.
     """
-    from moonlander.credentials import KubeconfigError, check_server, parse_kubeconfig
-    from moonlander.kube.clusters import build_client, close_client
-
-    def fail(code: int, message: str) -> int:
-        print(f"error: {message}", file=sys.stderr)
-        return code
+    from moonlander.credentials import KubeconfigError, check_server
 
     owner = cli_owner(namespace, name)
     account: ObjectRef | None = None
@@ -116,55 +124,59 @@ async def mint_command(
             spec = api.parse_service_account(raw)
         # Checked before anything is created: --server is only written into the output.
         out_server = check_server(server, policy) if server is not None else None
-    except (SpecError, KubeconfigError) as err:
-        return fail(2, str(err))
-    try:
-        admin = parse_kubeconfig(await asyncio.to_thread(admin_kubeconfig.read_bytes), policy)
-    except OSError as err:
-        return fail(2, f"{admin_kubeconfig}: cannot read: {err.strerror}")
+    except SpecError as err:
+        raise CliError(Exit.USAGE, _flag_names(str(err))) from None
     except KubeconfigError as err:
-        return fail(2, f"{admin_kubeconfig}: {err}")
-
-    client = build_client(admin, policy)
+        raise CliError(Exit.USAGE, f"--server: {as_flags(str(err))}") from None
+    target = load()
+    ca = own.ca_data(target)
+    client = own.client(target)
     try:
         if account is not None:
             gone = await revoke(client, account, owner=owner)
             username = f"system:serviceaccount:{namespace}:{name}"
             print(f"revoked {username} ({len(gone)} objects deleted)", file=sys.stderr)
-            return 0
+            return Exit.OK
         assert spec is not None
         refs = await ensure_identity(client, spec, owner=owner, owner_uid="")
         await prune(client, spec, owner=owner)  # what earlier runs granted and this one does not
         token = await mint_token(client, spec)
         if not await token_is_valid(client, token.token, spec):
-            return fail(
-                1,
+            raise CliError(
+                Exit.INVALID,
                 f"the API server does not accept tokens for audience {spec.audience!r}; "
                 "pass --audience with one of its --api-audiences (usually its issuer)",
             )
         kubeconfig = build_kubeconfig(
-            out_server or admin.server,
-            admin.ca_data,
+            out_server or target.server,
+            ca,
             token,
             policy,
-            name=f"{spec.name}@{admin.cluster_name}",
+            name=f"{spec.name}@{target.cluster_name}",
         )
     except LandingProblem as problem:
-        return fail(1, problem.outcome.message)
+        raise CliError(Exit.INVALID, as_flags(problem.outcome.message)) from None
     except ApiError as err:
-        return fail(1, f"{err.status.code} {err.status.reason or ''}: {err.status.message or ''}")
-    except (httpx2.HTTPError, httpcore2.ConnectError, TimeoutError) as err:
-        return fail(1, f"cannot reach {admin.server}: {type(err).__name__}: {err}")
-    except KubeconfigError as err:
-        return fail(2, str(err))
+        code = err.status.code or 0
+        if code in (400, 409, 422):  # the API server judged what we asked for
+            raise CliError(
+                Exit.INVALID, f"{code} {err.status.reason or ''}: {err.status.message or ''}"
+            ) from None
+        raise api_error(err, f"minting {namespace}/{name}") from None
+    except TRANSPORT_ERRORS as err:
+        raise transport_error(err, target.server) from None
+    except KubeconfigError as err:  # the cluster's own server, refused by the address policy
+        raise CliError(Exit.INVALID, f"{target.server}: {as_flags(str(err))}") from None
     finally:
-        await close_client(client)
+        await internals.close(client)
 
+    if fmt == "json":
+        kubeconfig = render(yaml.safe_load(kubeconfig), "json")
     if output is not None:
         try:
             _write_private(output, kubeconfig)
         except OSError as err:
-            return fail(2, f"{output}: cannot write: {err.strerror}")
+            raise CliError(Exit.UNREACHABLE, f"{output}: cannot write: {err.strerror}") from None
     else:
         sys.stdout.write(kubeconfig)
     shortened = ""
@@ -176,4 +188,28 @@ async def mint_command(
         f", lifetime {granted}s{shortened}" + (f"; written to {output}" if output else ""),
         file=sys.stderr,
     )
-    return 0
+    return Exit.OK
+
+
+_SPEC_FLAGS = {
+    "name": "--name",
+    "namespace": "--namespace",
+    "clusterRole": "--cluster-role",
+    "roles": "--role",
+    "expirationSeconds": "--expiration",
+    "audience": "--audience",
+}
+_SPEC_PATH = re.compile(r"\bserviceAccount(?:\.(\w+)[^:\s]*)?")
+
+
+def _flag_names(message: str) -> str:
+    """``api.parse_service_account``'s field paths as the flags that set them."""
+    message = message.replace(
+        "grants nothing: set clusterRole, roles or rules",
+        "grants nothing: pass --cluster-role or --role",
+    )
+
+    def flag(m: re.Match[str]) -> str:
+        return _SPEC_FLAGS.get(m.group(1) or "", "mint")
+
+    return _SPEC_PATH.sub(flag, message)
