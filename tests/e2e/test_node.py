@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ CHART = ROOT / "charts" / "moonlander"
 PATTERN_A = ROOT / "examples" / "pattern-a"
 NS = "moonlander-system"
 RELEASE = "moonlander"
+SCRAPER = "scraper"  # a ServiceAccount the chart lets read /metrics
 CHILD = "harvey"
 
 pytestmark = pytest.mark.timeout(900)
@@ -285,6 +287,11 @@ def test_helm_install_runs_the_image_and_lands_pattern_a(env: NodeEnv) -> None:
         f"image.tag={env.image_tag}",
         "--set",
         "image.pullPolicy=Never",
+        # /metrics answers tokens RBAC allows (metrics.auth, on by default): this one's.
+        "--set",
+        f"metrics.readerServiceAccounts[0].name={SCRAPER}",
+        "--set",
+        f"metrics.readerServiceAccounts[0].namespace={NS}",
         "--wait",
         "--timeout=180s",
     )
@@ -428,9 +435,18 @@ def land_pattern_a(env: NodeEnv) -> None:
 
 
 def test_metrics_from_the_pod_ip(env: NodeEnv) -> None:
+    """/metrics answers a token the chart's metrics-reader ClusterRole is bound to, and no
+    caller without a token (metrics.auth, the API server's TokenReview and
+    SubjectAccessReview)."""
     [pod] = env.pods()
     url = f"http://{pod['status']['podIP']}:8080/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 401
+    env.run("kubectl", "-n", NS, "create", "serviceaccount", SCRAPER)
+    token = env.run("kubectl", "-n", NS, "create", "token", SCRAPER).strip()
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - http only
         text = resp.read().decode()
     assert resp.status == 200
     samples = [line for line in text.splitlines() if line.startswith("moonlander_")]

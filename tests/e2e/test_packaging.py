@@ -513,10 +513,14 @@ def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> Non
     assert_crds(docs)
 
     # Namespaced RBAC: a Role and RoleBinding in each watched namespace; cluster-wide only the
-    # policy reader (LandingPolicies and namespaces are cluster-scoped).
-    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
-        "ml-moonlander-policy-reader"
+    # policy reader (LandingPolicies and namespaces are cluster-scoped) and, for the
+    # ServiceMonitor's scrapes of the authenticated /metrics, the metrics reader (unbound).
+    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
+        "ml-moonlander-metrics-reader",
+        "ml-moonlander-policy-reader",
     ]
+    reader = only(docs, "ClusterRole", "ml-moonlander-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
     assert [b["metadata"]["name"] for b in of_kind(docs, "ClusterRoleBinding")] == [
         "ml-moonlander-policy-reader"
     ]
@@ -574,6 +578,11 @@ def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> Non
     )
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    # metrics.auth (the default): the controller asks the API server about each scrape's
+    # bearer token, and the ServiceMonitor presents Prometheus's own.
+    assert "--metrics-auth" in args
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
     # `policies`: one LandingPolicy each, cluster-scoped, named and specified as given.
     policies = of_kind(docs, "LandingPolicy")
