@@ -127,19 +127,20 @@ class MetricsAuth:
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        verdict = await self._decide(token)
-        if verdict.status != 500:  # the API server's trouble is not the caller's verdict
+        verdict, final = await self._decide(token)
+        if final:  # the API server's trouble is not the caller's verdict: asked again next time
             self._remember(key, now + self._ttl, verdict)
         return verdict
 
-    async def _decide(self, token: str) -> Verdict:
+    async def _decide(self, token: str) -> tuple[Verdict, bool]:
+        """The verdict, and whether the API server gave it (else it could not be asked)."""
         try:
             user = await self._reviews.authenticate(token)
-        except Exception as err:  # as controller-runtime: a failed review is a 401
+        except Exception as err:  # as controller-runtime: a failed TokenReview is a 401
             log.warning("metrics: TokenReview failed: %s", type(err).__name__)
-            return UNAUTHORIZED
+            return UNAUTHORIZED, False
         if user is None:
-            return UNAUTHORIZED
+            return UNAUTHORIZED, True
         try:
             allowed = await self._reviews.allowed(user, PATH, "get")
         except Exception as err:
@@ -148,10 +149,10 @@ class MetricsAuth:
                 type(err).__name__,
                 extra={"user": user.username},
             )
-            return Verdict(500, f"Authorization for user {user.username} failed\n")
+            return Verdict(500, f"Authorization for user {user.username} failed\n"), False
         if not allowed:
-            return Verdict(403, f"Authorization denied for user {user.username}\n")
-        return ALLOWED
+            return Verdict(403, f"Authorization denied for user {user.username}\n"), True
+        return ALLOWED, True
 
     def _remember(self, key: str, until: float, verdict: Verdict) -> None:
         if len(self._cache) >= self._max:

@@ -15,9 +15,12 @@ class FakeReviews:
         self.allowed_users = allowed
         self.calls: list[str] = []
         self.fail_sar = False
+        self.fail_token_review = False
 
     async def authenticate(self, token: str) -> User | None:
         self.calls.append("TokenReview")
+        if self.fail_token_review:
+            raise OSError("unreachable")
         return self.users.get(token)
 
     async def allowed(self, user: User, path: str, verb: str) -> bool:
@@ -87,8 +90,13 @@ async def test_verdicts_are_kept_for_the_ttl_then_asked_again() -> None:
     assert len(reviews.calls) == 6
 
 
-async def test_a_failed_review_is_500_and_not_kept() -> None:
+async def test_a_failed_review_is_401_or_500_and_not_kept() -> None:
+    """As controller-runtime: a TokenReview that fails is a 401, a SubjectAccessReview that
+    fails a 500; neither is remembered, the next scrape asks again."""
     auth, reviews, _ = _auth()
+    reviews.fail_token_review = True
+    assert (await auth.check("Bearer good")).status == 401
+    reviews.fail_token_review = False
     reviews.fail_sar = True
     assert (await auth.check("Bearer good")).status == 500
     reviews.fail_sar = False
