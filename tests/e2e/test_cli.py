@@ -16,10 +16,11 @@ import yaml
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
+from moonlander.kube.resources import LandingSetResource
 from moonlander_dev.clusters import free_port
 
 from .conftest import Env
-from .harness import landing, mint_token_kubeconfig, secret_with, wait_reason
+from .harness import eventually, landing, mint_token_kubeconfig, secret_with, wait_reason
 
 pytestmark = pytest.mark.e2e
 
@@ -82,8 +83,32 @@ async def test_status_shows_synced_and_refused_landings(
         secret_with(untrusted, "harvey-admin", {"admin.conf": env.kubeconfig_text("child-a")})
     )
     await local.create(landing(untrusted, "evil", kubeconfigSecretName="harvey-admin"))
+    # ... and so is what its LandingSet generates.
+    await local.create(
+        secret_with(untrusted, "kubernetes-acme-admin-kubeconfig", {"value": "unread"})
+    )
+    await local.create(
+        LandingSetResource.from_dict(
+            {
+                "metadata": {"name": "fleet", "namespace": untrusted},
+                "spec": {
+                    "generators": [
+                        {"secrets": {"namePattern": "kubernetes-{{tenant}}-admin-kubeconfig"}}
+                    ],
+                    "template": {"metadata": {"name": "parent-{{tenant}}"}, "spec": {}},
+                },
+            }
+        )
+    )
     await wait_reason(local, namespace, "talos", "Synced")
     await wait_reason(local, untrusted, "evil", "NotPermitted")
+    await wait_reason(local, untrusted, "parent-acme", "NotPermitted")
+
+    async def set_counted() -> bool:
+        obj = await local.get(LandingSetResource, "fleet", namespace=untrusted)
+        return bool((obj.status or {}).get("failing") == 1)
+
+    await eventually(set_counted, what="LandingSet fleet counts its failing Landing")
 
     # $KUBECONFIG, as kubectl; the namespace from -n.
     shown = await cli("status", "-n", namespace, env={"KUBECONFIG": admin})
@@ -99,6 +124,15 @@ async def test_status_shows_synced_and_refused_landings(
     print(f"$ moonlander status evil -n {untrusted}\n{refused.stdout}")
     assert "Ready:     False NotPermitted" in refused.stdout
     assert "(nothing landed)" in refused.stdout and "parentCredential" in refused.stdout
+    listed = await cli("status", "-n", untrusted, "--kubeconfig", admin)
+    assert listed.returncode == 0, listed.stderr
+    print(f"$ moonlander status -n {untrusted}\n{listed.stdout}")
+    assert listed.stdout.startswith("LandingSet fleet\n"), listed.stdout
+    assert "Landings:  0/1 ready, 1 failing\n    - parent-acme: NotPermitted" in listed.stdout
+    assert (
+        "Landing parent-acme (of LandingSet fleet)\n  Ready:     False NotPermitted"
+        in listed.stdout
+    )
 
     both = await cli("status", "-A", "-o", "json", "--kubeconfig", admin)
     assert both.returncode == 0, both.stderr

@@ -123,4 +123,5 @@ async def read_secret(
         return plan.decode_secret_value(data, used), used
     except LandingProblem as problem:
         flag = " (--key)" if key else ""
-        raise CliError(Exit.INVALID, f"Secret {namespace}/{name}: {problem}{flag}") from None
+        message = as_flags(str(problem))
+        raise CliError(Exit.INVALID, f"Secret {namespace}/{name}: {message}{flag}") from None

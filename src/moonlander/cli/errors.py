@@ -30,18 +30,24 @@ class CliError(Exception):
         self.message = message
 
 
-# moonlander.credentials speaks of its Policy's fields; the user typed flags.
+# moonlander.credentials and the controller speak of the Policy's fields and the Landing's
+# spec; the user typed flags.
 _FLAGS = {
+    "set spec.kubeconfigSecretKey": "pass --key",
+    "set spec.server": "pass --server",
     "allowed_networks": "--allow-network",
     "allow_loopback": "--allow-loopback",
     "allow_insecure_tls": "--allow-insecure-tls",
+    "spec.kubeconfigSecretKey": "--key",
+    "spec.server": "--server",
+    "server override": "--server",
 }
-_FIELD = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
+_FIELD = re.compile("|".join(rf"(?<![\w.]){re.escape(name)}(?![\w.])" for name in _FLAGS))
 
 
 def as_flags(text: str) -> str:
-    """``text`` with the Policy's field names replaced by the flags that set them."""
-    return _FIELD.sub(lambda m: _FLAGS[m.group(1)], text)
+    """``text`` with internal field names replaced by the flags that set them."""
+    return _FIELD.sub(lambda m: _FLAGS[m.group(0)], text)
 
 
 def one_line(text: str, limit: int = 300) -> str:

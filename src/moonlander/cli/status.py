@@ -67,6 +67,14 @@ def landing_summary(obj: Obj) -> dict[str, Any]:
         "namespace": namespace,
         "name": name,
         **_ready(obj),
+        "landingSet": next(
+            (
+                str(ref.get("name"))
+                for ref in (obj.get("metadata") or {}).get("ownerReferences") or ()
+                if isinstance(ref, Mapping) and ref.get("kind") == "LandingSet"
+            ),
+            None,
+        ),
         "direction": spec.get("direction") or "ParentToChild",
         "suspended": bool(spec.get("suspend")),
         "source": f"{source_ns}/{source}",
@@ -106,7 +114,11 @@ def _generation(s: Mapping[str, Any]) -> str:
 def _block(s: Mapping[str, Any], all_namespaces: bool) -> list[str]:
     title = f"{s['namespace']}/{s['name']}" if all_namespaces else s["name"]
     reason = f" {s['reason']}" if s["reason"] else ""
-    lines = [f"{s['kind']} {title}", f"  Ready:     {s['ready']}{reason}{_generation(s)}"]
+    made_by = f" (of LandingSet {s['landingSet']})" if s.get("landingSet") else ""
+    lines = [
+        f"{s['kind']} {title}{made_by}",
+        f"  Ready:     {s['ready']}{reason}{_generation(s)}",
+    ]
     if s["kind"] == "Landing":
         if s["suspended"]:
             lines.append("  Suspended: true")

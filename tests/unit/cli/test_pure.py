@@ -22,6 +22,10 @@ def test_policy_field_names_become_flags() -> None:
         "denied (an operator can permit it with --allow-network); --allow-loopback enables them"
     )
     assert as_flags("not_allowed_networks stays") == "not_allowed_networks stays"
+    assert as_flags("server override: server http://x: plain HTTP") == (
+        "--server: server http://x: plain HTTP"
+    )
+    assert as_flags("(keys: a, b); set spec.kubeconfigSecretKey") == "(keys: a, b); pass --key"
 
 
 def test_spec_paths_become_mint_flags() -> None:
@@ -113,7 +117,12 @@ SYNCED = {
     },
 }
 REFUSED = {
-    "metadata": {"namespace": "team", "name": "evil", "generation": 3},
+    "metadata": {
+        "namespace": "team",
+        "name": "evil",
+        "generation": 3,
+        "ownerReferences": [{"kind": "LandingSet", "name": "fleet", "uid": "u"}],
+    },
     "spec": {"kubeconfigSecretName": "x", "kubeconfigSecretNamespace": "other"},
     "status": {
         "observedGeneration": 2,
@@ -158,6 +167,7 @@ def test_status_text_says_what_landed_where_and_why_not() -> None:
         "  Synced at: 2026-12-07T13:00:00Z",
     ]
     evil = text.split("\n\n")[1]
+    assert evil.startswith("Landing evil (of LandingSet fleet)\n")
     assert "Ready:     False NotPermitted (generation 3 not yet seen; status is of 2)" in evil
     assert "Stalled:   NotPermitted" in evil and "Reconciling" not in evil
     assert "Target:    team/remote-kubeconfig (nothing landed)" in evil
