@@ -17,7 +17,7 @@ from cryptography import x509
 from lightkube.resources.core_v1 import Namespace
 
 from moonlander.credentials import Credentials, Policy
-from moonlander.kube import clusters
+from moonlander.kube import clusters, transport
 from moonlander_dev import pki
 
 
@@ -139,7 +139,7 @@ def test_system_store_is_found_at_openssl_defaults(
     (tmp_path / "env.pem").write_bytes(b"")
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "env.pem"))
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
-    cafile, capath = clusters._system_ca_locations()
+    cafile, capath = transport._system_ca_locations()
     paths = ssl.get_default_verify_paths()
     assert cafile in (paths.openssl_cafile, None)
     assert capath in (paths.openssl_capath, None)
@@ -149,7 +149,7 @@ def test_system_store_is_found_at_openssl_defaults(
 def test_without_a_system_store_nothing_is_trusted(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(clusters, "_system_ca_locations", lambda: (None, None))
+    monkeypatch.setattr(transport, "_system_ca_locations", lambda: (None, None))
     ca_file = tmp_path / "environment-ca.pem"
     ca_file.write_bytes(server.ca_pem)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))

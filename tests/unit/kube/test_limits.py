@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from moonlander.kube.clusters import (
+from moonlander.kube.transport import (
     DeadlineExceeded,
     InvalidResponse,
     ResponseTooLarge,
