@@ -15,6 +15,7 @@ the spec and resolved by :class:`moonlander.api.parse.Landing`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
@@ -22,6 +23,7 @@ from msgspec import Meta
 
 from moonlander.api.names import SECRET_KEY_PATTERN
 from moonlander.api.output import OutputSpec
+from moonlander.api.reasons import STALLED_REASONS, PolicyReason, Reason, SetReason
 from moonlander.api.serviceaccount import ServiceAccountSpec
 from moonlander.api.types import (
     CEL,
@@ -165,15 +167,56 @@ DateTime = Annotated[str, Meta(extra={"format": "date-time"})]
 Int64 = Annotated[int, Meta(extra={"format": "int64"})]
 
 
-class Condition(_Status, frozen=True, kw_only=True):
-    """A metav1.Condition."""
+def _listed(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in values)
 
-    type: Annotated[str, Meta(max_length=316)]
-    status: Annotated[str, Meta(extra={"enum": ["True", "False", "Unknown"]})]
-    reason: Annotated[str, Meta(max_length=1024)] | None = None
-    message: Annotated[str, Meta(max_length=32768)] | None = None
-    observed_generation: Int64 | None = None
-    last_transition_time: DateTime | None = None
+
+class Condition(_Status, frozen=True, kw_only=True):
+    """A metav1.Condition: one aspect of the object's state, as kstatus, Flux and kubectl
+    wait read it. Ready says whether it is converged; Reconciling (True while the controller
+    is still at work or retrying) or Stalled (True when only a human can help) stands beside
+    a Ready that is False, with the same reason and message."""
+
+    type: Annotated[
+        str,
+        Meta(max_length=316),
+        doc('Ready, Reconciling or Stalled (docs/api.md, "Conditions").'),
+    ]
+    status: Annotated[
+        str,
+        Meta(extra={"enum": ["True", "False", "Unknown"]}),
+        doc("True, False or Unknown (a suspended Landing's Ready)."),
+    ]
+    reason: (
+        Annotated[
+            str,
+            Meta(max_length=1024),
+            doc(
+                f"""Why, in one CamelCase word. A Landing: {_listed(Reason)} (Stalled for
+                {_listed(sorted(STALLED_REASONS))}; Reconciling for the other False ones). A
+                LandingSet: {_listed(SetReason)}. A LandingPolicy: {_listed(PolicyReason)}."""
+            ),
+        ]
+        | None
+    ) = None
+    message: (
+        Annotated[
+            str,
+            Meta(max_length=32768),
+            doc("What happened and what to do, for humans; never secret material."),
+        ]
+        | None
+    ) = None
+    observed_generation: (
+        Annotated[Int64, doc("The metadata.generation this condition was set for.")] | None
+    ) = None
+    last_transition_time: (
+        Annotated[
+            DateTime,
+            doc("When status last changed (a new reason or message alone does not move it)."),
+        ]
+        | None
+    ) = None
 
 
 class LandedStatus(_Status, frozen=True, kw_only=True):
@@ -181,8 +224,8 @@ class LandedStatus(_Status, frozen=True, kw_only=True):
 
     cluster: Annotated[str, doc("API server of the cluster written to.")] = ""
     server: Annotated[str, doc("API server the landed kubeconfig points at.")] = ""
-    namespace: str = ""
-    name: str = ""
+    namespace: Annotated[str, doc("Namespace of the landed Secret.")] = ""
+    name: Annotated[str, doc("Name of the landed Secret.")] = ""
     source_key: Annotated[str, doc("Key of the source Secret that was read.")] = ""
     content_hash: Annotated[str, doc("sha256 of the landed kubeconfig.")] = ""
     service_account: (
@@ -202,11 +245,21 @@ class LandedStatus(_Status, frozen=True, kw_only=True):
 
 
 class LandingStatus(_Status, frozen=True, kw_only=True):
-    observed_generation: Int64 | None = None
+    """What the controller last did with the Landing; written by Moonlander only."""
+
+    observed_generation: (
+        Annotated[Int64, doc("The metadata.generation the status was written for.")] | None
+    ) = None
     target: Annotated[str, doc("Where the Secret was landed, as namespace/name.")] | None = None
-    last_sync_time: DateTime | None = None
+    last_sync_time: (
+        Annotated[DateTime, doc("When the Landing was last found landed and current.")] | None
+    ) = None
     landed: LandedStatus | None = None
     conditions: Annotated[
         tuple[Condition, ...],
         Meta(extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+        doc(
+            """Ready (Synced when landed), and beside a False one Reconciling (retrying) or
+            Stalled (only a human can help)."""
+        ),
     ] = ()

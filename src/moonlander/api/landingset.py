@@ -205,7 +205,10 @@ class LandingSetSpec(_Spec, frozen=True, kw_only=True):
 class LandingSetStatus(_Status, frozen=True, kw_only=True):
     """How many Landings the set wants and how they fare."""
 
-    observed_generation: Annotated[int, Meta(ge=0)] | None = None
+    observed_generation: (
+        Annotated[int, Meta(ge=0), doc("The metadata.generation the status was written for.")]
+        | None
+    ) = None
     desired: Annotated[int, doc("Landings the set generates.")] = 0
     ready: Annotated[int, doc("Of those, Ready.")] = 0
     failing: Annotated[int, doc("Of those, not Ready with a reason, or not generated.")] = 0
@@ -214,7 +217,14 @@ class LandingSetStatus(_Status, frozen=True, kw_only=True):
         Meta(max_length=20),
         doc("Up to 20 failing ones: 'name: reason'."),
     ] = ()
-    conditions: tuple[Condition, ...] = ()
+    conditions: Annotated[
+        tuple[Condition, ...],
+        doc(
+            """Ready (AllReady when every Landing is), and beside a False one Reconciling
+            (Landings still being landed or retrying) or Stalled (the spec is invalid, or a
+            Landing or Secret fails for a reason only a human can fix)."""
+        ),
+    ] = ()
 
 
 class LandingSet(msgspec.Struct, frozen=True, kw_only=True):

@@ -58,6 +58,9 @@ _SHOWABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 class SpecError(ValueError):
     """The Landing's spec cannot be used as written; the message names the field."""
 
+    # The object's metadata.generation, where the caller knows it (a LandingSet's status).
+    generation: int | None = None
+
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
@@ -259,7 +262,9 @@ def parse_landingset(body: Mapping[str, Any]) -> LandingSet:
     try:
         spec = msgspec.convert(_unset_removed(body.get("spec") or {}), LandingSetSpec, strict=True)
     except msgspec.ValidationError as err:
-        raise _spec_error(err, "spec") from None
+        error = _spec_error(err, "spec")
+        error.generation = meta.get("generation")
+        raise error from None
     return LandingSet(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),

@@ -20,6 +20,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from moonlander.api.landing import Condition
 from moonlander.api.serviceaccount import DEFAULT_MINT_NAMESPACE
 from moonlander.api.types import (
     DNSLabel,
@@ -217,7 +218,16 @@ class LandingPolicySpec(_Spec, frozen=True, kw_only=True):
 
 
 class LandingPolicyStatus(_Status, frozen=True, kw_only=True):
-    observed_generation: Annotated[int, Meta(extra={"format": "int64"})] | None = None
+    """What the policy grants now, and what of it grants nothing; written by Moonlander."""
+
+    observed_generation: (
+        Annotated[
+            int,
+            Meta(extra={"format": "int64"}),
+            doc("The metadata.generation the status was written for."),
+        ]
+        | None
+    ) = None
     matched_namespaces: Annotated[
         tuple[DNSLabel, ...], doc("Namespaces the policy applies to now.")
     ] = ()
@@ -236,6 +246,14 @@ class LandingPolicyStatus(_Status, frozen=True, kw_only=True):
         doc(
             """Cluster-scoped names (outputs.clusterScoped) this policy grants that are
             granted to more than one namespace: refused for every one of them."""
+        ),
+    ] = ()
+    conditions: Annotated[
+        tuple[Condition, ...],
+        Meta(extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+        doc(
+            """Ready, True once the controller has read the policy: Applied, or
+            PartiallyApplied when entries are listed in fenced or ambiguous."""
         ),
     ] = ()
 

@@ -3,6 +3,11 @@
 The ``reason`` of a Landing's Ready condition is one of :class:`Reason`; each member's
 comment says what it means and what to do. :class:`Retry` is how the controller schedules
 the next attempt after each outcome (docs/architecture.md, "Retries", has the table).
+
+The conditions follow the Kubernetes API conventions that kstatus, Flux and ``kubectl wait``
+read (:class:`ConditionType`): besides Ready, ``Reconciling`` is True while the controller is
+still at work or backing off, ``Stalled`` is True when nothing will change until someone
+edits something (:data:`STALLED_REASONS`); docs/api.md has the table.
 """
 
 from __future__ import annotations
@@ -50,6 +55,45 @@ class Reason(enum.StrEnum):
     TRANSIENT_ERROR = "TransientError"
     # The Landing is being deleted and what it landed removed.
     DELETING = "Deleting"
+
+
+class ConditionType(enum.StrEnum):
+    READY = "Ready"  # converged (True), not (False), or suspended (Unknown)
+    RECONCILING = "Reconciling"  # True while work is in progress or backing off
+    STALLED = "Stalled"  # True while only a human can help: the Ready reason says why
+
+
+# The Ready=False reasons of a Landing that no retry can fix (the Retry.ON_CHANGE outcomes):
+# the Landing, its source Secret or a LandingPolicy has to change. They make Stalled True
+# (kstatus: Failed); every other Ready=False reason makes Reconciling True (InProgress).
+STALLED_REASONS: frozenset[str] = frozenset(
+    {
+        Reason.NOT_PERMITTED,
+        Reason.INVALID_SPEC,
+        Reason.INVALID_KUBECONFIG,
+        Reason.CONFLICT,
+        Reason.SOURCE_KEY_NOT_FOUND,
+        Reason.CROSS_NAMESPACE_NOT_ALLOWED,
+    }
+)
+
+
+class SetReason(enum.StrEnum):
+    """Reasons of a LandingSet's conditions."""
+
+    ALL_READY = "AllReady"  # Ready=True: every generated Landing is Ready
+    PROGRESSING = "Progressing"  # Reconciling: Landings not yet Ready, none failing for good
+    LANDINGS_FAILING = "LandingsFailing"  # Ready=False: see status.failingLandings
+    INVALID_SPEC = "InvalidSpec"  # Stalled: the set's spec cannot be used; fix it
+
+
+class PolicyReason(enum.StrEnum):
+    """Reasons of a LandingPolicy's Ready condition (always True: a policy is applied as
+    soon as it is read; what it cannot grant is listed, not failed)."""
+
+    APPLIED = "Applied"  # every entry grants what it says
+    # Applied, but some entries grant nothing: see status.fenced and status.ambiguous
+    PARTIALLY_APPLIED = "PartiallyApplied"
 
 
 class Retry(enum.StrEnum):

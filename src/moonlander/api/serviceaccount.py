@@ -36,9 +36,15 @@ MAX_EXPIRATION = 365 * 24 * 3600
 class RoleGrant(_Spec, frozen=True, kw_only=True):
     """A Role or ClusterRole bound by a RoleBinding in each of ``namespaces``."""
 
-    kind: RoleKind = RoleKind.CLUSTER_ROLE
-    name: RoleName
-    namespaces: Annotated[NamespaceSet, Meta(min_length=1, max_length=256)]
+    kind: Annotated[
+        RoleKind, doc("ClusterRole (bound per namespace) or Role (one of that namespace's).")
+    ] = RoleKind.CLUSTER_ROLE
+    name: Annotated[RoleName, doc("Name of the Role or ClusterRole to bind.")]
+    namespaces: Annotated[
+        NamespaceSet,
+        Meta(min_length=1, max_length=256),
+        doc("Namespaces of the child cluster where a RoleBinding grants it."),
+    ]
 
     def __post_init__(self) -> None:
         msgspec.structs.force_setattr(self, "namespaces", _dedupe(self.namespaces))
@@ -57,15 +63,30 @@ class PolicyRule(_Spec, frozen=True, kw_only=True):
         },
     )
 
-    api_groups: Annotated[tuple[RuleWord, ...], Meta(max_length=64)] = ()
-    resources: Annotated[tuple[RuleWord, ...], Meta(max_length=64)] = ()
-    resource_names: Annotated[tuple[RuleWord, ...], Meta(max_length=256)] = ()
-    non_resource_urls: Annotated[tuple[RuleWord, ...], Meta(max_length=64)] = msgspec.field(
-        default=(), name="nonResourceURLs"
-    )
+    api_groups: Annotated[
+        tuple[RuleWord, ...],
+        Meta(max_length=64),
+        doc('API groups of the resources ("" is the core group, "*" all).'),
+    ] = ()
+    resources: Annotated[
+        tuple[RuleWord, ...],
+        Meta(max_length=64),
+        doc('Resources (and subresources, as "pods/log") the rule applies to; "*" all.'),
+    ] = ()
+    resource_names: Annotated[
+        tuple[RuleWord, ...],
+        Meta(max_length=256),
+        doc("Names of the objects the rule is limited to; empty means all."),
+    ] = ()
+    non_resource_urls: Annotated[
+        tuple[RuleWord, ...],
+        Meta(max_length=64),
+        doc("Non-resource URLs (as /healthz); not together with apiGroups or resources."),
+    ] = msgspec.field(default=(), name="nonResourceURLs")
     verbs: Annotated[
         tuple[Annotated[str, Meta(min_length=1, max_length=63, pattern=r"^[!-~]+$")], ...],
         Meta(min_length=1, max_length=16),
+        doc('Verbs allowed (get, list, watch, create, update, patch, delete, ...; "*" all).'),
     ]
 
     def __post_init__(self) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from moonlander import api
 from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus, substitute
 from moonlander.api.names import DNS_SUBDOMAIN_PATTERN
-from moonlander.api.reasons import Reason
+from moonlander.api.reasons import STALLED_REASONS, Reason, SetReason
+from moonlander.controller.conditions import kstatus_conditions
 
 _NAME = re.compile(DNS_SUBDOMAIN_PATTERN)
 
@@ -245,9 +246,11 @@ def summarize(
     """The set's status: desired, ready and failing counts and the failing ones' names;
     ``problems`` are the set's own (a generator's source kind not served, say)."""
     ready, failing = 0, list(problems)
+    stalled = bool(problems)  # the set's own problems wait for a human
     for name in sorted(generated.wanted):
         if name in planned.blocked:
             failing.append(f"{name}: {planned.blocked[name]}")
+            stalled = True
             continue
         condition = _ready_condition(existing.get(name))
         if condition is None:
@@ -256,15 +259,18 @@ def summarize(
             ready += 1
         elif condition.get("reason") not in (None, "", Reason.PROGRESSING):
             failing.append(f"{name}: {condition.get('reason')}")
+            stalled = stalled or condition.get("reason") in STALLED_REASONS
     failing += [f"Secret {secret}: {why}" for secret, why in sorted(generated.refused.items())]
+    stalled = stalled or bool(generated.refused)
     desired = len(generated.wanted)
     if failing:
-        state, reason = "False", "LandingsFailing"
+        state, reason = "False", SetReason.LANDINGS_FAILING.value
         message = f"{len(failing)} failing; first: {failing[0]}"
     elif ready == desired:
-        state, reason, message = "True", "AllReady", f"{ready} of {desired} Landings Ready"
+        state, reason = "True", SetReason.ALL_READY.value
+        message = f"{ready} of {desired} Landings Ready"
     else:
-        state, reason = "False", Reason.PROGRESSING.value
+        state, reason = "False", SetReason.PROGRESSING.value
         message = f"{ready} of {desired} Landings Ready"
     return LandingSetStatus(
         observed_generation=landing_set.generation,
@@ -272,15 +278,27 @@ def summarize(
         ready=ready,
         failing=len(failing),
         failing_landings=tuple(f[:400] for f in failing[:20]),
-        conditions=(
-            api.Condition(
-                type="Ready",
-                status=state,
-                reason=reason,
-                message=message[:1024],
-                observed_generation=landing_set.generation,
-            ),
+        # Failing only for reasons a retry may fix (a cluster down, a source not there yet):
+        # Reconciling, as the Landings are; failing for good anywhere: Stalled.
+        conditions=set_conditions(
+            state, reason, message[:1024], stalled=stalled, generation=landing_set.generation
         ),
+    )
+
+
+def set_conditions(
+    state: str, reason: str, message: str, *, stalled: bool, generation: int | None
+) -> tuple[api.Condition, ...]:
+    """A LandingSet's conditions: Ready, and Reconciling or Stalled beside a False one. No
+    lastTransitionTime: the status is rewritten whole, and only when it changes."""
+    return kstatus_conditions(
+        (),
+        ready=state,
+        reason=reason,
+        message=message,
+        stalled=stalled,
+        observed_generation=generation,
+        now=None,
     )
 
 

@@ -26,6 +26,7 @@ from lightkube.types import PatchType
 
 from moonlander import api
 from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus
+from moonlander.api.reasons import SetReason
 from moonlander.controller import fleet
 from moonlander.controller.sharding import Shards
 from moonlander.controller.workers import Attempts, Workers
@@ -318,11 +319,14 @@ class LandingSets:
 
     async def _write_invalid(self, namespace: str, name: str, error: api.SpecError) -> None:
         status = LandingSetStatus(
-            conditions=(
-                api.Condition(
-                    type="Ready", status="False", reason="InvalidSpec", message=str(error)[:1024]
-                ),
-            )
+            observed_generation=error.generation,
+            conditions=fleet.set_conditions(
+                "False",
+                SetReason.INVALID_SPEC.value,
+                str(error)[:1024],
+                stalled=True,
+                generation=error.generation,
+            ),
         )
         key = f"{namespace}/{name}"
         if self._statuses.get(key) != status:

@@ -1,13 +1,22 @@
 """What a LandingPolicy's status says besides the namespaces it selects (pure): the entries
 that grant nothing because the fence closes what they name, and the cluster-scoped names it
-grants that another namespace is granted too (refused for all of them)."""
+grants that another namespace is granted too (refused for all of them).
+
+Its Ready condition is True as soon as the controller has read the policy (a policy takes
+effect at once; there is nothing to wait for): reason Applied, or PartiallyApplied when
+entries are fenced or ambiguous. Those are listed, not failed: the rest of the policy grants
+what it says, so it is neither Stalled nor Reconciling (kstatus: Current; docs/api.md)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from moonlander.api import ClusterScopedGrant, LandingPolicy
+from moonlander.api.reasons import PolicyReason
 from moonlander.controller.authorize import Fence, PolicyStore
+from moonlander.controller.conditions import kstatus_conditions
 
 __all__ = ["ambiguous", "fenced", "policy_status"]
 
@@ -19,6 +28,10 @@ def _names(namespaces: tuple[str, ...] | list[str]) -> str:
     shown = ", ".join(namespaces[:_LISTED])
     more = len(namespaces) - _LISTED
     return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _entries(count: int) -> str:
+    return "1 entry grants" if count == 1 else f"{count} entries grant"
 
 
 def fenced(policy: LandingPolicy, fence: Fence) -> list[str]:
@@ -85,9 +98,31 @@ def ambiguous(store: PolicyStore, policy: LandingPolicy) -> list[str]:
 
 def policy_status(store: PolicyStore, policy: LandingPolicy, fence: Fence) -> dict[str, Any]:
     """The status to write for ``policy``."""
+    matched = list(store.matched_namespaces(policy))
+    closed = fenced(policy, fence)[:_MAX_ENTRIES]
+    shared = ambiguous(store, policy)[:_MAX_ENTRIES]
+    grants = f"applies to {len(matched)} namespace{'' if len(matched) == 1 else 's'}"
+    if closed or shared:
+        reason = PolicyReason.PARTIALLY_APPLIED
+        message = (
+            f"{grants}; {_entries(len(closed) + len(shared))} nothing "
+            "(see status.fenced and status.ambiguous)"
+        )
+    else:
+        reason, message = PolicyReason.APPLIED, grants
+    conditions = kstatus_conditions(
+        (),
+        ready="True",
+        reason=reason.value,
+        message=message,
+        stalled=False,
+        observed_generation=policy.generation,
+        now=None,
+    )
     return {
         "observedGeneration": policy.generation,
-        "matchedNamespaces": list(store.matched_namespaces(policy)),
-        "fenced": fenced(policy, fence)[:_MAX_ENTRIES],
-        "ambiguous": ambiguous(store, policy)[:_MAX_ENTRIES],
+        "matchedNamespaces": matched,
+        "fenced": closed,
+        "ambiguous": shared,
+        "conditions": [msgspec.to_builtins(c) for c in conditions],
     }

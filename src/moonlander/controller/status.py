@@ -5,7 +5,9 @@ The status types are the API's (``api.LandingStatus``, ``api.LandedStatus``,
 one in the status field by field, so a Landing whose status already says it costs no write.
 
 ``next_status`` decides what to write: nothing when nothing changed, otherwise the new
-status and, when the Ready reason changed, the Event that reports the transition. A new
+status and, when the Ready reason changed, the Event that reports the transition. Beside
+Ready it keeps Reconciling (a retry will come) or Stalled (``STALLED_REASONS``: only a human
+can help) as kstatus reads them; both follow the Ready reason, so they cost no extra write. A new
 Landing that lands on its first reconcile gets no Event: its status says so, and on the way
 in a fleet every write counts (the create, the landed Secret and the status are the three a
 new Landing costs; docs/performance.md).
@@ -19,8 +21,8 @@ from typing import Any
 import msgspec
 
 from moonlander.api import InvalidLanding, LandedStatus, Landing, LandingStatus
-from moonlander.api.reasons import Outcome, Reason
-from moonlander.controller.conditions import READY, find, set_condition
+from moonlander.api.reasons import STALLED_REASONS, Outcome, Reason
+from moonlander.controller.conditions import READY, find, kstatus_conditions
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,12 @@ def next_status(
     ready = "True" if outcome.ready else "False"
     if outcome.reason is Reason.SUSPENDED:
         ready = "Unknown"
-    conditions = set_condition(
+    conditions = kstatus_conditions(
         now_status.conditions,
-        type_=READY,
-        status=ready,
+        ready=ready,
         reason=outcome.reason.value,
         message=outcome.message,
+        stalled=outcome.reason in STALLED_REASONS,
         observed_generation=generation,
         now=now,
     )

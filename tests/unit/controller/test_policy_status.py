@@ -29,6 +29,15 @@ def test_a_plain_policy_reports_nothing_fenced_or_ambiguous() -> None:
         "matchedNamespaces": ["tenant-a"],
         "fenced": [],
         "ambiguous": [],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Applied",
+                "message": "applies to 1 namespace",
+                "observedGeneration": 2,
+            }
+        ],
     }
 
 
@@ -88,3 +97,18 @@ def test_the_same_namespace_twice_is_no_conflict() -> None:
     b = policy("b", outputs={"clusterScoped": {"namePrefixes": ["d"]}})
     got = status(a, b)
     assert got["a"]["ambiguous"] == got["b"]["ambiguous"] == []
+
+
+def test_fenced_or_ambiguous_entries_leave_it_ready_but_partially_applied() -> None:
+    # kstatus reads Ready=True without Reconciling or Stalled as Current: a policy takes
+    # effect as soon as it is read; what it cannot grant is listed, not failed.
+    got = status(policy("p", targetNamespaces=["moonlander-system"]))["p"]
+    assert got["fenced"]
+    (ready,) = got["conditions"]
+    assert (ready["type"], ready["status"], ready["reason"]) == (
+        "Ready",
+        "True",
+        "PartiallyApplied",
+    )
+    assert "1 entry grants nothing" in ready["message"]
+    assert ready["observedGeneration"] == 2
