@@ -15,6 +15,7 @@ from moonlander_dev.clusters import WEBHOOK_CLIENT_NAME, free_port
 
 from ..conftest import Plane
 from .harness import ControllerProcess, controller_kubeconfig, install_crd, trusted_policy
+from .tenants import tenant, wired  # noqa: F401 - the tenancy suites' fixtures
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -32,7 +33,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @dataclass(frozen=True)
 class Webhook:
     """The session controller's admission webhook: served, but registered with the API
-    server only by the tests that want it (tests/e2e/test_tenancy_webhook.py)."""
+    server only for the tenancy suites' namespaces (``wired``, tests/e2e/tenants.py)."""
 
     port: int
     ca_pem: bytes  # the serving certificate's CA, for a caBundle

@@ -1,7 +1,13 @@
 """A hostile tenant, played for real: a ServiceAccount whose only rights are a Role over
-Landings, LandingSets and Secrets in its own namespace, against the controller on exactly the shipped
-RBAC. Every attack of issue 11 is refused with its reason and changes nothing; each grant of
-a LandingPolicy gives exactly what it says.
+Landings, LandingSets and Secrets in its own namespace, against the controller on exactly the
+shipped RBAC, with the controller's admission webhook wired into the parent API server for
+the tenant's namespaces (tests/e2e/tenants.py). Every attack of issue 11 is refused with its
+reason and changes nothing; each grant of a LandingPolicy gives exactly what it says.
+
+Where the webhook would refuse a create first (a mint of a role the tenant may not bind),
+the test shows that refusal, then gives the tenant ``bind`` on the role (as Kubernetes'
+escalation check requires) so that what is proved is the controller's LandingPolicy
+enforcement: the two layers each hold.
 
 These tests use their own tenant namespaces, never the ``namespace`` fixture (which the
 operator trusts through a LandingPolicy)."""
@@ -9,22 +15,18 @@ operator trusts through a LandingPolicy)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import secrets
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import yaml
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.authorization_v1 import ResourceAttributes, SelfSubjectAccessReviewSpec
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
 from lightkube.resources.authorization_v1 import SelfSubjectAccessReview
 from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccount
-from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, Role, RoleBinding
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 from lightkube.types import PatchType
 
 from moonlander import api
@@ -32,7 +34,6 @@ from moonlander.kube.resources import LandingPolicyResource
 
 from .conftest import Env
 from .harness import (
-    PLANTED,
     decoded,
     eventually,
     landing,
@@ -42,6 +43,14 @@ from .harness import (
     secret_with,
     wait_reason,
 )
+from .tenants import (
+    Tenant,
+    checked_namespace,
+    may_bind,
+    refusal_of_bind,
+    refused_by_webhook,
+    unchecked_tenant,
+)
 from .test_security import RecordingServer
 
 pytestmark = pytest.mark.e2e
@@ -49,82 +58,17 @@ pytestmark = pytest.mark.e2e
 PARENT_SECRET = ("moonlander-system", "moonlander-parent-kubeconfig")
 
 
-@dataclass
-class Tenant:
-    namespace: str
-    client: AsyncClient  # the tenant's own identity: a Role over Landings and Secrets
-
-
-async def _tenant_client(env: Env, namespace: str) -> AsyncClient:
-    local = env.local
-    await local.create(
-        Role(
-            metadata=ObjectMeta(name="tenant", namespace=namespace),
-            rules=[
-                PolicyRule(
-                    apiGroups=[api.GROUP],
-                    resources=["landings", "landingsets"],
-                    verbs=["get", "list", "watch", "create", "update", "patch", "delete"],
-                ),
-                PolicyRule(
-                    apiGroups=[""],
-                    resources=["secrets"],
-                    verbs=["get", "list", "watch", "create", "update", "patch", "delete"],
-                ),
-            ],
-        )
-    )
-    await local.create(ServiceAccount(metadata=ObjectMeta(name="tenant", namespace=namespace)))
-    await local.create(
-        RoleBinding(
-            metadata=ObjectMeta(name="tenant", namespace=namespace),
-            roleRef=RoleRef(apiGroup="rbac.authorization.k8s.io", kind="Role", name="tenant"),
-            subjects=[Subject(kind="ServiceAccount", name="tenant", namespace=namespace)],
-        )
-    )
-    token = (
-        await local.create(
-            ServiceAccount.Token(metadata=ObjectMeta(), spec={"audiences": []}),  # type: ignore[arg-type]
-            name="tenant",
-            namespace=namespace,
-        )
-    ).status.token
-    PLANTED.append(token)
-    parent = env.plane["parent"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "p",
-                "cluster": {
-                    "server": parent.url,
-                    "certificate-authority-data": base64.b64encode(parent.ca_pem).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "tenant", "user": {"token": token}}],
-        "contexts": [{"name": "t", "context": {"cluster": "p", "user": "tenant"}}],
-        "current-context": "t",
-    }
-    return AsyncClient(KubeConfig.from_dict(config), field_manager="tenant")
-
-
-@pytest.fixture
-async def tenant(env: Env) -> AsyncIterator[Tenant]:
-    """Namespace tenant-<hex> in every cluster, with no LandingPolicy, and its identity."""
-    name = f"tenant-{secrets.token_hex(3)}"
-    for client in env.admin.values():
-        await client.create(Namespace(metadata=ObjectMeta(name=name)))
-    client = await _tenant_client(env, name)
-    yield Tenant(name, client)
-    await client._client._client.aclose()
+def __getattr__(name: str) -> Any:
+    """``from .test_tenancy import tenant`` (tests/e2e/test_landingsets.py) still gives the
+    tenant of before the webhook was wired, in a namespace it does not check. Not a module
+    attribute, so this module's own tests get the checked ``tenant`` of tests/e2e/tenants.py."""
+    if name == "tenant":
+        return unchecked_tenant
+    raise AttributeError(name)
 
 
 async def _other_namespace(env: Env, prefix: str) -> str:
-    name = f"{prefix}-{secrets.token_hex(3)}"
-    await env.local.create(Namespace(metadata=ObjectMeta(name=name)))
-    return name
+    return await checked_namespace(env, prefix)
 
 
 async def _still(reason: str, env: Env, namespace: str, name: str, seconds: float = 3.0) -> None:
@@ -248,14 +192,19 @@ async def test_minting_is_bounded_by_the_policy(env: Env, tenant: Tenant) -> Non
         )
     )
     admin_ask = {"name": f"{ns}-admin", "namespace": "kube-system", "clusterRole": "cluster-admin"}
-    await tenant.client.create(
-        landing(
-            ns,
-            "escalate",
-            kubeconfigSecretName="kubernetes-harvey-admin-kubeconfig",
-            serviceAccount=admin_ask,
-        )
+    escalate = landing(
+        ns,
+        "escalate",
+        kubeconfigSecretName="kubernetes-harvey-admin-kubeconfig",
+        serviceAccount=admin_ask,
     )
+    # The webhook: the tenant may not bind cluster-admin, so its Landing may not mint it.
+    message = await refused_by_webhook(tenant.client, escalate)
+    assert refusal_of_bind("cluster-admin") in message
+    # The controller: even for a tenant who may bind both roles, a LandingPolicy decides.
+    await may_bind(env, tenant, "cluster-admin")
+    await may_bind(env, tenant, "view")
+    await tenant.client.create(escalate)
     cond = await wait_reason(env.local, ns, "escalate", "NotPermitted")
     assert "mint" in cond["message"]
     assert await _absent(env.local, ServiceAccount, f"{ns}-admin", "kube-system")

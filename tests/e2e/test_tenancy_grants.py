@@ -1,6 +1,7 @@
 """Issue 23, findings 1-4, played as the tenant (a ServiceAccount whose only rights are a Role
 over Landings, LandingSets and Secrets in its own namespace) against the controller on
-exactly the shipped RBAC, with policies in the examples' style:
+exactly the shipped RBAC, with its admission webhook wired into the parent API server for
+the tenant's namespaces (tests/e2e/tenants.py), and with policies in the examples' style:
 
 1. a cluster-scoped output (a Crossplane ProviderConfig or ClusterProviderConfig written into
    the controller's cluster) needs its name granted (``outputs.clusterScoped``) to this one
@@ -12,7 +13,9 @@ exactly the shipped RBAC, with policies in the examples' style:
    says so in its status.
 
 Each refusal is ``NotPermitted`` before anything is written; each grant lands within seconds
-and its withdrawal revokes what it gave (both measured)."""
+and its withdrawal revokes what it gave (both measured). A mint is first refused by the
+webhook (the tenant may not bind the role); the tenant is then given ``bind`` on it, as
+Kubernetes' escalation check requires, so that the controller's refusal is what is shown."""
 
 from __future__ import annotations
 
@@ -37,8 +40,9 @@ from moonlander.kube.resources import LandingPolicyResource, LandingResource, La
 from . import consumers
 from .conftest import Env
 from .harness import eventually, landing, landing_policy, measure, secret_with, wait_reason
+from .tenants import Tenant, may_bind, refusal_of_bind, refused_by_webhook
 from .test_integrations import install_crds
-from .test_tenancy import Tenant, _absent, _other_namespace, _still, tenant  # noqa: F401
+from .test_tenancy import _absent, _other_namespace, _still
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +99,7 @@ async def _may(
 
 async def test_cluster_scoped_provider_configs_need_a_granted_name(
     env: Env,
-    tenant: Tenant,  # noqa: F811
+    tenant: Tenant,
 ) -> None:
     """The issue's attack: ChildToParent into the tenant's own namespace with a Legacy
     ProviderConfig ``default`` and a ClusterProviderConfig ``talos-root``. Refused (also under
@@ -208,7 +212,7 @@ async def test_cluster_scoped_provider_configs_need_a_granted_name(
 
 async def test_a_label_that_brings_a_second_namespace_makes_the_name_ambiguous(
     env: Env,
-    tenant: Tenant,  # noqa: F811
+    tenant: Tenant,
 ) -> None:
     """A name granted by matchLabels: held while one namespace matches; once a second
     namespace is labelled, refused to both and revoked, and back when the label goes."""
@@ -262,7 +266,7 @@ async def test_a_label_that_brings_a_second_namespace_makes_the_name_ambiguous(
 
 async def test_a_landingset_cannot_name_cluster_scoped_outputs_by_variable(
     env: Env,
-    tenant: Tenant,  # noqa: F811
+    tenant: Tenant,
 ) -> None:
     """Through a LandingSet the names come from the tenant's Secret names: each generated
     Landing is authorized like a hand-written one, so each is refused, and nothing exists."""
@@ -312,7 +316,7 @@ async def test_a_landingset_cannot_name_cluster_scoped_outputs_by_variable(
 
 async def test_policies_do_not_add_up_inside_one_mint(
     env: Env,
-    tenant: Tenant,  # noqa: F811
+    tenant: Tenant,
 ) -> None:
     """P1 grants cluster-admin in apps with tokens <= 600 s; P2 grants view in apps with
     tokens <= 86400 s. cluster-admin in apps for a day is granted by neither: refused, nothing
@@ -336,19 +340,21 @@ async def test_policies_do_not_add_up_inside_one_mint(
             )
         )
     robot = f"{ns}-robot"
-    await tenant.client.create(
-        landing(
-            ns,
-            "composed",
-            kubeconfigSecretName="child",
-            writeKubeconfigSecretName="robot-kubeconfig",
-            serviceAccount={
-                "name": robot,
-                "roles": [{"name": "cluster-admin", "namespaces": [apps]}],
-                "expirationSeconds": 86400,
-            },
-        )
+    composed = landing(
+        ns,
+        "composed",
+        kubeconfigSecretName="child",
+        writeKubeconfigSecretName="robot-kubeconfig",
+        serviceAccount={
+            "name": robot,
+            "roles": [{"name": "cluster-admin", "namespaces": [apps]}],
+            "expirationSeconds": 86400,
+        },
     )
+    message = await refused_by_webhook(tenant.client, composed)
+    assert refusal_of_bind("cluster-admin", apps) in message
+    await may_bind(env, tenant, "cluster-admin", apps)
+    await tenant.client.create(composed)
     cond = await wait_reason(local, ns, "composed", "NotPermitted")
     assert "no single LandingPolicy" in cond["message"] and "as a whole" in cond["message"]
     assert f"{p1} does not grant expirationSeconds 86400" in cond["message"]
@@ -391,7 +397,7 @@ async def test_policies_do_not_add_up_inside_one_mint(
 
 async def test_minting_into_a_namespace_the_tenant_can_write_is_refused(
     env: Env,
-    tenant: Tenant,  # noqa: F811
+    tenant: Tenant,
 ) -> None:
     """A policy lists the tenant's own namespace and another one the tenant may write
     Secrets in: both are refused (a tenant could make a never-expiring token Secret for the
@@ -430,16 +436,21 @@ async def test_minting_into_a_namespace_the_tenant_can_write_is_refused(
         )
     )
     tokens = f"{ns}-tokens"
-    for name, where in (("own", ns), ("shared", shared)):
-        await tenant.client.create(
-            landing(
-                ns,
-                name,
-                kubeconfigSecretName="child",
-                writeKubeconfigSecretName=f"{name}-kubeconfig",
-                serviceAccount={"name": tokens, "namespace": where, "clusterRole": "view"},
-            )
+    asks = {
+        name: landing(
+            ns,
+            name,
+            kubeconfigSecretName="child",
+            writeKubeconfigSecretName=f"{name}-kubeconfig",
+            serviceAccount={"name": tokens, "namespace": where, "clusterRole": "view"},
         )
+        for name, where in (("own", ns), ("shared", shared))
+    }
+    message = await refused_by_webhook(tenant.client, asks["own"])
+    assert refusal_of_bind("view") in message
+    await may_bind(env, tenant, "view")
+    for ask in asks.values():
+        await tenant.client.create(ask)
     cond = await wait_reason(local, ns, "own", "NotPermitted")
     assert "the Landing's own namespace" in cond["message"] and MINTED in cond["message"]
     cond = await wait_reason(local, ns, "shared", "NotPermitted")
@@ -507,7 +518,7 @@ async def test_minting_into_a_namespace_the_tenant_can_write_is_refused(
 
 async def test_no_policy_opens_the_controller_namespace_to_a_minted_binding(
     env: Env,
-    tenant: Tenant,  # noqa: F811
+    tenant: Tenant,
 ) -> None:
     """A policy listing moonlander-system in roleNamespaces (and serviceAccountNamespaces)
     with clusterRoles [edit]: edit there (which would read the parent credential) is refused,
@@ -536,16 +547,23 @@ async def test_no_policy_opens_the_controller_namespace_to_a_minted_binding(
             "roles": [{"name": "edit", "namespaces": [apps]}],
         },
     }
-    for name, sa in asks.items():
-        await tenant.client.create(
-            landing(
-                ns,
-                name,
-                kubeconfigSecretName="child",
-                writeKubeconfigSecretName=f"{name}-kubeconfig",
-                serviceAccount={"name": f"{ns}-{name}", **sa},
-            )
+    fenced = {
+        name: landing(
+            ns,
+            name,
+            kubeconfigSecretName="child",
+            writeKubeconfigSecretName=f"{name}-kubeconfig",
+            serviceAccount={"name": f"{ns}-{name}", **sa},
         )
+        for name, sa in asks.items()
+    }
+    message = await refused_by_webhook(tenant.client, fenced["edit-controller"])
+    assert refusal_of_bind("edit", CONTROLLER_NS) in message
+    # The tenant may bind edit even in the controller's namespace (as no real tenant
+    # should): the controller's fence holds by itself.
+    await may_bind(env, tenant, "edit", CONTROLLER_NS, apps)
+    for obj in fenced.values():
+        await tenant.client.create(obj)
     cond = await wait_reason(local, ns, "edit-controller", "NotPermitted")
     assert f"never binds roles in its own namespace {CONTROLLER_NS}" in cond["message"]
     cond = await wait_reason(local, ns, "sa-controller", "NotPermitted")

@@ -1,18 +1,20 @@
 """The tenant of test_tenancy.py again (a Role over Landings, LandingSets and Secrets in its
-own namespace, against the controller on exactly the shipped RBAC), on what issue 23 found
-past the first round: a grant withdrawn is revoked whatever the Landing's ``suspend`` and
-``deletionPolicy`` (finding 5); a Landing is woken only by Secrets it may read (finding 6);
-a cluster a tenant names is no port scanner, in statuses, Events or /metrics (finding 7)."""
+own namespace, against the controller on exactly the shipped RBAC, with its admission webhook
+wired into the parent API server for the tenant's namespaces: tests/e2e/tenants.py), on what
+issue 23 found past the first round: a grant withdrawn is revoked whatever the Landing's
+``suspend`` and ``deletionPolicy`` (finding 5); a Landing is woken only by Secrets it may
+read (finding 6); a cluster a tenant names is no port scanner, in statuses, Events or
+/metrics (finding 7). A minting Landing is first refused by the webhook (the tenant may not
+bind ``view``); the tenant is then given ``bind`` on it, so that the revocations shown are
+the controller's."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import re
-import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
 from lightkube.resources.authentication_v1 import SelfSubjectReview
-from lightkube.resources.core_v1 import Event, Namespace, Secret, ServiceAccount
+from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, Role, RoleBinding
 from lightkube.types import PatchType
 
@@ -44,22 +46,11 @@ from .harness import (
     secret_with,
     wait_reason,
 )
+from .tenants import Tenant, may_bind, refusal_of_bind, refused_by_webhook
 from .test_security import RecordingServer
-from .test_tenancy import Tenant, _absent, _other_namespace, _still, _tenant_client
+from .test_tenancy import _absent, _other_namespace, _still
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def tenant(env: Env) -> AsyncIterator[Tenant]:
-    """Namespace tenant-<hex> in every cluster, with no LandingPolicy, and its identity (as
-    test_tenancy.py's fixture of that name)."""
-    name = f"tenant-{secrets.token_hex(3)}"
-    for client in env.admin.values():
-        await client.create(Namespace(metadata=ObjectMeta(name=name)))
-    client = await _tenant_client(env, name)
-    yield Tenant(name, client)
-    await client._client._client.aclose()
 
 
 async def _landing(env: Env, namespace: str, name: str) -> Any:
@@ -195,20 +186,23 @@ class _Minted:
                 **grants,
             )
         )
-        await self.tenant.client.create(
-            landing(
-                ns,
-                self.name,
-                kubeconfigSecretName=f"{self.name}-child",
-                writeKubeconfigSecretName=f"{self.name}-kubeconfig",
-                serviceAccount={
-                    "name": self.service_account,
-                    "namespace": DEFAULT_MINT_NAMESPACE,
-                    "clusterRole": "view",
-                },
-                **(spec or {}),
-            )
+        minting = landing(
+            ns,
+            self.name,
+            kubeconfigSecretName=f"{self.name}-child",
+            writeKubeconfigSecretName=f"{self.name}-kubeconfig",
+            serviceAccount={
+                "name": self.service_account,
+                "namespace": DEFAULT_MINT_NAMESPACE,
+                "clusterRole": "view",
+            },
+            **(spec or {}),
         )
+        # The webhook refuses it to a tenant who may not bind view; bind is what RBAC asks.
+        message = await refused_by_webhook(self.tenant.client, minting)
+        assert refusal_of_bind("view") in message
+        await may_bind(self.env, self.tenant, "view")
+        await self.tenant.client.create(minting)
         await wait_reason(self.env.local, ns, self.name, "Synced", timeout=20)
         landed = await self.env.admin["child-a"].get(
             Secret, f"{self.name}-kubeconfig", namespace=ns

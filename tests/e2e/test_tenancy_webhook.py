@@ -1,32 +1,30 @@
 """The admission webhook, wired into the real parent API server and played against as the
 tenant (issue 23, findings 8-11).
 
-The session controller serves the webhook (tests/e2e/conftest.py); this module registers
-it with the parent API server (failurePolicy Fail) for the namespaces that carry
-``LABEL``, so other suites are unaffected. The API server presents its client certificate
-to the webhook (moonlander_dev.clusters' admission configuration), as it must in
-production (docs/security.md, "The admission webhook")."""
+The session controller serves the webhook (tests/e2e/conftest.py); ``wired``
+(tests/e2e/tenants.py) registers it with the parent API server (failurePolicy Fail) for the
+namespaces that carry ``tenants.LABEL``, as it is for every tenancy suite, so other suites
+are unaffected. The API server presents its client certificate to the webhook
+(moonlander_dev.clusters' admission configuration), as it must in production
+(docs/security.md, "The admission webhook"). These tests are about admission itself: they
+assert the webhook's answers."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import secrets
 import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube import ApiError, AsyncClient
+from lightkube import ApiError
 from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.models.rbac_v1 import PolicyRule, RoleRef, Subject
-from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
-from lightkube.resources.core_v1 import Namespace, ServiceAccount
+from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import (
     ClusterRole,
     ClusterRoleBinding,
@@ -48,78 +46,12 @@ from .harness import (
     secret_with,
     wait_reason,
 )
-from .test_tenancy import Tenant, _tenant_client
+from .tenants import Tenant, refused_by_webhook
 
 pytestmark = pytest.mark.e2e
 
-LABEL = "moonlander-tenancy-webhook"
 MINT_NAMESPACE = "moonlander-minted"
 SOURCE = "kubernetes-harvey-admin-kubeconfig"
-
-
-def _webhook(env: Env, name: str, path: str, resource: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "clientConfig": {
-            "url": env.webhook.url(path),
-            "caBundle": base64.b64encode(env.webhook.ca_pem).decode(),
-        },
-        "rules": [
-            {
-                "apiGroups": [api.GROUP],
-                "apiVersions": [api.VERSION],
-                "operations": ["CREATE", "UPDATE"],
-                "resources": [resource],
-            }
-        ],
-        "namespaceSelector": {"matchLabels": {LABEL: "true"}},
-        "admissionReviewVersions": ["v1"],
-        "sideEffects": "None",
-        "failurePolicy": "Fail",
-        "timeoutSeconds": 10,
-    }
-
-
-@pytest.fixture(scope="module")
-async def wired(env: Env) -> AsyncIterator[None]:
-    """The webhook registered as config/webhook ships it, for the labelled namespaces."""
-    name = f"moonlander-tenancy-{secrets.token_hex(3)}"
-    await env.local.create(
-        ValidatingWebhookConfiguration.from_dict(
-            {
-                "metadata": {"name": name},
-                "webhooks": [
-                    _webhook(env, "landings.moons.kingdon.ci", "/validate", "landings"),
-                    _webhook(
-                        env, "landingsets.moons.kingdon.ci", "/validate-landingset", "landingsets"
-                    ),
-                ],
-            }
-        )
-    )
-    probe = f"wh-probe-{secrets.token_hex(3)}"
-    await env.local.create(Namespace(metadata=ObjectMeta(name=probe, labels={LABEL: "true"})))
-
-    async def in_force() -> bool:
-        with pytest.raises(ApiError) as err:
-            await env.local.create(landing(probe, "imds", server="https://169.254.169.254"))
-        assert "admission webhook" in (err.value.status.message or "")
-        return True
-
-    await eventually(in_force, timeout=30, interval=0.5, what="the API server calls the webhook")
-    yield
-    await env.local.delete(ValidatingWebhookConfiguration, name)
-
-
-@pytest.fixture
-async def tenant(env: Env, wired: None) -> AsyncIterator[Tenant]:
-    """As test_tenancy's tenant, in a namespace the webhook checks."""
-    name = f"tenant-{secrets.token_hex(3)}"
-    for client in env.admin.values():
-        await client.create(Namespace(metadata=ObjectMeta(name=name, labels={LABEL: "true"})))
-    client = await _tenant_client(env, name)
-    yield Tenant(name, client)
-    await client._client._client.aclose()
 
 
 async def _grant(env: Env, tenant: Tenant, name: str, *rules: PolicyRule) -> None:
@@ -144,13 +76,7 @@ def _rbac(verb: str, resource: str, *names: str) -> PolicyRule:
     )
 
 
-async def _refused(client: AsyncClient, obj: Any) -> str:
-    """The webhook's refusal of ``obj`` (fails when it is admitted)."""
-    with pytest.raises(ApiError) as err:
-        await client.create(obj)
-    message = err.value.status.message or ""
-    assert "admission webhook" in message, message
-    return message
+_refused = refused_by_webhook
 
 
 # -- finding 8: only the API server may ask ---------------------------------------------------
