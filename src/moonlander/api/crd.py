@@ -227,7 +227,10 @@ def crd(kind: Kind) -> dict[str, Any]:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": schema_of(inspect.type_info(kind.spec)),
-            "status": schema_of(inspect.type_info(kind.status)),
+            # Defaulted (to observedGeneration 0, its fields' defaults) so that a new object
+            # reads as not yet observed until the controller writes its status: what kstatus,
+            # Flux and Argo CD wait on (docs/api.md, "Conditions").
+            "status": {**schema_of(inspect.type_info(kind.status)), "default": {}},
         },
     }
     return {

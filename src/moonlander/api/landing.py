@@ -244,12 +244,17 @@ class LandedStatus(_Status, frozen=True, kw_only=True):
     ] = ()
 
 
+# 0 (the schema's default, shown before the controller first writes the status) is older
+# than any generation: kstatus, Flux and Argo CD read a new object as InProgress until the
+# controller has looked at it, not as Current because it has no conditions yet.
+OBSERVED_GENERATION = """The metadata.generation the status was written for; 0 until the
+controller has first seen the object."""
+
+
 class LandingStatus(_Status, frozen=True, kw_only=True):
     """What the controller last did with the Landing; written by Moonlander only."""
 
-    observed_generation: (
-        Annotated[Int64, doc("The metadata.generation the status was written for.")] | None
-    ) = None
+    observed_generation: Annotated[Int64, doc(OBSERVED_GENERATION)] | None = 0
     target: Annotated[str, doc("Where the Secret was landed, as namespace/name.")] | None = None
     last_sync_time: (
         Annotated[DateTime, doc("When the Landing was last found landed and current.")] | None

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from moonlander.api.landing import Condition
+from moonlander.api.landing import OBSERVED_GENERATION, Condition
 from moonlander.api.types import _Spec, _Status, doc
 
 KIND = "LandingSet"
@@ -205,10 +205,7 @@ class LandingSetSpec(_Spec, frozen=True, kw_only=True):
 class LandingSetStatus(_Status, frozen=True, kw_only=True):
     """How many Landings the set wants and how they fare."""
 
-    observed_generation: (
-        Annotated[int, Meta(ge=0), doc("The metadata.generation the status was written for.")]
-        | None
-    ) = None
+    observed_generation: Annotated[int, Meta(ge=0), doc(OBSERVED_GENERATION)] | None = 0
     desired: Annotated[int, doc("Landings the set generates.")] = 0
     ready: Annotated[int, doc("Of those, Ready.")] = 0
     failing: Annotated[int, doc("Of those, not Ready with a reason, or not generated.")] = 0

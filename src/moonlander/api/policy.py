@@ -20,7 +20,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from moonlander.api.landing import Condition
+from moonlander.api.landing import OBSERVED_GENERATION, Condition
 from moonlander.api.serviceaccount import DEFAULT_MINT_NAMESPACE
 from moonlander.api.types import (
     DNSLabel,
@@ -224,10 +224,10 @@ class LandingPolicyStatus(_Status, frozen=True, kw_only=True):
         Annotated[
             int,
             Meta(extra={"format": "int64"}),
-            doc("The metadata.generation the status was written for."),
+            doc(OBSERVED_GENERATION),
         ]
         | None
-    ) = None
+    ) = 0
     matched_namespaces: Annotated[
         tuple[DNSLabel, ...], doc("Namespaces the policy applies to now.")
     ] = ()
