@@ -15,7 +15,7 @@ from moonlander_dev.clusters import WEBHOOK_CLIENT_NAME, free_port
 
 from ..conftest import Plane
 from .harness import ControllerProcess, controller_kubeconfig, install_crd, trusted_policy
-from .tenants import tenant, wired  # noqa: F401 - the tenancy suites' fixtures
+from .tenants import tenant, unchecked_tenant, wired  # noqa: F401 - the tenancy suites' fixtures
 
 
 @pytest.hookimpl(hookwrapper=True)

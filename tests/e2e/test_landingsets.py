@@ -2,7 +2,10 @@
 
 Every test runs as a tenant ServiceAccount whose only rights are a Role over Landings,
 LandingSets and Secrets in its own namespace, against the controller on exactly the shipped
-RBAC: a set may give its namespace nothing a hand-written Landing could not."""
+RBAC: a set may give its namespace nothing a hand-written Landing could not. The tenant's
+namespace is not one the admission webhook checks (``unchecked_tenant``): these tests show
+what the controller itself does with a set, bad templates included; the webhook's part is
+tests/e2e/test_tenancy_webhook.py's."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from moonlander.kube.resources import LandingResource, LandingSetResource
 
 from .conftest import Env
 from .harness import decoded, eventually, landing, measure, secret_with, wait_reason
-from .test_tenancy import Tenant, tenant  # noqa: F401 - the fixture
+from .tenants import Tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -78,10 +81,12 @@ async def landed(client: AsyncClient, namespace: str, name: str) -> Secret | Non
         raise
 
 
-async def test_a_set_keeps_one_landing_per_tenant_secret(env: Env, tenant: Tenant) -> None:  # noqa: F811
+async def test_a_set_keeps_one_landing_per_tenant_secret(
+    env: Env, unchecked_tenant: Tenant
+) -> None:
     """Secrets appear → Landings, Ready; a tenant removed → its Landing and landed Secret
     go; a template edit reaches every Landing; a hand edit is reverted; status counts."""
-    ns, client = tenant.namespace, tenant.client
+    ns, client = unchecked_tenant.namespace, unchecked_tenant.client
     for name in ("acme", "globex"):
         await client.create(tenant_secret(env, ns, name))
     await client.create(secret_with(ns, "unrelated", {"value": "x"}))
@@ -189,12 +194,12 @@ async def test_a_set_keeps_one_landing_per_tenant_secret(env: Env, tenant: Tenan
     await eventually(all_gone, timeout=30)
 
 
-async def test_a_set_gets_nothing_a_landing_would_not(env: Env, tenant: Tenant) -> None:  # noqa: F811
+async def test_a_set_gets_nothing_a_landing_would_not(env: Env, unchecked_tenant: Tenant) -> None:
     """As the tenant, with no LandingPolicy: a set asking for the parent credential or a
     write into another namespace generates Landings that are refused (NotPermitted) exactly
     as hand-written ones; a Landing the tenant wrote by hand under a generated name is never
     touched; Secrets Moonlander wrote are never matched; nothing lands anywhere."""
-    ns, client = tenant.namespace, tenant.client
+    ns, client = unchecked_tenant.namespace, unchecked_tenant.client
     await client.create(tenant_secret(env, ns, "acme"))
     # The parent's credential, into the tenant's child: needs parentCredential.
     await client.create(
@@ -281,10 +286,10 @@ async def test_a_set_gets_nothing_a_landing_would_not(env: Env, tenant: Tenant) 
     assert await generated(client, ns, "everything") == {}
 
 
-async def test_a_bad_template_says_which_field(env: Env, tenant: Tenant) -> None:  # noqa: F811
+async def test_a_bad_template_says_which_field(env: Env, unchecked_tenant: Tenant) -> None:
     """An unknown variable is reported in the set's status, with its field; a generated
     name or spec that is not valid is reported per Secret, and nothing is generated."""
-    ns, client = tenant.namespace, tenant.client
+    ns, client = unchecked_tenant.namespace, unchecked_tenant.client
     body = landing_set(ns, "typo", writeKubeconfigSecretName="{{tenat}}-landed").to_dict()
     await client.create(LandingSetResource.from_dict(body))
 
@@ -314,7 +319,7 @@ async def test_a_bad_template_says_which_field(env: Env, tenant: Tenant) -> None
     assert await generated(client, ns, "badkey") == {}
 
 
-async def test_cluster_api_clusters_get_landings(env: Env, tenant: Tenant) -> None:  # noqa: F811
+async def test_cluster_api_clusters_get_landings(env: Env, unchecked_tenant: Tenant) -> None:
     """With Cluster API's real Cluster CRD (fetched from its Go module): every Cluster of the
     namespace gets a Landing of its <cluster>-kubeconfig Secret (key value); a Cluster
     removed (CAPI deletes its Secret with it) loses its Landing."""
@@ -334,7 +339,7 @@ async def test_cluster_api_clusters_get_landings(env: Env, tenant: Tenant) -> No
         CustomResourceDefinition, crd.metadata.name, for_conditions=["Established"]
     )
     cluster_kind = create_namespaced_resource("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters")
-    ns, client = tenant.namespace, tenant.client
+    ns, client = unchecked_tenant.namespace, unchecked_tenant.client
     for name, labels in (("prod", {"fleet": "yes"}), ("lab", {"fleet": "yes"}), ("x", {})):
         await env.local.create(
             cluster_kind.from_dict(

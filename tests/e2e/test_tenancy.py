@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 import pytest
 import yaml
@@ -49,22 +48,12 @@ from .tenants import (
     may_bind,
     refusal_of_bind,
     refused_by_webhook,
-    unchecked_tenant,
 )
 from .test_security import RecordingServer
 
 pytestmark = pytest.mark.e2e
 
 PARENT_SECRET = ("moonlander-system", "moonlander-parent-kubeconfig")
-
-
-def __getattr__(name: str) -> Any:
-    """``from .test_tenancy import tenant`` (tests/e2e/test_landingsets.py) still gives the
-    tenant of before the webhook was wired, in a namespace it does not check. Not a module
-    attribute, so this module's own tests get the checked ``tenant`` of tests/e2e/tenants.py."""
-    if name == "tenant":
-        return unchecked_tenant
-    raise AttributeError(name)
 
 
 async def _other_namespace(env: Env, prefix: str) -> str:
