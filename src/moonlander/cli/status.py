@@ -108,7 +108,9 @@ def _generation(s: Mapping[str, Any]) -> str:
     gen, seen = s.get("generation"), s.get("observedGeneration")
     if gen is None or seen == gen:
         return ""
-    return f" (generation {gen} not yet seen; status is of {seen if seen is not None else 'none'})"
+    if not seen:  # None, or 0: the CRD's default until the controller first writes a status
+        return f" (generation {gen} not yet seen by the controller)"
+    return f" (generation {gen} not yet seen; status is of {seen})"
 
 
 def _block(s: Mapping[str, Any], all_namespaces: bool) -> list[str]:

@@ -191,3 +191,16 @@ def test_machine_readable_output() -> None:
     data = {"items": [status.landing_summary(SYNCED)]}
     assert json.loads(render(data, "json")) == data
     assert yaml.safe_load(render(data, "yaml")) == data
+
+
+def test_a_landing_the_controller_has_not_seen_says_so() -> None:
+    new = status.landing_summary(
+        {
+            "metadata": {"namespace": "t", "name": "n", "generation": 1},
+            "spec": {},
+            "status": {"observedGeneration": 0},  # the CRD's default
+        }
+    )
+    text = status.render_text([new], status.Query("t"))
+    assert "(generation 1 not yet seen by the controller)" in text
+    assert "status is of 0" not in text
