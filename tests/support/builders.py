@@ -65,6 +65,25 @@ def parse(server: str) -> Credentials:
     return parse_kubeconfig(kubeconfig(server), POLICY)
 
 
+def credentials(
+    server: str = "https://127.0.0.1:6443", ca_data: bytes | None = None
+) -> Credentials:
+    """Validated credentials with a token (not a real one), built directly."""
+    return Credentials(
+        server=server,
+        ca_data=ca_data,
+        token="not-a-real-token",
+        client_cert=None,
+        client_key=None,
+        tls_server_name=None,
+        insecure_skip_tls_verify=False,
+        context_name="t",
+        cluster_name="t",
+        user_name="t",
+        namespace=None,
+    )
+
+
 @dataclass
 class Scene:
     store: FakeStore

@@ -28,6 +28,8 @@ from moonlander.kube.clusters import (
     Target,
 )
 
+from ...support.builders import credentials
+
 
 def api_error(code: int, headers: dict[str, str] | None = None) -> ApiError:
     request = httpx2.Request("PATCH", "https://cluster.example/api/v1/secrets/x")
@@ -315,21 +317,7 @@ async def test_an_api_servers_own_answer_and_a_vouched_cluster_are_told() -> Non
 async def test_a_target_is_vouched_for_only_within_source_networks() -> None:
     import ipaddress
 
-    from moonlander.credentials import Credentials
-
-    creds = Credentials(
-        server="https://127.0.0.1:6443",
-        ca_data=None,
-        token="not-a-real-token",
-        client_cert=None,
-        client_key=None,
-        tls_server_name=None,
-        insecure_skip_tls_verify=False,
-        context_name="t",
-        cluster_name="t",
-        user_name="t",
-        namespace=None,
-    )
+    creds = credentials()
     pool = ClusterPool(Policy(allow_loopback=True), lambda _keys: None)
     try:
         assert not pool.get(creds).vouched

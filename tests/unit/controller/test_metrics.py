@@ -18,9 +18,11 @@ from prometheus_client import generate_latest
 
 from moonlander import __version__
 from moonlander.controller.metrics import ClusterHealth, Metrics, Snapshot
-from moonlander.credentials import Credentials, Policy
+from moonlander.credentials import Policy
 from moonlander.kube import internals
 from moonlander.kube.clusters import ClusterPool
+
+from ...support.builders import credentials
 
 
 def test_clusters_are_counted_by_state_not_listed_by_url() -> None:
@@ -45,19 +47,7 @@ async def test_requests_to_remote_clusters_are_labelled_remote() -> None:
     pool = ClusterPool(
         Policy(), lambda _keys: None, instrument=lambda _c, label: labels.append(label)
     )
-    creds = Credentials(
-        server="https://10.0.0.7:6443",
-        ca_data=None,
-        token="not-a-real-token",
-        client_cert=None,
-        client_key=None,
-        tls_server_name=None,
-        insecure_skip_tls_verify=False,
-        context_name="t",
-        cluster_name="t",
-        user_name="t",
-        namespace=None,
-    )
+    creds = credentials("https://10.0.0.7:6443")
     try:
         pool.get(creds)
     finally:

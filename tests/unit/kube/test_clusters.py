@@ -20,21 +20,11 @@ from moonlander.credentials import Credentials, Policy
 from moonlander.kube import clusters, transport
 from moonlander_dev import pki
 
+from ...support.builders import credentials
+
 
 def _credentials(ca_data: bytes | None) -> Credentials:
-    return Credentials(
-        server="https://127.0.0.1:6443",
-        ca_data=ca_data,
-        token="not-a-real-token",
-        client_cert=None,
-        client_key=None,
-        tls_server_name=None,
-        insecure_skip_tls_verify=False,
-        context_name="t",
-        cluster_name="t",
-        user_name="t",
-        namespace=None,
-    )
+    return credentials(ca_data=ca_data)
 
 
 def _subject_hash(cert_pem: bytes) -> str:
