@@ -1,4 +1,4 @@
-# Moonlander: `make demo` sets up everything and runs the demo; `make test` runs the tests.
+# Moonlander: `make demo` builds what the demo needs and runs it; `make test` runs the tests.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -18,11 +18,16 @@ setup: $(STAMP) ## Python environment, control-plane binaries and the real consu
 	bash hack/envtest/build.sh >/dev/null
 	bash hack/consumers/build.sh >/dev/null
 
-envtest: ## build (or find cached) kube-apiserver, etcd, kubectl, helm
+envtest: ## build (or find cached) kube-apiserver, etcd, kubectl, kube-controller-manager, kubelet, helm
 	bash hack/envtest/build.sh
 
-demo: setup ## the seed's Pattern A end to end on local clusters
-	$(BIN)/moonlander-dev demo --dir .demo
+# What the demo runs: two local clusters (kube-apiserver, etcd) and kubectl. The node
+# binaries, helm and the real consumers are left to setup, test, e2e and demo-crossplane.
+DEMO_BINARIES := kube-apiserver etcd kubectl
+
+demo: $(STAMP) ## the seed's Pattern A end to end on local clusters (builds only what it uses)
+	assets=$$(bash hack/envtest/build.sh $(DEMO_BINARIES)) && \
+	  KUBEBUILDER_ASSETS=$$assets $(BIN)/moonlander-dev demo --dir .demo
 
 demo-crossplane: setup ## Patterns A and B with Crossplane v2 in harvey composing in talos-root and a vcluster
 	$(BIN)/moonlander-dev demo --crossplane --dir .demo/crossplane
