@@ -1,3 +1,3 @@
 """Moonlander: lands Kubernetes cluster credentials from one cluster into another."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -454,7 +454,7 @@ def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) ->
 def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
     docs = helm_template(tools, tmp_path)
     chart = source(CHART / "Chart.yaml")
-    assert (chart["apiVersion"], chart["version"], chart["appVersion"]) == ("v2", "0.1.0", "0.1.0")
+    assert (chart["apiVersion"], chart["version"], chart["appVersion"]) == ("v2", "0.2.0", "0.2.0")
 
     # The CRDs, straight from their single sources.
     assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE)
@@ -790,7 +790,7 @@ def test_kustomize_default(tools: dict[str, str]) -> None:
     assert len(of_kind(docs, "ClusterRole")) == len(of_kind(docs, "ClusterRoleBinding")) == 2
 
     deployment = only(docs, "Deployment")
-    assert container(deployment)["image"] == "ghcr.io/kingdonb/moonlander:0.1.0"
+    assert container(deployment)["image"] == "ghcr.io/kingdonb/moonlander:0.2.0"
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     assert "--leader-elect" in run_args(deployment)
     assert not [a for a in run_args(deployment) if a.startswith(("--namespace", "--webhook"))]
