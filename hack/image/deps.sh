@@ -48,6 +48,13 @@ for arch in "${foreign[@]}"; do
     mount -t binfmt_misc binfmt_misc "$binfmt" \
       || { log "cannot mount binfmt_misc at $binfmt: $arch binaries cannot be emulated"; exit 1; }
   fi
+  # Without F the kernel looks the interpreter up by path in the emulated process's own
+  # root: inside a container (runc, buildah run) that path does not exist. An entry made
+  # without it (by hand, or by an older binfmt-support) is made again with Debian's line.
+  if [[ -e "$binfmt/$name" ]] && ! grep -q '^flags: .*F' "$binfmt/$name"; then
+    log "$name is registered without the F flag: registering it again"
+    echo -1 >"$binfmt/$name"
+  fi
   if [[ ! -e "$binfmt/$name" ]]; then
     # The line from qemu-user-static, flags F (the interpreter is opened now, so it works in
     # containers and chroots) and P, C, O as Debian ships them.
@@ -56,4 +63,6 @@ for arch in "${foreign[@]}"; do
   fi
   [[ "$(head -n 1 "$binfmt/$name")" == enabled ]] \
     || { log "$binfmt/$name is registered but disabled: echo 1 > $binfmt/$name"; exit 1; }
+  grep -q '^flags: .*F' "$binfmt/$name" \
+    || { log "$binfmt/$name lacks the F flag (/usr/lib/binfmt.d/$name.conf)"; exit 1; }
 done
