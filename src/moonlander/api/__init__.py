@@ -32,6 +32,7 @@ from moonlander.api.names import (
 from moonlander.api.output import (
     ARGOCD_SECRET_TYPE_LABEL,
     ArgoCDSpec,
+    ClusterProfileSpec,
     CrossplaneSpec,
     OutputSpec,
 )
@@ -49,6 +50,7 @@ from moonlander.api.parse import (
     parse_status,
 )
 from moonlander.api.policy import (
+    ClusterProfilesGrant,
     ClusterScopedGrant,
     LandingPolicy,
     LandingPolicySpec,
@@ -95,6 +97,8 @@ __all__ = [
     "VERSION",
     "WRITTEN_KEYS",
     "ArgoCDSpec",
+    "ClusterProfileSpec",
+    "ClusterProfilesGrant",
     "ClusterScopedGrant",
     "Condition",
     "CrossplaneSpec",

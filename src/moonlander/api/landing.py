@@ -41,6 +41,15 @@ from moonlander.api.types import (
 class LandingSpec(_Spec, frozen=True, kw_only=True):
     """What to land where. Every field is optional."""
 
+    cel_rules = (
+        {
+            "rule": "!has(self.output) || !has(self.output.clusterProfile)"
+            " || has(self.serviceAccount)",
+            "message": "output.clusterProfile needs serviceAccount: its consumers get a minted "
+            "token, never the credential Moonlander was given",
+        },
+    )
+
     kubeconfig_secret_name: (
         Annotated[
             DNSSubdomain,
@@ -153,6 +162,12 @@ class LandingSpec(_Spec, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.server is not None and not self.server.startswith("https://"):
             raise InvalidField("server: must be an https:// URL with a host")
+        if self.output.cluster_profile is not None and self.service_account is None:
+            # The profile's consumers read a token: a minted, least-privilege, renewed one.
+            raise InvalidField(
+                "output.clusterProfile: needs serviceAccount: its consumers get a minted "
+                "token, never the credential Moonlander was given"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,6 +257,16 @@ class LandedStatus(_Status, frozen=True, kw_only=True):
     provider_configs: Annotated[
         tuple[str, ...], doc("Crossplane ProviderConfigs written next to the Secret.")
     ] = ()
+    cluster_profile: (
+        Annotated[
+            str,
+            doc(
+                """The ClusterProfile written next to the Secret (namespace/name); its token
+            Secret has the same name."""
+            ),
+        ]
+        | None
+    ) = None
 
 
 # 0 (the schema's default, shown before the controller first writes the status) is older

@@ -11,6 +11,7 @@ from msgspec import Meta
 from moonlander.api.names import MANAGED_BY_LABEL
 from moonlander.api.types import (
     CEL,
+    DNSLabel,
     DNSSubdomain,
     InvalidField,
     NamespaceSet,
@@ -138,6 +139,28 @@ class CrossplaneSpec(_Spec, frozen=True, kw_only=True):
         return self.name or secret_name
 
 
+class ClusterProfileSpec(_Spec, frozen=True, kw_only=True):
+    """A ClusterProfile (multicluster.x-k8s.io/v1alpha1, SIG Multicluster's Cluster
+    Inventory API) next to the Secret, describing the cluster the landed credential reaches,
+    and the Secret its secretreader credential plugin reads: the minted token (key token).
+    Needs spec.serviceAccount; written only where the ClusterProfile CRD exists."""
+
+    name: (
+        Annotated[
+            DNSLabel,
+            doc(
+                """Name of the ClusterProfile and of its token Secret (the secretreader
+            plugin reads the Secret named after the profile, in its consumer's namespace: the
+            target namespace). Default the Landing's name."""
+            ),
+        ]
+        | None
+    ) = None
+    display_name: (
+        Annotated[str, Meta(max_length=253, pattern=r"^[ -~]*$"), doc("spec.displayName.")] | None
+    ) = None
+
+
 class OutputSpec(_Spec, frozen=True, kw_only=True):
     """What the landed Secret holds and what Moonlander creates next to it. Default: a
     kubeconfig Secret (keys kubeconfig and value)."""
@@ -165,6 +188,7 @@ class OutputSpec(_Spec, frozen=True, kw_only=True):
     ] = OutputFormat.KUBECONFIG
     argocd: ArgoCDSpec | None = None
     crossplane: CrossplaneSpec | None = None
+    cluster_profile: ClusterProfileSpec | None = None
 
     def __post_init__(self) -> None:
         if self.argocd is not None and self.format is not OutputFormat.ARGOCD:

@@ -198,6 +198,12 @@ class Landing(msgspec.Struct, frozen=True, kw_only=True):
         return self.spec.output
 
     @property
+    def cluster_profile_name(self) -> str | None:
+        """The ClusterProfile (and token Secret) name, when output.clusterProfile is set."""
+        spec = self.spec.output.cluster_profile
+        return None if spec is None else spec.name or self.metadata.name
+
+    @property
     def landed(self) -> LandedStatus | None:
         """What the status says was landed last, if anything."""
         landed = self.status.landed

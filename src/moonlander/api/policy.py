@@ -168,12 +168,27 @@ class ClusterScopedGrant(_Spec, frozen=True, kw_only=True):
         return name in self.names or any(name.startswith(p) for p in self.name_prefixes)
 
 
+class ClusterProfilesGrant(_Spec, frozen=True, kw_only=True):
+    """Namespaces of the controller's cluster where the selected namespaces' ChildToParent
+    Landings may write a ClusterProfile and its token Secret (output.clusterProfile) besides
+    their own. A ClusterProfile enrols a cluster with every consumer reading that namespace
+    (Kueue MultiKueue, multicluster-runtime, ...), so writing the Secret there
+    (targetNamespaces) is not enough: the same policy must list the namespace in both."""
+
+    namespaces: Annotated[
+        NamespaceSet,
+        Meta(min_length=1, max_length=256),
+        doc("Namespaces ClusterProfiles may be written to (never the controller's own)."),
+    ]
+
+
 class OutputsGrant(_Spec, frozen=True, kw_only=True):
     """What the selected namespaces' Landings' outputs may create outside their namespace
     in the controller's cluster (ChildToParent). ParentToChild outputs are written into the
     child with the tenant's own child credential and need no grant."""
 
     cluster_scoped: ClusterScopedGrant | None = None
+    cluster_profiles: ClusterProfilesGrant | None = None
 
 
 class LandingPolicySpec(_Spec, frozen=True, kw_only=True):

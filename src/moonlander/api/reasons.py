@@ -51,6 +51,9 @@ class Reason(enum.StrEnum):
     NOT_PERMITTED = "NotPermitted"
     # The Secret to write exists and is not this Landing's (set adoptExisting to take it).
     CONFLICT = "Conflict"
+    # output.clusterProfile: the Secret is landed, but the cluster written to has no
+    # ClusterProfile CRD (multicluster.x-k8s.io) yet: waiting, with backoff.
+    CLUSTER_PROFILE_CRD_NOT_FOUND = "ClusterProfileCRDNotFound"
     # A fault that retrying may fix (5xx, 429, timeouts, 409 races).
     TRANSIENT_ERROR = "TransientError"
     # The Landing is being deleted and what it landed removed.

@@ -146,6 +146,31 @@ def _check_outputs(landing: Landing, store: PolicyStore) -> None:
             )
 
 
+def _check_profile(landing: Landing, policies: list[LandingPolicy]) -> None:
+    """A ClusterProfile outside the Landing's namespace enrols the cluster with whoever reads
+    profiles there: one policy must grant the namespace as a target and for profiles."""
+    if landing.spec.direction is not Direction.CHILD_TO_PARENT:
+        return  # ParentToChild: written into the child with the tenant's own credential
+    if landing.cluster_profile_name is None:
+        return
+    namespace, target = landing.metadata.namespace, landing.target_namespace
+    if target == namespace:
+        return
+    for policy in policies:
+        grant = policy.spec.outputs.cluster_profiles if policy.spec.outputs else None
+        if (
+            grant is not None
+            and target in grant.namespaces
+            and target in policy.spec.target_namespaces
+        ):
+            return
+    raise _refuse(
+        f"output.clusterProfile writes a ClusterProfile into namespace {target}: it needs one "
+        f"LandingPolicy that selects namespace {namespace} and lists {target} both in "
+        "targetNamespaces and in outputs.clusterProfiles.namespaces"
+    )
+
+
 def _binding_allowed(grant: MintGrant, binding: Binding) -> bool:
     """One binding allowed by one policy's grant as a whole."""
     kind, name, namespace = binding
@@ -247,6 +272,7 @@ def authorize(landing: Landing, store: PolicyStore, fence: Fence) -> None:
     policies = store.applying_to(landing.metadata.namespace)
     _check_target(landing, policies, fence)
     _check_outputs(landing, store)
+    _check_profile(landing, policies)
     sa = landing.spec.service_account
     if sa is not None:
         _check_mint(landing, sa, policies, fence)

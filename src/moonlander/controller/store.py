@@ -25,7 +25,7 @@ from lightkube.types import PatchType
 from moonlander import api, minting
 from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem
-from moonlander.controller import companions, plan
+from moonlander.controller import companions, inventory, plan
 from moonlander.controller.errors import API_ERRORS, target_problem
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.minted import Minter
@@ -262,6 +262,39 @@ class Store:
         for _ in removed:
             self.count("ProviderConfig", "deleted")
         return removed
+
+    async def profile_crd_exists(self, target: Target) -> bool:
+        return await inventory.crd_exists(target.client)
+
+    async def apply_profile(
+        self,
+        target: Target,
+        profile: dict[str, Any],
+        make_status: Callable[[Mapping[str, Any] | None], dict[str, Any]],
+        secret: dict[str, Any],
+        owner: str,
+    ) -> list[str]:
+        """Writes a ClusterProfile, its status and its token Secret where stale; what it
+        wrote."""
+        written = await inventory.apply(target.client, profile, make_status, secret, owner=owner)
+        for what in written:
+            self.count("ClusterProfile" if what == "status" else what, "updated")
+        return written
+
+    async def delete_profile(
+        self, target: Target, namespace: str, name: str, owner: str
+    ) -> list[str]:
+        removed = await inventory.delete(target.client, namespace, name, owner)
+        for what in removed:
+            self.count(what.split(" ")[0], "deleted")
+        return removed
+
+    async def server_version(self, target: Target) -> str | None:
+        """The Kubernetes version ``target`` reports, or None (no answer, or not one)."""
+        try:
+            return await inventory.server_version(target.client)
+        except Exception:  # whatever it answered, it gave no version; health says so
+            return None
 
     async def mint(
         self,

@@ -21,6 +21,7 @@ EXPECTED: dict[Reason, tuple[str, str | None]] = {
     Reason.SUSPENDED: ("Unknown", None),
     Reason.INVALID_SPEC: ("False", "Stalled"),
     Reason.SOURCE_SECRET_NOT_FOUND: ("False", "Reconciling"),
+    Reason.CLUSTER_PROFILE_CRD_NOT_FOUND: ("False", "Reconciling"),
     Reason.SOURCE_KEY_NOT_FOUND: ("False", "Stalled"),
     Reason.CROSS_NAMESPACE_NOT_ALLOWED: ("False", "Stalled"),
     Reason.INVALID_KUBECONFIG: ("False", "Stalled"),

@@ -31,6 +31,7 @@ MINTED = api.LandedStatus(
     token_expires_at="2030-01-01T00:00:00Z",
     token_renew_at="2029-12-31T23:48:00Z",
     provider_configs=("ProviderConfig.x y",),
+    cluster_profile="ns/profile",
 )
 NO_STATUS = api.LandingStatus()
 

@@ -2,9 +2,10 @@
 
 ``LANDING`` is the order: authorize, read the source, choose the target, then (each call to
 the target's API a ``target`` problem when it fails) move a relocated Secret, read what is
-landed, credentials (minted or passed on), render, verify, write, companions; ``track``
-last. Each step is a small function of ``(run, ctx)`` that fills the run or raises
-``LandingProblem``; none sees a client: every write goes through ``ctx.store``.
+landed, credentials (minted or passed on), render, verify, write, companions; ``track``,
+then ``cluster_profile`` once the landing is recorded. Each step is a small function of
+``(run, ctx)`` that fills the run or raises ``LandingProblem``; none sees a client: every
+write goes through ``ctx.store``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from moonlander.controller.steps.on_target import (
     write,
 )
 from moonlander.controller.steps.permission import authorize
+from moonlander.controller.steps.profile import cluster_profile
 from moonlander.controller.steps.revocation import revoke
 from moonlander.controller.steps.run import Context, LandingRun
 from moonlander.controller.steps.source import SourceCache, read_source, source_credentials
@@ -72,3 +74,9 @@ async def land(run: LandingRun, ctx: Context) -> None:
     except API_ERRORS as err:
         raise await ctx.store.problem(run.target, err, run.key) from None
     await track(run, ctx)
+    try:
+        await cluster_profile(run, ctx)
+    except LandingProblem:
+        raise
+    except API_ERRORS as err:
+        raise await ctx.store.problem(run.target, err, run.key) from None

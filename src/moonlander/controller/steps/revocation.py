@@ -55,6 +55,14 @@ async def revoke(landing: Landing, ctx: Context) -> None:
             await store.delete_if_ours(target, landed.namespace, landed.name, owner)
             if landed.provider_configs:
                 await store.prune_companions(target, owner, keep=())
+            # As recorded, and as the spec names it (a first write may have stopped short
+            # of recording it); only what carries this Landing's marks goes.
+            profiles = {landed.cluster_profile} if landed.cluster_profile else set()
+            if landing.cluster_profile_name:
+                profiles.add(f"{landing.target_namespace}/{landing.cluster_profile_name}")
+            for profile in sorted(profiles):
+                namespace, _, name = profile.partition("/")
+                await store.delete_profile(target, namespace, name, owner)
     except API_ERRORS as err:
         raise await store.problem(target, err, owner) from None
     store.event(

@@ -1,0 +1,280 @@
+"""``output.clusterProfile`` on real API servers (issue 27, item 1): a ClusterProfile
+(multicluster.x-k8s.io/v1alpha1, the CRD of the sigs.k8s.io/cluster-inventory-api version
+Kueue v0.17.0 requires: tests/e2e/inventory.py) and the Secret its secretreader plugin reads.
+
+- The CRD absent: the Secret lands, the Landing says ClusterProfileCRDNotFound and retries;
+  once the CRD is installed the profile is written (cluster manager, label, access providers
+  with server, CA and the plugin's clusterName extension, ControlPlaneHealthy, version).
+- The token Secret holds a token minted for the Landing's ServiceAccount (not the source's
+  admin credential): it reaches the cluster with the minted rights only.
+- Deleting the Landing removes profile and Secret.
+- As the hostile tenant: a profile outside its namespace needs one LandingPolicy granting
+  the namespace both as a target and for profiles; withdrawing it revokes both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import ConfigMap, Secret, ServiceAccount
+
+from moonlander import minting
+from moonlander.controller import profiles
+from moonlander.controller.inventory import resource
+from moonlander.kube.resources import LandingPolicyResource, LandingResource
+
+from . import inventory
+from .conftest import Env
+from .harness import (
+    PLANTED,
+    eventually,
+    landing,
+    landing_gone,
+    landing_policy,
+    measure,
+    ready_condition,
+    secret_with,
+    wait_reason,
+)
+from .tenants import Tenant, may_bind
+from .test_integrations import install_crds
+from .test_tenancy import _absent, _other_namespace
+
+pytestmark = pytest.mark.e2e
+
+PROFILE = resource()
+
+
+# The test planes run no clusterrole-aggregation controller: "view" grants nothing there.
+READ_CONFIGMAPS = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]
+
+
+def _profile_landing(ns: str, name: str, **spec: Any) -> Any:
+    spec.setdefault(
+        "serviceAccount", {"name": f"{name}-reader", "namespace": ns, "clusterRole": "view"}
+    )
+    return landing(
+        ns,
+        name,
+        kubeconfigSecretName="src",
+        direction="ChildToParent",
+        writeKubeconfigSecretName=f"{name}-kubeconfig",
+        output={"clusterProfile": {"displayName": f"{name} (child-b)"}},
+        **spec,
+    )
+
+
+async def _crd_absent(client: AsyncClient) -> None:
+    """Deletes the ClusterProfile CRD when another test left it, and waits until it is gone."""
+    try:
+        await client.delete(CustomResourceDefinition, inventory.CLUSTER_PROFILE_CRD_NAME)
+    except ApiError as err:
+        if err.status.code != 404:
+            raise
+    await eventually(
+        lambda: _absent(client, CustomResourceDefinition, inventory.CLUSTER_PROFILE_CRD_NAME, None),
+        timeout=60,
+        what="ClusterProfile CRD removed",
+    )
+
+
+async def _refused_with(client: AsyncClient, ns: str, name: str, text: str) -> None:
+    async def probe() -> bool:
+        cond = await ready_condition(client, ns, name)
+        return cond is not None and cond["reason"] == "NotPermitted" and text in cond["message"]
+
+    await eventually(probe, timeout=30, what=f"NotPermitted saying {text}")
+
+
+async def _token_of(client: AsyncClient, ns: str, name: str) -> str:
+    secret = await client.get(Secret, name, namespace=ns)
+    assert set((secret.data or {}).keys()) == {"token"}
+    token = base64.b64decode(secret.data["token"]).decode()
+    PLANTED.append(token)
+    return token
+
+
+def test_the_pin_is_what_kueue_requires() -> None:
+    """The CRD the tests install is the one Kueue v0.17.0's MultiKueue reads."""
+    assert inventory.kueue_required_version() == inventory.CLUSTER_INVENTORY_API.version
+    assert inventory.crd()["spec"]["group"] == profiles.GROUP
+    assert inventory.crd()["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+async def test_a_profile_waits_for_its_crd_then_describes_the_cluster(
+    env: Env, namespace: str
+) -> None:
+    local, child = env.local, env.admin["child-b"]
+    ns = namespace
+    await _crd_absent(local)
+    await local.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(
+        _profile_landing(
+            ns,
+            "inv",
+            serviceAccount={"name": "inv-reader", "namespace": ns, "rules": READ_CONFIGMAPS},
+        )
+    )
+    cond = await wait_reason(local, ns, "inv", "ClusterProfileCRDNotFound", timeout=30)
+    assert profiles.CRD_NAME in cond["message"] and "Secret is landed" in cond["message"]
+    # The Secret is landed meanwhile (and recorded, so a deletion would revoke it).
+    await local.get(Secret, "inv-kubeconfig", namespace=ns)
+    assert await _absent(local, Secret, "inv", ns)  # no token Secret without its profile
+    obj = await local.get(LandingResource, "inv", namespace=ns)
+    assert obj.status["landed"]["name"] == "inv-kubeconfig"
+    assert not obj.status["landed"].get("clusterProfile")
+
+    started = time.monotonic()
+    await install_crds(local, [inventory.crd()])
+    await wait_reason(local, ns, "inv", "Synced", timeout=90)
+    measure("ClusterProfile CRD installed->Synced", time.monotonic() - started)
+
+    profile = (await local.get(PROFILE, "inv", namespace=ns)).to_dict()
+    assert profile["spec"] == {
+        "clusterManager": {"name": "moonlander"},
+        "displayName": "inv (child-b)",
+    }
+    assert profile["metadata"]["labels"]["x-k8s.io/cluster-manager"] == "moonlander"
+    status = profile["status"]
+    source = yaml.safe_load(env.kubeconfig_text("child-b"))["clusters"][0]["cluster"]
+    provider = {
+        "name": "secretreader",
+        "cluster": {
+            "server": source["server"],
+            "certificate-authority-data": source["certificate-authority-data"],
+            "extensions": [
+                {"name": "client.authentication.k8s.io/exec", "extension": {"clusterName": "inv"}}
+            ],
+        },
+    }
+    assert status["accessProviders"] == [provider]
+    assert status["credentialProviders"] == [provider]
+    (healthy,) = status["conditions"]
+    assert healthy["type"] == "ControlPlaneHealthy" and healthy["status"] == "True", healthy
+    version = status["version"]["kubernetes"]
+    assert version.startswith("v1."), version
+    obj = await local.get(LandingResource, "inv", namespace=ns)
+    assert obj.status["landed"]["clusterProfile"] == f"{ns}/inv"
+
+    # The token is minted for the Landing's ServiceAccount, and works with its rights only.
+    token = await _token_of(local, ns, "inv")
+    account = await child.get(ServiceAccount, "inv-reader", namespace=ns)
+    assert minting.token_service_account_uid(token) == account.metadata.uid
+    access = profiles.access_of(profile)
+    assert access.secret_name == "inv"
+    await child.create(ConfigMap(metadata=ObjectMeta(name="hello", namespace=ns)))
+    reader = AsyncClient(KubeConfig.from_dict(profiles.kubeconfig_of(access, token, "inv")))
+    try:
+        # child-b, as the minted ServiceAccount: reads ConfigMaps, never writes them.
+        names = {c.metadata.name async for c in reader.list(ConfigMap, namespace=ns)}
+        assert names == {"hello"}
+        with pytest.raises(ApiError) as denied:
+            await reader.create(ConfigMap(metadata=ObjectMeta(name="x", namespace=ns)))
+        assert denied.value.status.code == 403
+    finally:
+        await reader._client.close()
+    # Not the source's credential: the admin kubeconfig holds no such token.
+    assert token not in env.kubeconfig_text("child-b")
+
+    # Deleting the Landing removes the profile and its token Secret.
+    started = time.monotonic()
+    await local.delete(LandingResource, "inv", namespace=ns)
+    await eventually(lambda: landing_gone(local, ns, "inv"), timeout=30, what="Landing gone")
+    assert await _absent(local, PROFILE, "inv", ns)
+    assert await _absent(local, Secret, "inv", ns)
+    assert await _absent(local, Secret, "inv-kubeconfig", ns)
+    measure("Landing deleted->ClusterProfile removed", time.monotonic() - started)
+
+
+async def test_a_profile_needs_a_minted_token(env: Env, tenant: Tenant) -> None:
+    """Refused at admission (the CRD's rule): consumers never get the source's credential."""
+    ns = tenant.namespace
+    with pytest.raises(ApiError) as err:
+        await tenant.client.create(
+            landing(
+                ns,
+                "no-mint",
+                kubeconfigSecretName="src",
+                direction="ChildToParent",
+                output={"clusterProfile": {}},
+            )
+        )
+    assert err.value.status.code == 422
+    assert "output.clusterProfile needs serviceAccount" in (err.value.status.message or "")
+
+
+async def test_a_tenant_gets_a_profile_elsewhere_only_by_one_policy(
+    env: Env, tenant: Tenant
+) -> None:
+    local = env.local
+    ns = tenant.namespace
+    await install_crds(local, [inventory.crd()])
+    elsewhere = await _other_namespace(env, "inventory")
+    await may_bind(env, tenant, "view")
+    await tenant.client.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    await tenant.client.create(_profile_landing(ns, "fleet", targetNamespace=elsewhere))
+    mint = {"clusterRoles": ["view"], "clusterWide": True, "serviceAccountNamespaces": [ns]}
+    # Minting and the target namespace granted, profiles not: refused, nothing written.
+    await local.create(
+        landing_policy(
+            f"target-{ns}", namespaces={"names": [ns]}, mint=mint, targetNamespaces=[elsewhere]
+        )
+    )
+    await _refused_with(local, ns, "fleet", "outputs.clusterProfiles.namespaces")
+    # Profiles granted by a second policy that does not also grant the target: still refused.
+    await local.create(
+        landing_policy(
+            f"profiles-{ns}",
+            namespaces={"names": [ns]},
+            outputs={"clusterProfiles": {"namespaces": [elsewhere]}},
+        )
+    )
+    await asyncio.sleep(2)  # seen by now: still refused, for want of one policy granting all
+    await _refused_with(local, ns, "fleet", "one LandingPolicy")
+    for name in ("fleet", "fleet-kubeconfig"):
+        assert await _absent(local, Secret, name, elsewhere)
+    assert await _absent(local, PROFILE, "fleet", elsewhere)
+
+    # One policy granting it as a whole: lands.
+    started = time.monotonic()
+    await local.create(
+        landing_policy(
+            f"inventory-{ns}",
+            namespaces={"names": [ns]},
+            targetNamespaces=[elsewhere],
+            outputs={"clusterProfiles": {"namespaces": [elsewhere]}},
+        )
+    )
+    await wait_reason(local, ns, "fleet", "Synced", timeout=30)
+    measure("outputs.clusterProfiles granted->Synced", time.monotonic() - started)
+    profile = (await local.get(PROFILE, "fleet", namespace=elsewhere)).to_dict()
+    assert profile["status"]["accessProviders"][0]["name"] == "secretreader"
+    await _token_of(local, elsewhere, "fleet")
+    # The tenant itself still cannot read the token Secret there.
+    with pytest.raises(ApiError) as err:
+        await tenant.client.get(Secret, "fleet", namespace=elsewhere)
+    assert err.value.status.code == 403
+
+    # Withdrawn: profile, token Secret and landed Secret are revoked.
+    started = time.monotonic()
+    await local.delete(LandingPolicyResource, f"inventory-{ns}")
+    await wait_reason(local, ns, "fleet", "NotPermitted", timeout=30)
+
+    async def revoked() -> bool:
+        assert await _absent(local, PROFILE, "fleet", elsewhere)
+        assert await _absent(local, Secret, "fleet", elsewhere)
+        assert await _absent(local, Secret, "fleet-kubeconfig", elsewhere)
+        return True
+
+    await eventually(revoked, timeout=30, what="ClusterProfile revoked")
+    measure("outputs.clusterProfiles withdrawn->revoked", time.monotonic() - started)
+    for name in (f"target-{ns}", f"profiles-{ns}"):
+        await local.delete(LandingPolicyResource, name)
