@@ -496,6 +496,9 @@ class Node:
     images: Sequence[tuple[Path, str]] = ()  # (OCI archive, image name without its tag)
     name: str = NODE_NAME
     pod_memory: int = POD_MEMORY
+    # containerd's registry hosts directory (``<dir>/<host:port>/hosts.toml``, e.g. a local
+    # registry's address and the CA it trusts), for images the kubelet pulls; None: none.
+    registry_hosts: Path | None = None
     processes: list[Process] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     _state: dict[str, Any] | None = None
@@ -663,6 +666,11 @@ disabled_plugins = {json.dumps(disabled)}
     conf_dir = "{d}/net.d"
     max_conf_num = 1
 """
+        if self.registry_hosts is not None:
+            config += (
+                '  [plugins."io.containerd.grpc.v1.cri".registry]\n'
+                f'    config_path = "{self.registry_hosts.resolve()}"\n'
+            )
         (d / "config.toml").write_text(config)
         proc = self._spawn("containerd", ["containerd", "--config", str(d / "config.toml")])
         deadline = time.monotonic() + 60
@@ -1006,13 +1014,19 @@ def _free_port(host: str) -> int:
 
 @contextlib.contextmanager
 def running(
-    directory: Path, cluster_names: Sequence[str], images: Sequence[tuple[Path, str]] = ()
+    directory: Path,
+    cluster_names: Sequence[str],
+    images: Sequence[tuple[Path, str]] = (),
+    registry_hosts: Path | None = None,
 ) -> Iterator[tuple[ControlPlane, Node]]:
-    """A plane of ``cluster_names`` with a node in the first one; all stopped at the end."""
+    """A plane of ``cluster_names`` with a node in the first one; all stopped at the end.
+    ``registry_hosts``: see :attr:`Node.registry_hosts`."""
     plane = ControlPlane(directory / "clusters", node_cluster_specs(cluster_names))
     plane.start()
     try:
-        node = Node(directory / "node", plane, cluster_names[0], images)
+        node = Node(
+            directory / "node", plane, cluster_names[0], images, registry_hosts=registry_hosts
+        )
         node.start()
         try:
             yield plane, node
