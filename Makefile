@@ -50,6 +50,10 @@ fmt: $(STAMP)
 manifests: $(STAMP) ## the CRDs in config/crd/bases, generated from src/moonlander/api
 	$(BIN)/python -m moonlander.api.crd config/crd/bases
 
+.PHONY: chart-docs
+chart-docs: ## charts/moonlander/README.md from values.yaml and README.md.gotmpl (helm-docs v1.14.2, hack/chart)
+	"$$(bash hack/chart/build.sh helm-docs | cut -d' ' -f2)/helm-docs" --chart-search-root charts/moonlander
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 

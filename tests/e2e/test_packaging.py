@@ -47,6 +47,7 @@ ROLE_SOURCE = CONFIG / "rbac" / "role.yaml"
 LEADER_ROLE_SOURCE = CONFIG / "rbac" / "leader-election-role.yaml"
 POLICY_READER_SOURCE = CONFIG / "rbac" / "policy-reader-role.yaml"
 ADMISSION_SOURCE = CONFIG / "admission" / "landing-finalizer.yaml"
+ALERTS_SOURCE = CONFIG / "prometheus" / "alerts.yaml"
 MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 CRD_NAME = "landings.moons.kingdon.ci"
 POLICY_CRD_NAME = "landingpolicies.moons.kingdon.ci"
@@ -82,13 +83,25 @@ FULL_VALUES: dict[str, Any] = {
         "certManager": {"enabled": True},
         "clientCA": {"configMapName": "apiserver-webhook-client-ca"},
         "clientNames": ["kube-apiserver-webhook-client"],
-        "networkPolicy": {
-            "apiServerPeers": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
-            "metricsPeers": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
-        },
+    },
+    "networkPolicy": {
+        "apiServerPeers": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+        "metricsPeers": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
     },
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Moonlander"}},
+    "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/moonlander-ca/ca.crt"}],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "remote-clusters-ca"}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/moonlander-ca", "readOnly": True}],
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+        }
+    ],
     "policies": [
         {
             "name": "team-a.full-values",
@@ -113,15 +126,23 @@ FULL_VALUES: dict[str, Any] = {
 
 # Kinds whose CRDs the test API server does not have (the Prometheus Operator's and
 # cert-manager's): they are rendered and checked, but left out of the server-side dry run.
-NOT_INSTALLED_KINDS = frozenset({"ServiceMonitor", "Certificate", "Issuer"})
+NOT_INSTALLED_KINDS = frozenset({"ServiceMonitor", "PrometheusRule", "Certificate", "Issuer"})
 
 
 # -- tools -------------------------------------------------------------------------------
 
 
+# The Kubernetes version `helm template` assumes without a cluster: the control plane's
+# (hack/envtest). Helm's release builds default to their client-go's version; hack/envtest
+# builds helm without those ldflags (a default of v1.20.0, below the chart's kubeVersion).
+KUBE_VERSION = "1.37.2"
+
+
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """helm and kubectl from hack/envtest (pinned, cached), with helm's homes in a tmp dir."""
+    """helm and kubectl from hack/envtest (pinned, cached), with helm's homes in a tmp dir.
+    ``helm`` is a wrapper that gives ``helm template`` the control plane's version unless
+    the caller names one (see KUBE_VERSION)."""
     out = subprocess.run(
         ["bash", str(ROOT / "hack" / "envtest" / "build.sh")],
         capture_output=True,
@@ -130,12 +151,21 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     )
     bin_dir = Path(out.stdout.strip().splitlines()[-1])
     home = tmp_path_factory.mktemp("helm-home")
+    wrapper = home / "helm"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = template ] && ! printf "%s\\n" "$@" | grep -q "^--kube-version"; then\n'
+        f'  exec "{bin_dir / "helm"}" "$@" --kube-version={KUBE_VERSION}\n'
+        "fi\n"
+        f'exec "{bin_dir / "helm"}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
     saved = {
         k: os.environ.get(k) for k in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME")
     }
     for key in saved:
         os.environ[key] = str(home / key.lower())
-    yield {"helm": str(bin_dir / "helm"), "kubectl": str(bin_dir / "kubectl")}
+    yield {"helm": str(wrapper), "kubectl": str(bin_dir / "kubectl")}
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -316,13 +346,33 @@ def assert_policy_reader(docs: list[dict[str, Any]], name: str, namespace: str) 
     ]
 
 
+def without_chart_metadata(crd: dict[str, Any]) -> dict[str, Any]:
+    """A rendered CRD without what the chart adds to its source: Helm's labels and
+    crds.keep's annotation (kustomize adds neither)."""
+    crd = json.loads(json.dumps(crd))
+    meta = crd["metadata"]
+    for key in [k for k in meta.get("labels", {}) if k.startswith(CHART_LABEL_PREFIXES)]:
+        del meta["labels"][key]
+    meta.get("annotations", {}).pop("helm.sh/resource-policy", None)
+    for key in ("labels", "annotations"):
+        if key in meta and not meta[key]:
+            del meta[key]
+    return crd
+
+
+CHART_LABEL_PREFIXES = ("helm.sh/", "app.kubernetes.io/")
+
+
 def assert_crds(docs: list[dict[str, Any]], hint: str = "") -> None:
-    """The three CRDs, each straight from its single source, and no other."""
-    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE, hint=hint)
-    assert_same(
-        only(docs, "CustomResourceDefinition", POLICY_CRD_NAME), POLICY_CRD_SOURCE, hint=hint
-    )
-    assert_same(only(docs, "CustomResourceDefinition", SET_CRD_NAME), SET_CRD_SOURCE, hint=hint)
+    """The three CRDs, each straight from its single source (but for the chart's labels and
+    keep annotation), and no other."""
+    for name, path in (
+        (CRD_NAME, CRD_SOURCE),
+        (POLICY_CRD_NAME, POLICY_CRD_SOURCE),
+        (SET_CRD_NAME, SET_CRD_SOURCE),
+    ):
+        crd = only(docs, "CustomResourceDefinition", name)
+        assert_same(without_chart_metadata(crd), path, hint=hint)
     assert len(of_kind(docs, "CustomResourceDefinition")) == 3
 
 
@@ -404,8 +454,10 @@ def test_helm_lint(tools: dict[str, str], tmp_path: Path) -> None:
 
 def test_chart_links_to_the_single_sources() -> None:
     links = {
-        CHART / "crds" / "landings.yaml": CRD_SOURCE,
-        CHART / "crds" / "landingpolicies.yaml": POLICY_CRD_SOURCE,
+        CHART / "files" / "crds" / "landings.yaml": CRD_SOURCE,
+        CHART / "files" / "crds" / "landingpolicies.yaml": POLICY_CRD_SOURCE,
+        CHART / "files" / "crds" / "landingsets.yaml": SET_CRD_SOURCE,
+        CHART / "files" / "prometheus" / "alerts.yaml": ALERTS_SOURCE,
         CHART / "files" / "rbac" / "role.yaml": ROLE_SOURCE,
         CHART / "files" / "rbac" / "leader-election-role.yaml": LEADER_ROLE_SOURCE,
         CHART / "files" / "rbac" / "policy-reader-role.yaml": POLICY_READER_SOURCE,
@@ -417,7 +469,9 @@ def test_chart_links_to_the_single_sources() -> None:
         assert link.resolve() == target.resolve()
     # Every CRD in config/crd/bases reaches the chart, and kustomize's config/crd.
     bases = {p.resolve() for p in (CONFIG / "crd" / "bases").glob("*.yaml")}
-    assert {p.resolve() for p in (CHART / "crds").iterdir()} == bases
+    assert {p.resolve() for p in (CHART / "files" / "crds").iterdir()} == bases
+    # Helm's crds/ is gone: the CRDs are templates, which helm upgrade updates.
+    assert not (CHART / "crds").exists()
     listed = source(CONFIG / "crd" / "kustomization.yaml")["resources"]
     assert {(CONFIG / "crd" / r).resolve() for r in listed} == bases
 
@@ -429,8 +483,10 @@ def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) ->
     assert str(package) in out
     with tarfile.open(package) as tar:
         for member, origin in {
-            "moonlander/crds/landings.yaml": CRD_SOURCE,
-            "moonlander/crds/landingpolicies.yaml": POLICY_CRD_SOURCE,
+            "moonlander/files/crds/landings.yaml": CRD_SOURCE,
+            "moonlander/files/crds/landingpolicies.yaml": POLICY_CRD_SOURCE,
+            "moonlander/files/crds/landingsets.yaml": SET_CRD_SOURCE,
+            "moonlander/files/prometheus/alerts.yaml": ALERTS_SOURCE,
             "moonlander/files/rbac/role.yaml": ROLE_SOURCE,
             "moonlander/files/rbac/leader-election-role.yaml": LEADER_ROLE_SOURCE,
             "moonlander/files/rbac/policy-reader-role.yaml": POLICY_READER_SOURCE,
@@ -443,6 +499,7 @@ def test_helm_package_follows_symlinks(tools: dict[str, str], tmp_path: Path) ->
             assert data.read() == origin.read_bytes(), member
     # The packaged chart renders the same rules as the chart directory.
     packaged = docs_of(run(tools["helm"], "template", "moonlander", str(package)))
+    assert_crds(packaged)
     assert_same(only(packaged, "ClusterRole", "moonlander")["rules"], ROLE_SOURCE, "rules")
     assert_same(
         only(packaged, "ClusterRole", "moonlander-policy-reader")["rules"],
@@ -456,9 +513,10 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
     chart = source(CHART / "Chart.yaml")
     assert (chart["apiVersion"], chart["version"], chart["appVersion"]) == ("v2", "0.2.0", "0.2.0")
 
-    # The CRDs, straight from their single sources.
-    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE)
+    # The CRDs, straight from their single sources, kept on uninstall.
     assert_crds(docs)
+    for crd in of_kind(docs, "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     # Cluster-wide RBAC with exactly the single-source rules.
     role = only(docs, "ClusterRole", "moonlander")
     assert_same(role["rules"], ROLE_SOURCE, "rules")
@@ -476,14 +534,21 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
     leader = only(docs, "Role")
     assert_same(leader["rules"], LEADER_ROLE_SOURCE, "rules")
     assert only(docs, "RoleBinding")["roleRef"]["name"] == leader["metadata"]["name"]
-    # The policy reader, and nothing else cluster-wide.
+    # The policy reader, and the unbound roles aggregated into admin, edit and view.
     assert_policy_reader(docs, "moonlander-policy-reader", "moonlander-system")
-    assert len(of_kind(docs, "ClusterRole")) == len(of_kind(docs, "ClusterRoleBinding")) == 2
+    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
+        "moonlander",
+        "moonlander-edit",
+        "moonlander-policy-reader",
+        "moonlander-view",
+    ]
+    assert len(of_kind(docs, "ClusterRoleBinding")) == 2
     # No LandingPolicy unless asked for: the secure default.
     assert not of_kind(docs, "LandingPolicy")
 
     deployment = only(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
+    # Two replicas, one leading: the webhook (failurePolicy Fail) keeps an answer.
+    assert deployment["spec"]["replicas"] == 2
     c = container(deployment)
     assert c["image"] == f"ghcr.io/kingdonb/moonlander:{chart['appVersion']}"
     assert c["args"][: c["args"].index("run")] == ["--log-level=INFO", "--log-format=json"]
@@ -509,15 +574,16 @@ def test_chart_defaults(tools: dict[str, str], tmp_path: Path) -> None:
 
 def test_chart_values_are_honoured(tools: dict[str, str], tmp_path: Path) -> None:
     docs = helm_template(tools, tmp_path, FULL_VALUES, release="ml", namespace="ops")
-    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE)
     assert_crds(docs)
 
     # Namespaced RBAC: a Role and RoleBinding in each watched namespace; cluster-wide only the
     # policy reader (LandingPolicies and namespaces are cluster-scoped) and, for the
     # ServiceMonitor's scrapes of the authenticated /metrics, the metrics reader (unbound).
     assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
+        "ml-moonlander-edit",
         "ml-moonlander-metrics-reader",
         "ml-moonlander-policy-reader",
+        "ml-moonlander-view",
     ]
     reader = only(docs, "ClusterRole", "ml-moonlander-metrics-reader")
     assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
@@ -624,8 +690,11 @@ def test_chart_namespaced_without_list_watches_release_namespace(
     tools: dict[str, str], tmp_path: Path
 ) -> None:
     docs = helm_template(tools, tmp_path, {"rbac": {"namespaced": True}}, namespace="solo")
-    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [
-        "moonlander-policy-reader"
+    # Cluster-wide: the policy reader, and the aggregated roles, which bind nobody.
+    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
+        "moonlander-edit",
+        "moonlander-policy-reader",
+        "moonlander-view",
     ]
     assert_policy_reader(docs, "moonlander-policy-reader", "solo")
     assert only(docs, "Role", "moonlander")["metadata"]["namespace"] == "solo"
@@ -642,8 +711,8 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
             "certSecretName": "my-tls",
             "caBundle": "Q0EK",
             "clientCA": {"secretName": "apiserver-ca", "key": "client-ca.pem"},
-            "networkPolicy": {"enabled": False},
-        }
+        },
+        "networkPolicy": {"enabled": False},
     }
     docs = helm_template(tools, tmp_path, values)
     assert not of_kind(docs, "Certificate")
@@ -677,7 +746,7 @@ def test_chart_webhook_without_cert_manager(tools: dict[str, str], tmp_path: Pat
         ),
         (
             {"webhook": {"enabled": True, "clientCA": {"configMapName": "a"}}},
-            "webhook.networkPolicy.apiServerPeers",
+            "networkPolicy.apiServerPeers",
         ),
         ({"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}, "metrics.enabled"),
         ({"policies": [{"spec": {"namespaces": {"names": ["a"]}}}]}, "name"),
@@ -762,7 +831,6 @@ def test_finalizer_policy_from_its_single_source(tools: dict[str, str], tmp_path
 
 def test_kustomize_default(tools: dict[str, str]) -> None:
     docs = kustomize(tools, CONFIG / "default")
-    assert_same(only(docs, "CustomResourceDefinition", CRD_NAME), CRD_SOURCE, hint=KYAML_HINT)
     assert_crds(docs, hint=KYAML_HINT)
     assert only(docs, "Namespace")["metadata"]["name"] == "moonlander-system"
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
