@@ -1,0 +1,1 @@
+"""``make soak``: Moonlander under churn and faults, judged by an independent checker."""
