@@ -26,10 +26,10 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import ConfigMap, Secret, ServiceAccount
 
-from moonlander import minting
+from moonlander import api, minting
 from moonlander.controller import profiles
 from moonlander.controller.inventory import resource
-from moonlander.kube.resources import LandingPolicyResource, LandingResource
+from moonlander.kube.resources import LandingPolicyResource, LandingResource, LandingSetResource
 
 from . import inventory
 from .conftest import Env
@@ -40,6 +40,7 @@ from .harness import (
     landing_gone,
     landing_policy,
     measure,
+    mint_token_kubeconfig,
     ready_condition,
     secret_with,
     wait_reason,
@@ -278,3 +279,127 @@ async def test_a_tenant_gets_a_profile_elsewhere_only_by_one_policy(
     measure("outputs.clusterProfiles withdrawn->revoked", time.monotonic() - started)
     for name in (f"target-{ns}", f"profiles-{ns}"):
         await local.delete(LandingPolicyResource, name)
+
+
+# -- consuming: the clusterProfiles generator ---------------------------------------------------
+
+
+async def _foreign_profile(env: Env, ns: str, name: str, manager: str, secret: str) -> None:
+    """A ClusterProfile as another cluster manager (OCM, GKE Fleet) writes it, for child-b,
+    and the secretreader Secret it names, holding a ServiceAccount token of child-b."""
+    local, plane = env.local, env.plane["child-b"]
+    text = await mint_token_kubeconfig(
+        env.admin["child-b"], plane.url, plane.ca_pem, "default", f"{ns}-{name}", "cluster-admin"
+    )
+    token = yaml.safe_load(text)["users"][0]["user"]["token"]
+    PLANTED.append(token)
+    await local.create(secret_with(ns, secret, {"token": token}))
+    await local.create(
+        PROFILE.from_dict(
+            {
+                "apiVersion": profiles.API_VERSION,
+                "kind": profiles.KIND,
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": {profiles.CLUSTER_MANAGER_LABEL: manager},
+                },
+                "spec": {"clusterManager": {"name": manager}},
+            }
+        )
+    )
+    provider = profiles.access_provider(secret, plane.url, plane.ca_pem)
+    await local.apply(
+        PROFILE.Status.from_dict(
+            {
+                "apiVersion": profiles.API_VERSION,
+                "kind": profiles.KIND,
+                "metadata": {"name": name, "namespace": ns},
+                "status": {"accessProviders": [provider]},
+            }
+        ),
+        field_manager=manager,
+        force=True,
+    )
+
+
+async def test_a_landingset_lands_each_profiles_cluster_with_its_secrets_token(
+    env: Env, namespace: str
+) -> None:
+    local, ns = env.local, namespace
+    await install_crds(local, [inventory.crd()])
+    await _foreign_profile(env, ns, "east", "ocm", "east-access")
+    await _foreign_profile(env, ns, "gke-1", "gke-fleet", "gke-1")
+    started = time.monotonic()
+    await local.create(
+        LandingSetResource.from_dict(
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": "LandingSet",
+                "metadata": {"name": "ocm", "namespace": ns},
+                "spec": {
+                    "generators": [
+                        {"clusterProfiles": {"matchLabels": {"x-k8s.io/cluster-manager": "ocm"}}}
+                    ],
+                    "template": {
+                        "metadata": {"name": "{{profile}}-worker"},
+                        "spec": {
+                            "direction": "ChildToParent",
+                            "writeKubeconfigSecretName": "{{profile}}-kubeconfig",
+                        },
+                    },
+                },
+            }
+        )
+    )
+    await wait_reason(local, ns, "east-worker", "Synced", timeout=30)
+    measure("clusterProfiles generator: set created->Synced", time.monotonic() - started)
+    generated = {
+        g.metadata.name
+        async for g in local.list(LandingResource, namespace=ns)
+        if (g.metadata.labels or {}).get("moons.kingdon.ci/landingset") == "ocm"
+    }
+    assert generated == {"east-worker"}  # gke-1 is another manager's
+    obj = await local.get(LandingResource, "east-worker", namespace=ns)
+    assert obj.spec["clusterProfileName"] == "east"
+    assert obj.status["landed"]["sourceKey"] == "token"
+
+    # The landed kubeconfig is the profile's server and CA with the Secret's token.
+    landed = await local.get(Secret, "east-kubeconfig", namespace=ns)
+    document = yaml.safe_load(base64.b64decode(landed.data["value"]))
+    token = await _token_of(local, ns, "east-access")
+    assert document["users"][0]["user"] == {"token": token}
+    assert document["clusters"][0]["cluster"]["server"] == env.plane["child-b"].url
+    reached = AsyncClient(KubeConfig.from_dict(document))
+    try:
+        await env.admin["child-b"].create(
+            ConfigMap(metadata=ObjectMeta(name="from-profile", namespace=ns))
+        )
+        names = {c.metadata.name async for c in reached.list(ConfigMap, namespace=ns)}
+        assert "from-profile" in names
+    finally:
+        await reached._client.close()
+
+
+async def test_a_profile_source_is_read_from_the_own_namespace_only(
+    env: Env, tenant: Tenant
+) -> None:
+    """A tenant cannot point a Landing at another namespace's ClusterProfile (and so at its
+    token Secret): refused before anything there is read."""
+    local, ns = env.local, tenant.namespace
+    await install_crds(local, [inventory.crd()])
+    elsewhere = await _other_namespace(env, "profiles")
+    await _foreign_profile(env, elsewhere, "east", "ocm", "east-access")
+    await tenant.client.create(
+        landing(
+            ns,
+            "steal",
+            clusterProfileName="east",
+            kubeconfigSecretNamespace=elsewhere,
+            direction="ChildToParent",
+        )
+    )
+    cond = await wait_reason(local, ns, "steal", "InvalidSpec", timeout=30)
+    assert "own namespace only" in cond["message"], cond
+    assert elsewhere not in cond["message"] and "east-access" not in cond["message"]
+    assert await _absent(local, Secret, api.DEFAULT_WRITE_NAME, ns)

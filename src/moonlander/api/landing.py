@@ -43,6 +43,12 @@ class LandingSpec(_Spec, frozen=True, kw_only=True):
 
     cel_rules = (
         {
+            "rule": "!has(self.clusterProfileName) || (!has(self.kubeconfigSecretName)"
+            " && !has(self.kubeconfigSecretKey))",
+            "message": "clusterProfileName is a source of its own; drop kubeconfigSecretName "
+            "and kubeconfigSecretKey",
+        },
+        {
             "rule": "!has(self.output) || !has(self.output.clusterProfile)"
             " || has(self.serviceAccount)",
             "message": "output.clusterProfile needs serviceAccount: its consumers get a minted "
@@ -56,6 +62,19 @@ class LandingSpec(_Spec, frozen=True, kw_only=True):
             doc(
                 """Secret, in the cluster where Moonlander runs, holding a kubeconfig for the child
             cluster. Default kubernetes-<landing name>-admin-kubeconfig (CozyStack naming)."""
+            ),
+        ]
+        | None
+    ) = None
+    cluster_profile_name: (
+        Annotated[
+            DNSSubdomain,
+            doc(
+                """Instead of a kubeconfig Secret: a ClusterProfile (multicluster.x-k8s.io) of
+            the Landing's own namespace. Its secretreader access provider gives the server
+            and CA, and the token is read from the Secret of this namespace its clusterName
+            extension names (key token), as the secretreader plugin reads it; no plugin is
+            run."""
             ),
         ]
         | None
@@ -162,6 +181,13 @@ class LandingSpec(_Spec, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.server is not None and not self.server.startswith("https://"):
             raise InvalidField("server: must be an https:// URL with a host")
+        if self.cluster_profile_name is not None and (
+            self.kubeconfig_secret_name is not None or self.kubeconfig_secret_key is not None
+        ):
+            raise InvalidField(
+                "clusterProfileName: is a source of its own; drop kubeconfigSecretName and "
+                "kubeconfigSecretKey"
+            )
         if self.output.cluster_profile is not None and self.service_account is None:
             # The profile's consumers read a token: a minted, least-privilege, renewed one.
             raise InvalidField(

@@ -115,13 +115,35 @@ class ClusterAPIGenerator(_Spec, frozen=True, kw_only=True):
         return all(labels.get(k) == v for k, v in self.match_labels.items())
 
 
+class ClusterProfileGenerator(_Spec, frozen=True, kw_only=True):
+    """ClusterProfiles (multicluster.x-k8s.io, SIG Multicluster's Cluster Inventory API) of
+    the LandingSet's namespace whose labels include every entry of matchLabels; each is the
+    source of one Landing (clusterProfileName): its secretreader access provider's server
+    and CA, and the token of the Secret of this namespace its clusterName names. Profiles
+    Moonlander wrote are never matched. Variable {{profile}} is the ClusterProfile's name."""
+
+    match_labels: Annotated[
+        dict[str, _LabelValue],
+        doc(
+            """ClusterProfiles whose labels include all of these (empty: every one), e.g.
+            x-k8s.io/cluster-manager: open-cluster-management.""",
+            maxProperties=32,
+        ),
+    ] = msgspec.field(default_factory=dict)
+
+    def match(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
 class Generator(_Spec, frozen=True, kw_only=True):
-    """One source of Landings: Secrets, or Cluster API Clusters (exactly one)."""
+    """One source of Landings: Secrets, Cluster API Clusters or ClusterProfiles (exactly
+    one)."""
 
     cel_rules = (
         {
-            "rule": "[has(self.secrets), has(self.clusterAPI)].filter(x, x).size() == 1",
-            "message": "set exactly one of secrets and clusterAPI",
+            "rule": "[has(self.secrets), has(self.clusterAPI), has(self.clusterProfiles)]"
+            ".filter(x, x).size() == 1",
+            "message": "set exactly one of secrets, clusterAPI and clusterProfiles",
         },
     )
 
@@ -130,15 +152,22 @@ class Generator(_Spec, frozen=True, kw_only=True):
         Annotated[ClusterAPIGenerator, doc("Cluster API Clusters of the LandingSet's namespace.")]
         | None
     ) = msgspec.field(default=None, name="clusterAPI")
+    cluster_profiles: (
+        Annotated[ClusterProfileGenerator, doc("ClusterProfiles of the LandingSet's namespace.")]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
-        if (self.secrets is None) == (self.cluster_api is None):
-            raise ValueError("set exactly one of secrets and clusterAPI")
+        chosen = (self.secrets, self.cluster_api, self.cluster_profiles)
+        if sum(g is not None for g in chosen) != 1:
+            raise ValueError("set exactly one of secrets, clusterAPI and clusterProfiles")
 
     @property
     def variables(self) -> tuple[str, ...]:
         if self.secrets is not None:
             return self.secrets.captures
+        if self.cluster_profiles is not None:
+            return ("profile",)
         return ("cluster",)
 
 

@@ -55,13 +55,19 @@ class Source:
     defaults: dict[str, str]
 
 
+# A ClusterProfile source is named by this field of the generated spec, not by a Secret.
+PROFILE_FIELD = "clusterProfileName"
+
+
 def sources(
     landing_set: LandingSet,
     secrets: Mapping[str, Mapping[str, str]],
     clusters: Mapping[str, Mapping[str, str]] | None = None,
+    profiles: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[Source]:
-    """What the set's generators match, first generator first, each Secret once. ``secrets``
-    and ``clusters`` (Cluster API) map names of the set's namespace to their labels."""
+    """What the set's generators match, first generator first, each source once.
+    ``secrets``, ``clusters`` (Cluster API) and ``profiles`` (ClusterProfiles) map names of
+    the set's namespace to their labels."""
     found: dict[str, Source] = {}
     for generator in landing_set.spec.generators:
         if generator.secrets is not None:
@@ -79,6 +85,13 @@ def sources(
                     found[secret] = Source(
                         secret, {"cluster": cluster}, {"kubeconfigSecretKey": CAPI_SECRET_KEY}
                     )
+        elif generator.cluster_profiles is not None:
+            for profile in sorted(profiles or {}):
+                labels = (profiles or {})[profile]
+                if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
+                    continue  # never a Landing for what Moonlander itself wrote: no loops
+                if generator.cluster_profiles.match(labels) and profile not in found:
+                    found[profile] = Source(profile, {"profile": profile}, {PROFILE_FIELD: profile})
     return list(found.values())
 
 
@@ -96,11 +109,12 @@ def generate(
     secrets: Mapping[str, Mapping[str, str]],
     clusters: Mapping[str, Mapping[str, str]] | None = None,
     memo: Memo | None = None,
+    profiles: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Generated:
-    """The Landings ``landing_set`` wants, from the Secrets (and Cluster API Clusters) of its
-    namespace, each name mapped to its labels."""
+    """The Landings ``landing_set`` wants, from the Secrets (and Cluster API Clusters,
+    ClusterProfiles) of its namespace, each name mapped to its labels."""
     out = Generated()
-    for source in sources(landing_set, secrets, clusters):
+    for source in sources(landing_set, secrets, clusters, profiles):
         key = (
             source.secret,
             tuple(sorted(source.variables.items())),
@@ -131,7 +145,8 @@ def _stamp(landing_set: LandingSet, source: Source) -> Stamp:
     if len(name) > 253 or not _NAME.fullmatch(name):
         return f"generated name {name!r} is not a DNS subdomain"
     spec = substitute(template.spec, variables)
-    spec.setdefault("kubeconfigSecretName", secret)
+    if PROFILE_FIELD not in source.defaults:
+        spec.setdefault("kubeconfigSecretName", secret)
     for field_name, value in source.defaults.items():
         spec.setdefault(field_name, value)
     try:

@@ -23,7 +23,7 @@ from moonlander.api.reasons import LandingProblem, Reason, Retry
 from moonlander.controller import profiles
 from moonlander.kube import internals
 
-__all__ = ["apply", "crd_exists", "delete", "resource", "server_version"]
+__all__ = ["apply", "crd_exists", "delete", "get", "resource", "server_version"]
 
 
 @functools.cache
@@ -106,6 +106,11 @@ async def apply(
         )
         written.append("status")
     return written
+
+
+async def get(client: AsyncClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """A ClusterProfile, or None when there is none (or no ClusterProfile CRD)."""
+    return await _get(client, resource(), name, namespace)
 
 
 async def delete(client: AsyncClient, namespace: str, name: str, owner: str) -> list[str]:

@@ -27,7 +27,8 @@ from lightkube.types import PatchType
 from moonlander import api
 from moonlander.api.landingset import SET_LABEL, LandingSet, LandingSetStatus
 from moonlander.api.reasons import SetReason
-from moonlander.controller import fleet
+from moonlander.controller import fleet, inventory
+from moonlander.controller.profiles import CRD_NAME as PROFILE_CRD
 from moonlander.controller.sharding import Shards
 from moonlander.controller.workers import Attempts, Workers
 from moonlander.controller.workqueue import WorkQueue
@@ -185,14 +186,19 @@ class LandingSets:
             clusters = await self._clusters(namespace)
             if clusters is None:
                 problems.append(f"Cluster API: {CAPI_VERSION} Clusters are not served here")
+        profiles: dict[str, dict[str, str]] | None = None
+        if any(g.cluster_profiles is not None for g in landing_set.spec.generators):
+            profiles = await self._profiles(namespace)
+            if profiles is None:
+                problems.append(f"ClusterProfiles: {PROFILE_CRD} is not served here")
         existing = self._generated(landing_set)
         memo = self._memo(landing_set, len(self._secrets[namespace]))
-        generated = fleet.generate(landing_set, self._secrets[namespace], clusters, memo)
+        generated = fleet.generate(landing_set, self._secrets[namespace], clusters, memo, profiles)
         plan = fleet.plan(landing_set, generated, existing)
         if plan.delete:
             # Deletions are decided from the API server's Secrets, never from the view.
             secrets = await list_labels(self._local, namespace)
-            generated = fleet.generate(landing_set, secrets, clusters, memo)
+            generated = fleet.generate(landing_set, secrets, clusters, memo, profiles)
             plan = fleet.plan(landing_set, generated, existing)
         limit = asyncio.Semaphore(CONCURRENT_WRITES)
         created: list[str] = []
@@ -264,6 +270,18 @@ class LandingSets:
             return {
                 str(c.metadata.name): dict(c.metadata.labels or {})
                 async for c in self._local.list(CapiCluster, namespace=namespace)
+            }
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+
+    async def _profiles(self, namespace: str) -> dict[str, dict[str, str]] | None:
+        """ClusterProfiles of ``namespace`` with their labels; None when not served."""
+        try:
+            return {
+                str(p.metadata.name): dict(p.metadata.labels or {})
+                async for p in self._local.list(inventory.resource(), namespace=namespace)
             }
         except ApiError as err:
             if err.status.code == 404:

@@ -106,6 +106,10 @@ class Store:
         """A Secret of the controller's cluster, or None when there is none."""
         return await self._read_secret(None, namespace, name)
 
+    async def cluster_profile(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ClusterProfile of the controller's cluster (a Landing's source), or None."""
+        return await inventory.get(self.local, namespace, name)
+
     async def source_metadata(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """A Secret's metadata without its data (read before a Secret that may not have
         granted access is read), or None when there is none."""

@@ -266,8 +266,14 @@ def test_cluster_api_generator_uses_each_clusters_kubeconfig_secret() -> None:
 
 
 def test_a_generator_is_exactly_one_kind() -> None:
-    for generators in ([{}], [{"secrets": {"namePattern": "x"}, "clusterAPI": {}}]):
-        with pytest.raises(api.SpecError, match="exactly one of secrets and clusterAPI"):
+    for generators in (
+        [{}],
+        [{"secrets": {"namePattern": "x"}, "clusterAPI": {}}],
+        [{"clusterAPI": {}, "clusterProfiles": {}}],
+    ):
+        with pytest.raises(
+            api.SpecError, match="exactly one of secrets, clusterAPI and clusterProfiles"
+        ):
             api.parse_landingset(
                 {"metadata": {"name": "s"}, "spec": {"generators": generators, "template": {}}}
             )

@@ -10,7 +10,7 @@ import pytest
 
 from moonlander import api
 from moonlander.api.parse import SpecError
-from moonlander.controller import profiles
+from moonlander.controller import fleet, profiles
 
 from .test_authorize import allowed, landing, policy, refused
 
@@ -216,3 +216,46 @@ def test_the_profile_grant_never_opens_the_controller_namespace() -> None:
         outputs={"clusterProfiles": {"namespaces": ["moonlander-system"]}},
     )
     assert "never" in refused(_profile_landing("moonlander-system"), [whole])
+
+
+# -- the clusterProfiles generator -------------------------------------------------------------
+
+
+def _profile_set(template_spec: dict[str, Any]) -> Any:
+    return api.parse_landingset(
+        {
+            "metadata": {"name": "mk", "namespace": "kueue-system", "uid": "u"},
+            "spec": {
+                "generators": [
+                    {"clusterProfiles": {"matchLabels": {"x-k8s.io/cluster-manager": "ocm"}}}
+                ],
+                "template": {"metadata": {"name": "{{profile}}-worker"}, "spec": template_spec},
+            },
+        }
+    )
+
+
+def test_the_generator_makes_one_landing_per_matching_profile() -> None:
+    ocm = {"x-k8s.io/cluster-manager": "ocm"}
+    mine = {**ocm, api.MANAGED_BY_LABEL: api.MANAGED_BY}
+    out = fleet.generate(
+        _profile_set({"writeKubeconfigSecretName": "{{profile}}-kubeconfig"}),
+        {"east": {}},  # a Secret of that name is not a source here
+        profiles={"east": ocm, "west": ocm, "gke": {"x-k8s.io/cluster-manager": "gke"}, "ml": mine},
+    )
+    assert sorted(out.wanted) == ["east-worker", "west-worker"]  # never a profile Moonlander wrote
+    assert out.wanted["east-worker"].spec == {
+        "clusterProfileName": "east",
+        "writeKubeconfigSecretName": "east-kubeconfig",
+    }
+    assert out.wanted["east-worker"].parsed is not None
+
+
+def test_a_template_naming_a_secret_too_is_refused_per_profile() -> None:
+    out = fleet.generate(
+        _profile_set({"kubeconfigSecretName": "x"}),
+        {},
+        profiles={"east": {"x-k8s.io/cluster-manager": "ocm"}},
+    )
+    assert not out.wanted
+    assert "clusterProfileName" in out.refused["east"]

@@ -7,15 +7,16 @@ from typing import Any
 
 import httpcore2
 import httpx2
+import yaml
 from lightkube import ApiError
 
 from moonlander import api
 from moonlander.api import Landing
 from moonlander.api.reasons import LandingProblem, Reason, Retry
-from moonlander.controller import memo, plan
+from moonlander.controller import memo, plan, profiles
 from moonlander.controller.errors import problem_from_error
 from moonlander.controller.steps.run import Context, LandingRun
-from moonlander.credentials import Credentials, KubeconfigError, check_server
+from moonlander.credentials import Credentials, KubeconfigError, Policy, check_server
 from moonlander.kube.clusters import annotations_of_dict
 
 Secret = Mapping[str, Any]
@@ -59,6 +60,8 @@ async def source_credentials(landing: Landing, ctx: Context) -> tuple[str, Crede
     ParentToChild: the source is the child written to, dialled at its own server;
     ``spec.server`` is where the child reaches the parent (``choose_target``).
     """
+    if landing.spec.cluster_profile_name is not None:
+        return await _profile_source(landing, ctx)
     source = await _read(landing, ctx)
     policy = ctx.source_policy(landing)
     data = source.get("data") or {}
@@ -70,18 +73,84 @@ async def source_credentials(landing: Landing, ctx: Context) -> tuple[str, Crede
     source_key = plan.select_source_key(data, wanted, annotations_of_dict(source))
     raw = plan.decode_secret_value(data, source_key)
     ref = f"source Secret {landing.source_namespace}/{landing.source_name} key {source_key!r}"
-    server: str | None = None
-    if landing.spec.server and landing.spec.direction is api.Direction.CHILD_TO_PARENT:
-        try:
-            server = check_server(landing.spec.server, policy)
-        except KubeconfigError as err:
-            raise LandingProblem(
-                Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE
-            ) from None
+    server = _child_server(landing, policy)
     try:
         return source_key, memo.parsed(raw, policy, server)
     except KubeconfigError as err:
         raise LandingProblem(Reason.INVALID_KUBECONFIG, f"{ref}: {err}", Retry.ON_CHANGE) from None
+
+
+def _child_server(landing: Landing, policy: Policy) -> str | None:
+    """ChildToParent: ``spec.server`` replaces the source's server (see above)."""
+    if not landing.spec.server or landing.spec.direction is not api.Direction.CHILD_TO_PARENT:
+        return None
+    try:
+        return check_server(landing.spec.server, policy)
+    except KubeconfigError as err:
+        raise LandingProblem(Reason.INVALID_SPEC, f"spec.server: {err}", Retry.ON_CHANGE) from None
+
+
+async def _profile_source(landing: Landing, ctx: Context) -> tuple[str, Credentials]:
+    """``clusterProfileName``: a ClusterProfile of the Landing's own namespace and the Secret
+    of that namespace its secretreader access names, read as the plugin would read them
+    (never running it). Only the Landing's own namespace: a profile elsewhere would tell its
+    tenant another namespace's clusters, and its Secret their tokens."""
+    namespace = landing.metadata.namespace
+    name = landing.spec.cluster_profile_name
+    assert name is not None
+    if landing.source_namespace != namespace:
+        raise LandingProblem(
+            Reason.INVALID_SPEC,
+            "clusterProfileName: a ClusterProfile source is read from the Landing's own "
+            "namespace only; drop kubeconfigSecretNamespace",
+            Retry.ON_CHANGE,
+        )
+    where = f"ClusterProfile {namespace}/{name}"
+    try:
+        profile = await ctx.store.cluster_profile(namespace, name)
+    except ApiError as err:
+        raise problem_from_error(err, where) from None
+    if profile is None:
+        raise LandingProblem(
+            Reason.SOURCE_SECRET_NOT_FOUND,
+            f"{where} does not exist yet; waiting for it",
+            Retry.BACKOFF,
+        )
+    try:
+        access = profiles.access_of(profile)
+    except profiles.ProfileError as err:
+        raise LandingProblem(
+            Reason.INVALID_KUBECONFIG, f"{where}: {err}", Retry.ON_CHANGE
+        ) from None
+    secret_where = f"{where}: its token Secret {namespace}/{access.secret_name}"
+    try:
+        secret = await ctx.store.source_secret(namespace, access.secret_name)
+    except ApiError as err:
+        raise problem_from_error(err, secret_where) from None
+    if secret is None:
+        raise LandingProblem(
+            Reason.SOURCE_SECRET_NOT_FOUND,
+            f"{secret_where} does not exist yet; waiting for it",
+            Retry.BACKOFF,
+        )
+    data = secret.get("data") or {}
+    if not data.get(profiles.TOKEN_KEY):
+        raise LandingProblem(
+            Reason.SOURCE_KEY_NOT_FOUND,
+            f"{secret_where} has no key {profiles.TOKEN_KEY!r}",
+            Retry.ON_CHANGE,
+        )
+    token = plan.decode_secret_value(data, profiles.TOKEN_KEY).decode("utf-8", "replace").strip()
+    policy = ctx.source_policy(landing)
+    server = _child_server(landing, policy)
+    document = profiles.kubeconfig_of(access, token, name)
+    raw = yaml.safe_dump(document, width=1 << 30).encode()
+    try:
+        return profiles.TOKEN_KEY, memo.parsed(raw, policy, server)
+    except KubeconfigError as err:
+        raise LandingProblem(
+            Reason.INVALID_KUBECONFIG, f"{where}: {err}", Retry.ON_CHANGE
+        ) from None
 
 
 async def _read(landing: Landing, ctx: Context) -> Secret:
