@@ -127,8 +127,8 @@ def test_argocd_mint_policy_allows_exactly_what_the_landing_asks() -> None:
 SET_FOLDERS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and of_kind(p, "LandingSet"))
 
 
-def test_there_is_a_cozystack_landingset() -> None:
-    assert [p.name for p in SET_FOLDERS] == ["cozystack"]
+def test_there_are_cozystack_landingsets() -> None:
+    assert [p.name for p in SET_FOLDERS] == ["cozystack", "multikueue"]
 
 
 @pytest.mark.parametrize("folder", SET_FOLDERS, ids=lambda p: p.name)
@@ -143,10 +143,32 @@ def test_example_landingsets_generate_landings_their_policies_authorize(folder: 
         secrets = {f"kubernetes-{c}-admin-kubeconfig": {} for c in ("harvey", "lab")}
         generated = fleet.generate(landing_set, secrets)
         assert generated.refused == {}
-        assert sorted(generated.wanted) == ["harvey-parent-access", "lab-parent-access"]
+        assert sorted(w.secret for w in generated.wanted.values()) == sorted(secrets)
         for wanted in generated.wanted.values():
             landing = as_landing(fleet.landing_body(landing_set, wanted))
             authorize(landing, store, FENCE)
             with pytest.raises(LandingProblem) as caught:
                 authorize(landing, PolicyStore(), FENCE)
             assert caught.value.outcome.reason is Reason.NOT_PERMITTED
+
+
+def test_the_multikueue_set_writes_profiles_only_into_kueue_system() -> None:
+    """The ClusterProfile is granted with the target, by the one policy: elsewhere refused."""
+    from moonlander.controller import fleet
+
+    folder = EXAMPLES / "multikueue"
+    store = policies_of(folder)
+    (doc,) = of_kind(folder, "LandingSet")
+    landing_set = api.parse_landingset(doc)
+    (wanted,) = fleet.generate(
+        landing_set, {"kubernetes-harvey-admin-kubeconfig": {}}
+    ).wanted.values()
+    body = fleet.landing_body(landing_set, wanted)
+    landing = as_landing(body)
+    assert landing.cluster_profile_name == "harvey"
+    assert landing.target_namespace == "kueue-system"
+    authorize(landing, store, FENCE)
+    body["spec"] = {**body["spec"], "targetNamespace": "default"}
+    with pytest.raises(LandingProblem) as caught:
+        authorize(as_landing(body), store, FENCE)
+    assert caught.value.outcome.reason is Reason.NOT_PERMITTED
