@@ -25,6 +25,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import ConfigMap, Secret, ServiceAccount
+from lightkube.types import PatchType
 
 from moonlander import api, minting
 from moonlander.controller import profiles
@@ -184,6 +185,35 @@ async def test_a_profile_waits_for_its_crd_then_describes_the_cluster(
         await reader._client.close()
     # Not the source's credential: the admin kubeconfig holds no such token.
     assert token not in env.kubeconfig_text("child-b")
+
+    # The cluster no longer answers where the Landing says it is: ControlPlaneHealthy False
+    # (the access provider as it was); back again: True.
+    async def healthy(status: str) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            found = (await local.get(PROFILE, "inv", namespace=ns)).to_dict()["status"]
+            (cond,) = found["conditions"]
+            return found if cond["status"] == status else None
+
+        return await eventually(probe, timeout=60, what=f"ControlPlaneHealthy {status}")
+
+    closed = "https://127.0.0.1:1"
+    await local.patch(
+        LandingResource,
+        "inv",
+        {"spec": {"server": closed}},
+        namespace=ns,
+        patch_type=PatchType.MERGE,
+    )
+    await wait_reason(local, ns, "inv", "ClusterUnreachable", timeout=30)
+    down = await healthy("False")
+    assert down["conditions"][0]["reason"] == "Unreachable"
+    assert down["accessProviders"] == [provider]
+    await local.patch(
+        LandingResource, "inv", {"spec": {"server": None}}, namespace=ns, patch_type=PatchType.MERGE
+    )
+    await wait_reason(local, ns, "inv", "Synced", timeout=90)
+    up = await healthy("True")
+    assert up["conditions"][0]["reason"] == "Reachable"
 
     # Deleting the Landing removes the profile and its token Secret.
     started = time.monotonic()

@@ -97,15 +97,45 @@ async def apply(
     previous = existing.get("status")
     status = make_status(previous if isinstance(previous, Mapping) else None)
     if not profiles.status_is_current(existing, status):
-        body = {"apiVersion": profile["apiVersion"], "kind": profile["kind"]}
-        body["metadata"] = {"name": name, "namespace": namespace}
-        body["status"] = dict(status)
-        # The CRD has a status subresource: the main resource ignores status.
-        await client.apply(
-            resource().Status.from_dict(body), field_manager=api.FIELD_MANAGER, force=True
-        )
+        await _apply_status(client, profile, status)
         written.append("status")
     return written
+
+
+async def set_status(
+    client: AsyncClient,
+    namespace: str,
+    name: str,
+    owner: str,
+    make_status: Callable[[Mapping[str, Any] | None], dict[str, Any]],
+) -> bool:
+    """Rewrites the status of this owner's profile (``make_status`` of the status as it
+    is); False when there is no such profile or nothing changed."""
+    existing = await _get(client, resource(), name, namespace)
+    if existing is None or own.ownership(existing, owner) is not own.Ownership.OURS:
+        return False
+    previous = existing.get("status")
+    status = make_status(previous if isinstance(previous, Mapping) else None)
+    if profiles.status_is_current(existing, status):
+        return False
+    await _apply_status(client, existing, status)
+    return True
+
+
+async def _apply_status(
+    client: AsyncClient, profile: Mapping[str, Any], status: Mapping[str, Any]
+) -> None:
+    # The CRD has a status subresource: the main resource ignores status.
+    meta = profile["metadata"]
+    body = {
+        "apiVersion": profiles.API_VERSION,
+        "kind": profiles.KIND,
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "status": dict(status),
+    }
+    await client.apply(
+        resource().Status.from_dict(body), field_manager=api.FIELD_MANAGER, force=True
+    )
 
 
 async def get(client: AsyncClient, namespace: str, name: str) -> dict[str, Any] | None:

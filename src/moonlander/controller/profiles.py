@@ -140,17 +140,34 @@ def profile_status(
     ``previous`` is the status as it is: the condition keeps its transition time while its
     status does not change."""
     provider = access_provider(name, server, ca_data, tls_server_name)
+    condition = _condition(health, generation, transition_time, previous)
+    status: dict[str, Any] = {
+        "conditions": [condition],
+        "accessProviders": [provider],
+        "credentialProviders": [provider],
+    }
+    if health.version:
+        status["version"] = {"kubernetes": health.version}
+    return status
+
+
+def _condition(
+    health: Health,
+    generation: int | None,
+    transition_time: str,
+    previous: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     status_value = "True" if health.healthy else "False"
     since = transition_time
-    for condition in (previous or {}).get("conditions") or ():
+    for old in (previous or {}).get("conditions") or ():
         if (
-            isinstance(condition, Mapping)
-            and condition.get("type") == CONTROL_PLANE_HEALTHY
-            and condition.get("status") == status_value
-            and isinstance(condition.get("lastTransitionTime"), str)
+            isinstance(old, Mapping)
+            and old.get("type") == CONTROL_PLANE_HEALTHY
+            and old.get("status") == status_value
+            and isinstance(old.get("lastTransitionTime"), str)
         ):
-            since = condition["lastTransitionTime"]
-    condition = {
+            since = old["lastTransitionTime"]
+    condition: dict[str, Any] = {
         "type": CONTROL_PLANE_HEALTHY,
         "status": status_value,
         "reason": health.reason,
@@ -159,13 +176,16 @@ def profile_status(
     }
     if generation is not None:
         condition["observedGeneration"] = generation
-    status: dict[str, Any] = {
-        "conditions": [condition],
-        "accessProviders": [provider],
-        "credentialProviders": [provider],
-    }
-    if health.version:
-        status["version"] = {"kubernetes": health.version}
+    return condition
+
+
+def with_health(
+    previous: Mapping[str, Any] | None, health: Health, transition_time: str
+) -> dict[str, Any]:
+    """The status as it is with ControlPlaneHealthy set to ``health`` (the access providers
+    and the last known version kept): for a cluster Moonlander can no longer reach."""
+    status = dict(previous or {})
+    status["conditions"] = [_condition(health, None, transition_time, previous)]
     return status
 
 

@@ -24,7 +24,7 @@ from lightkube import ApiError, AsyncClient
 from moonlander import api
 from moonlander.api import InvalidLanding, LandedStatus, Landing
 from moonlander.api.reasons import LandingProblem, Outcome, Reason, Retry
-from moonlander.controller import steps
+from moonlander.controller import holds, steps
 from moonlander.controller.authorize import Fence, PolicyStore
 from moonlander.controller.errors import (
     API_ERRORS,
@@ -162,6 +162,7 @@ class Reconciler:
         if landing.spec.suspend:
             return await self._suspended(landing)
         run = steps.LandingRun(landing)
+        deleting = False
         try:
             await self.store.add_finalizer(landing.metadata)
             await steps.land(run, self.ctx)
@@ -176,6 +177,7 @@ class Reconciler:
             )
         except LandingProblem as problem:
             outcome = problem.outcome
+            deleting = isinstance(problem, steps.SourceDeleting)
         except API_ERRORS as err:
             outcome = problem_from_error(err, "cluster API").outcome
         except Exception as err:  # a fault of our own: still a status and a retry, never a crash
@@ -184,13 +186,21 @@ class Reconciler:
         if run.target is not None and outcome.ready:
             self.store.succeeded(run.target)
         previous = landed_of(landing)
-        if outcome.reason is Reason.NOT_PERMITTED and previous is not None:
-            # The grant it was landed under is gone: what it landed goes too.
+        withdrawn = deleting or outcome.reason is Reason.NOT_PERMITTED
+        if withdrawn and previous is not None:
+            # The grant it was landed under is gone, or the tenant's access (its source
+            # Secret, held for this) is going: what it landed goes too.
             outcome, previous = await self._withdraw(landing, outcome)
         # When an undisclosed failure is told must say no more than what is told: a closed
         # port fails at once, a silent one after the connect timeout.
         not_before = started + UNREACHABLE_AFTER if is_undisclosed(outcome) else None
         await self.status.write(landing, outcome, run.landed or previous, not_before=not_before)
+        if withdrawn and previous is None:
+            # Revoked (or nothing landed), as the status now says: no hold is needed.
+            await self._release(landing, run.source_secret)
+        if outcome.reason in (Reason.CLUSTER_UNREACHABLE, Reason.INVALID_RESPONSE):
+            # After the status, so it tells no sooner than the status does.
+            await steps.report_unreachable(run, self.ctx, run.landed or previous)
         return outcome
 
     def _renew_in(self, run: steps.LandingRun) -> float | None:
@@ -238,6 +248,24 @@ class Reconciler:
         self.drift.release(landing.key)
         self.token_expiry.pop(landing.key, None)
         return replace(refusal, message=f"{refusal.message}; what it had landed was revoked"), None
+
+    async def _release(
+        self, landing: Landing | InvalidLanding, secret: Mapping[str, Any] | None
+    ) -> bool:
+        """Lets go of the Landing's holds on source Secrets (``secret``: its source as in
+        hand); False when a release failed (it is tried again on the next attempt)."""
+        uid = landing.metadata.uid
+        if not uid:
+            return True
+        refs = set()
+        if isinstance(landing, Landing) and secret is not None and holds.is_held(secret, uid):
+            refs.add(landing.source_ref)
+        try:
+            await steps.release(self.ctx, uid, refs)
+        except API_ERRORS as err:
+            log.info("%s: hold on its source Secret not released: %s", landing.key, _name(err))
+            return False
+        return True
 
     async def report(self, landing: Landing | InvalidLanding, outcome: Outcome) -> None:
         """Writes an outcome the reconcile could not write itself (it was cut off)."""
@@ -314,6 +342,38 @@ class Reconciler:
                 )
                 await self.status.write(landing, outcome, landed_of(landing))
                 return outcome
+        # Revoked, or kept by Orphan: either way the Landing holds its source no longer.
+        try:
+            source = await self._source_meta(landing)
+        except API_ERRORS as err:
+            log.info("%s: source Secret not read: %s", key, _name(err))
+            source, released = None, False
+        else:
+            released = await self._release(landing, source)
+        if not released:
+            outcome = Outcome(
+                False,
+                Reason.TRANSIENT_ERROR,
+                "cannot release its hold on its source Secret yet; retrying",
+                Retry.BACKOFF,
+            )
+            await self.status.write(landing, outcome, landed_of(landing))
+            return outcome
         self.drift.release(key)
         await self.store.remove_finalizer(landing.metadata)
         return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
+
+    async def _source_meta(self, landing: Landing | InvalidLanding) -> Mapping[str, Any] | None:
+        """The metadata of a Landing's source Secret of its own namespace (the one it may
+        hold), or None."""
+        if not isinstance(landing, Landing):
+            return None
+        if landing.source_namespace != landing.metadata.namespace:
+            return None
+        if landing.spec.cluster_profile_name is not None:
+            return None
+        return await self.store.source_metadata(*landing.source_ref)
+
+
+def _name(err: BaseException) -> str:
+    return type(err).__name__

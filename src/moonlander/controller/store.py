@@ -285,6 +285,20 @@ class Store:
             self.count("ClusterProfile" if what == "status" else what, "updated")
         return written
 
+    async def set_profile_status(
+        self,
+        target: Target,
+        namespace: str,
+        name: str,
+        owner: str,
+        make_status: Callable[[Mapping[str, Any] | None], dict[str, Any]],
+    ) -> bool:
+        """Rewrites this owner's ClusterProfile's status; True when it changed."""
+        changed = await inventory.set_status(target.client, namespace, name, owner, make_status)
+        if changed:
+            self.count("ClusterProfile", "updated")
+        return changed
+
     async def delete_profile(
         self, target: Target, namespace: str, name: str, owner: str
     ) -> list[str]:
@@ -318,6 +332,26 @@ class Store:
         """Deletes a minted ServiceAccount and every RBAC object marked for ``owner``; what
         was removed."""
         return await minting.revoke(granting.client, account, owner=owner)
+
+    # -- source Secrets a Landing holds (controller.holds) -------------------------------
+
+    async def hold_source(self, namespace: str, name: str, finalizer: str) -> None:
+        """Adds a Landing's finalizer to its source Secret (a strategic merge: finalizers
+        merge, so no other is touched)."""
+        patch = {"metadata": {"finalizers": [finalizer]}}
+        await self._patch_local_secret(namespace, name, patch)
+        self.count("Secret", "held")
+
+    async def release_source(self, namespace: str, name: str, finalizer: str) -> None:
+        """Removes that one finalizer, and only it; a Secret gone meanwhile needs nothing."""
+        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [finalizer]}}
+        try:
+            await self._patch_local_secret(namespace, name, patch)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+            return
+        self.count("Secret", "released")
 
     # -- the Landing itself, in the controller's cluster ---------------------------------
 
@@ -378,6 +412,13 @@ class Store:
 
     async def _delete_secret(self, target: Target, namespace: str, name: str) -> None:
         await target.client.delete(Secret, name, namespace=namespace)
+
+    async def _patch_local_secret(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        await self.local.patch(
+            Secret, name, dict(patch), namespace=namespace, patch_type=PatchType.STRATEGIC
+        )
 
     async def _namespace_exists(self, target: Target, namespace: str) -> bool:
         try:

@@ -259,3 +259,22 @@ def test_a_template_naming_a_secret_too_is_refused_per_profile() -> None:
     )
     assert not out.wanted
     assert "clusterProfileName" in out.refused["east"]
+
+
+def test_an_unreachable_cluster_keeps_its_access_and_version() -> None:
+    first = _status()
+    down = profiles.with_health(
+        first, profiles.Health(False, "Unreachable", "no"), "2026-03-03T00:00:00Z"
+    )
+    assert down["accessProviders"] == first["accessProviders"]
+    assert down["version"] == first["version"]
+    (cond,) = down["conditions"]
+    assert (cond["status"], cond["reason"], cond["lastTransitionTime"]) == (
+        "False",
+        "Unreachable",
+        "2026-03-03T00:00:00Z",
+    )
+    again = profiles.with_health(
+        down, profiles.Health(False, "Unreachable", "no"), "2026-04-04T00:00:00Z"
+    )
+    assert profiles.status_is_current({"status": down}, again)

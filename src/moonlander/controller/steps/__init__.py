@@ -2,10 +2,10 @@
 
 ``LANDING`` is the order: authorize, read the source, choose the target, then (each call to
 the target's API a ``target`` problem when it fails) move a relocated Secret, read what is
-landed, credentials (minted or passed on), render, verify, write, companions; ``track``,
-then ``cluster_profile`` once the landing is recorded. Each step is a small function of
-``(run, ctx)`` that fills the run or raises ``LandingProblem``; none sees a client: every
-write goes through ``ctx.store``.
+landed, credentials (minted or passed on), render, verify, hold the source Secret, write,
+companions; ``track``, then ``cluster_profile`` once the landing is recorded. Each step is a
+small function of ``(run, ctx)`` that fills the run or raises ``LandingProblem``; none sees
+a client: every write goes through ``ctx.store``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from moonlander.api.reasons import LandingProblem
 from moonlander.controller.errors import API_ERRORS
+from moonlander.controller.steps.hold import hold, release
 from moonlander.controller.steps.on_target import (
     companions,
     credentials,
@@ -24,10 +25,15 @@ from moonlander.controller.steps.on_target import (
     write,
 )
 from moonlander.controller.steps.permission import authorize
-from moonlander.controller.steps.profile import cluster_profile
+from moonlander.controller.steps.profile import cluster_profile, report_unreachable
 from moonlander.controller.steps.revocation import revoke
 from moonlander.controller.steps.run import Context, LandingRun
-from moonlander.controller.steps.source import SourceCache, read_source, source_credentials
+from moonlander.controller.steps.source import (
+    SourceCache,
+    SourceDeleting,
+    read_source,
+    source_credentials,
+)
 from moonlander.controller.steps.target import choose_target
 from moonlander.controller.steps.verification import Verifier, verify
 
@@ -37,10 +43,13 @@ __all__ = [
     "Context",
     "LandingRun",
     "SourceCache",
+    "SourceDeleting",
     "Step",
     "Verifier",
     "authorize",
     "land",
+    "release",
+    "report_unreachable",
     "revoke",
     "source_credentials",
 ]
@@ -56,6 +65,7 @@ ON_TARGET: tuple[Step, ...] = (
     credentials,
     render,
     verify,
+    hold,
     write,
     companions,
 )

@@ -11,6 +11,7 @@ import logging
 
 from msgspec.structs import replace
 
+from moonlander.api import Direction, LandedStatus
 from moonlander.api.reasons import LandingProblem, Reason, Retry
 from moonlander.controller import profiles
 from moonlander.controller.conditions import now_rfc3339
@@ -107,3 +108,46 @@ async def _health(run: LandingRun, ctx: Context) -> profiles.Health:
             False, "NoVersion", "the API server did not answer /version with a version"
         )
     return profiles.Health(True, "Reachable", "Moonlander reaches the API server", version)
+
+
+UNREACHABLE = profiles.Health(
+    False, "Unreachable", "Moonlander cannot reach the cluster's API server now"
+)
+
+
+async def report_unreachable(run: LandingRun, ctx: Context, landed: LandedStatus | None) -> None:
+    """The cluster a landed profile describes could not be reached: its ControlPlaneHealthy
+    goes False (never why: that may be the tenant's server's secret to keep). Best effort,
+    and only in the cluster the profile was written to while that one answers."""
+    if landed is None or not landed.cluster_profile:
+        return
+    landing = run.landing
+    if landing.spec.direction is Direction.CHILD_TO_PARENT:
+        target = ctx.local_target
+    elif run.target is not None:
+        target = run.target
+    else:
+        return
+    if target.server != landed.cluster or not target.reachable:
+        return
+    namespace, _, name = landed.cluster_profile.partition("/")
+    try:
+        changed = await ctx.store.set_profile_status(
+            target,
+            namespace,
+            name,
+            landing.key,
+            lambda previous: profiles.with_health(previous, UNREACHABLE, now_rfc3339()),
+        )
+    except Exception as err:  # the profile stays as it was; the Landing's status says why
+        log.info(
+            "%s: ClusterProfile %s not marked unreachable: %s",
+            run.key,
+            landed.cluster_profile,
+            type(err).__name__,
+        )
+        return
+    if changed:
+        log.info(
+            "%s: ClusterProfile %s: ControlPlaneHealthy False", run.key, landed.cluster_profile
+        )
