@@ -21,7 +21,6 @@ import (
 	gitaskpass "github.com/argoproj/argo-cd/v3/cmd/argocd-git-ask-pass/commands"
 	reposerver "github.com/argoproj/argo-cd/v3/cmd/argocd-repo-server/commands"
 	"github.com/argoproj/argo-cd/v3/common"
-	"github.com/argoproj/argo-cd/v3/util/grpc"
 	"github.com/argoproj/argo-cd/v3/util/log"
 )
 
@@ -31,8 +30,10 @@ func init() {
 }
 
 func main() {
-	// As upstream: the workaround for the gRPC SRV lookup bug.
-	grpc.DisableSRVLookups()
+	// Upstream calls util/grpc.DisableSRVLookups here, which panics unless SRV lookups are
+	// on: only gRPC's grpclb balancer turns them on (in its init), and upstream links it
+	// through the commands left out here. This binary does not (go list -deps), so they
+	// are off already, which is what the workaround is for.
 
 	name := filepath.Base(os.Args[0])
 	if val := os.Getenv("ARGOCD_BINARY_NAME"); val != "" {
