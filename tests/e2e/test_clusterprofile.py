@@ -225,6 +225,81 @@ async def test_a_profile_waits_for_its_crd_then_describes_the_cluster(
     measure("Landing deleted->ClusterProfile removed", time.monotonic() - started)
 
 
+async def test_the_profiles_token_is_renewed_with_the_landed_one(env: Env, namespace: str) -> None:
+    local, ns = env.local, namespace
+    await install_crds(local, [inventory.crd()])
+    await local.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(
+        _profile_landing(
+            ns,
+            "renew",
+            serviceAccount={
+                "name": "renew-reader",
+                "namespace": ns,
+                "rules": READ_CONFIGMAPS,
+                "expirationSeconds": 600,
+                "renewBeforeFraction": 0.99,  # renew once 1 % of 10 minutes (6 s) has passed
+            },
+        )
+    )
+    await wait_reason(local, ns, "renew", "Synced", timeout=30)
+    first = await _token_of(local, ns, "renew")
+
+    async def renewed() -> str | None:
+        token = await _token_of(local, ns, "renew")
+        return token if token != first else None
+
+    started = time.monotonic()
+    second = await eventually(renewed, timeout=40, interval=0.5, what="profile token renewed")
+    measure("ClusterProfile token renewed (due after 6 s)", time.monotonic() - started)
+
+    async def landed_token() -> str:
+        landed = await local.get(Secret, "renew-kubeconfig", namespace=ns)
+        document = yaml.safe_load(base64.b64decode(landed.data["value"]))
+        return str(document["users"][0]["user"]["token"])
+
+    async def same() -> bool:
+        return await landed_token() == await _token_of(local, ns, "renew")
+
+    await eventually(same, timeout=20, what="profile token and landed token agree")
+    assert second != first
+
+
+async def test_parent_to_child_writes_the_parents_profile_into_the_child(
+    env: Env, namespace: str
+) -> None:
+    """ParentToChild: the child gets a ClusterProfile of the parent (where the minted
+    ServiceAccount lives), written with the child's own credential."""
+    local, child, ns = env.local, env.admin["child-b"], namespace
+    await install_crds(child, [inventory.crd()])
+    await local.create(secret_with(ns, "src", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(
+        landing(
+            ns,
+            "hub",
+            kubeconfigSecretName="src",
+            writeKubeconfigSecretName="hub-kubeconfig",
+            serviceAccount={
+                "name": f"{ns}-hub",
+                "namespace": api.DEFAULT_MINT_NAMESPACE,
+                "rules": READ_CONFIGMAPS,
+            },
+            output={"clusterProfile": {"name": "hub"}},
+        )
+    )
+    await wait_reason(local, ns, "hub", "Synced", timeout=30)
+    profile = (await child.get(PROFILE, "hub", namespace=ns)).to_dict()
+    (provider,) = profile["status"]["accessProviders"]
+    assert provider["cluster"]["server"] == env.plane["parent"].url
+    token = await _token_of(child, ns, "hub")
+    account = await local.get(ServiceAccount, f"{ns}-hub", namespace=api.DEFAULT_MINT_NAMESPACE)
+    assert minting.token_service_account_uid(token) == account.metadata.uid
+    await local.delete(LandingResource, "hub", namespace=ns)
+    await eventually(lambda: landing_gone(local, ns, "hub"), timeout=30, what="Landing gone")
+    assert await _absent(child, PROFILE, "hub", ns)
+    assert await _absent(child, Secret, "hub", ns)
+
+
 async def test_a_profile_needs_a_minted_token(env: Env, tenant: Tenant) -> None:
     """Refused at admission (the CRD's rule): consumers never get the source's credential."""
     ns = tenant.namespace
