@@ -94,7 +94,15 @@ class Checker:
         self.clients: dict[str, AsyncClient] = {}
         self.first_seen: dict[tuple[str, ...], float] = {}
         self.reported: set[tuple[str, ...]] = set()
-        self.converged: dict[tuple[str, str], float] = {}
+        # Landing -> (its last write, when first seen Ready and right since the last fault)
+        self.converged: dict[tuple[str, str], tuple[float, float]] = {}
+        # Objects nothing allows any more, by the deadline they must be gone by (this poll).
+        self.awaiting: dict[tuple[str, ...], float] = {}
+        # Before this the checker saw nothing: a Landing written earlier is timed from here.
+        self.started = time.time()
+        self.learned: set[tuple[str, str, str]] = set()
+        self.identities: dict[tuple[str, str, str, bool], tuple[str, str]] = {}
+        self.poll_seconds: list[float] = []
         self.material: set[str] = set()
         self.peak_rss: dict[int, float] = {}
         self.peak_conns: dict[int, int] = {}
@@ -119,14 +127,15 @@ class Checker:
             name: AsyncClient(KubeConfig.from_file(kc), field_manager="soak-checker", timeout=20)
             for name, kc in state.plane["clusters"].items()
         }
+        sampler = asyncio.create_task(self.sample_forever(path))
         try:
             while True:
                 state = fold(read_log(path))
                 now = time.time()
-                self.sample_resources(state)
                 try:
                     await self.poll(state, now)
                     self.report.polls += 1
+                    self.poll_seconds.append(time.time() - now)
                 except FAULTS as err:
                     self.report.failed_polls += 1
                     print(f"checker: poll failed ({type(err).__name__}); again", flush=True)
@@ -135,6 +144,7 @@ class Checker:
                 await asyncio.sleep(self.opts.interval)
             await self.final(state)
         finally:
+            sampler.cancel()
             for client in self.clients.values():
                 with contextlib.suppress(Exception):
                     await client._client.close()
@@ -149,10 +159,19 @@ class Checker:
         # Past every revocation deadline, and past the reaping of a killed replica's Lease.
         last_kill = max(state.killed.values(), default=0.0)
         settle = max(state.quiet_at + self.opts.revoke_bound, last_kill + LEASE_GRACE)
-        if now < settle + 2 * self.opts.interval:
+        # ... and past the deadline of whatever is still there that nothing allows.
+        settle = max(settle, *self.awaiting.values()) if self.awaiting else settle
+        if now < settle + 2 * self.opts.interval and waited < self.opts.converge_bound:
             return False
-        expected = {k for k, e in state.landings.items() if self.expected_ready(state, e)}
-        return expected <= set(self.converged) or waited > self.opts.converge_bound
+        return not self.pending(state) or waited > self.opts.converge_bound
+
+    def pending(self, state: State) -> list[tuple[str, str]]:
+        """Landings that should be Ready and were not yet seen so since their last write."""
+        return [
+            k
+            for k, e in state.landings.items()
+            if self.expected_ready(state, e) and self.converged.get(k, (None,))[0] != e.since
+        ]
 
     @staticmethod
     def expected_ready(state: State, found: Expected) -> bool:
@@ -162,12 +181,13 @@ class Checker:
 
     async def poll(self, state: State, now: float) -> None:
         namespaces = state.plane["namespaces"]
+        self.awaiting = {}
         landed: dict[tuple[str, str, str], Secret] = {}
         for cluster, client in self.clients.items():
             async for secret in client.list(Secret, namespace="*", labels=MANAGED):
                 meta = secret.metadata
                 landed[(cluster, meta.namespace, meta.name)] = secret
-                self.material |= _material_of(secret)
+                self._learn(secret)
         landings: dict[tuple[str, str], Any] = {}
         sources: dict[tuple[str, str], Secret] = {}
         for ns in namespaces:
@@ -176,16 +196,37 @@ class Checker:
             async for secret in self.clients["parent"].list(Secret, namespace=ns):
                 sources[(ns, secret.metadata.name)] = secret
                 if not (secret.metadata.labels or {}).get("app.kubernetes.io/managed-by"):
-                    self.material |= _material_of(secret)
+                    self._learn(secret)
         parent_text = Path(state.plane["parent_file"]).read_text()
         self.material |= secret_material(parent_text)
         self.check_credentials(state, now, landed, landings)
         await self.check_minted(state, now, landings)
         self.check_landings_exist(state, now, landings)
-        # The log read again after the lists: a tenant Secret removed meanwhile is not lost.
-        self.check_foreign(fold(read_log(Path(self.opts.oplog))), sources)
-        if state.quiet_at is not None:
+        # A tenant Secret counts as lost only if the log says it exists both before the
+        # lists (so it was made before them) and after (so it was not removed meanwhile).
+        self.check_foreign(state, fold(read_log(Path(self.opts.oplog))), sources)
+        if all(end is not None for _k, _s, end in state.faults.values()):
             self.check_convergence(state, now, landed, landings, sources, parent_text)
+        else:
+            self.converged.clear()  # a fault is on: only what converges after it counts
+
+    def _learn(self, secret: Secret) -> None:
+        """Adds a Secret's secret strings to what the leak scan looks for (once a version)."""
+        version = (secret.metadata.namespace, secret.metadata.name, secret.metadata.resourceVersion)
+        if version not in self.learned:
+            self.learned.add(version)
+            self.material |= _material_of(secret)
+
+    def _identity(self, secret: Secret, argocd: bool = False) -> tuple[str, str]:
+        """(server, credential) a Secret holds, parsed once per version."""
+        meta = secret.metadata
+        version = (meta.namespace, meta.name, meta.resourceVersion, argocd)
+        if version not in self.identities:
+            values = decode(secret.data)
+            self.identities[version] = (
+                argocd_identity(values) if argocd else kubeconfig_identity(values.get("value", ""))
+            )
+        return self.identities[version]
 
     def _deadline(self, state: State, revoked: float) -> float:
         return revocation_deadline(revoked, state.windows(), self.opts.revoke_bound)
@@ -228,6 +269,8 @@ class Checker:
                 moves = [m for m in state.moved.get((found.ns, found.name), []) if m[:3] == where]
                 revoked = moves[-1][3] if moves else found.since
                 why = "not the Landing's target (moved)"
+            if revoked is not None:
+                self.awaiting[("Secret", *where)] = self._deadline(state, revoked)
             if revoked is not None and now > self._deadline(state, revoked):
                 self.violate(
                     "credential-without-grant",
@@ -254,6 +297,8 @@ class Checker:
                     if revoked is None and found is not None and found.minted() is None:
                         revoked, why = found.since, "the Landing mints nothing"
                     key = (cluster, label, obj.metadata.namespace or "", obj.metadata.name)
+                    if revoked is not None:
+                        self.awaiting[key] = self._deadline(state, revoked)
                     if revoked is not None and now > self._deadline(state, revoked):
                         self.violate(
                             "credential-without-grant",
@@ -268,6 +313,7 @@ class Checker:
             if key in state.landings:
                 continue
             gone = state.gone.get(key) or self.first_seen.setdefault(("landing", *key), now)
+            self.awaiting[("Landing", *key)] = self._deadline(state, gone)
             if now > self._deadline(state, gone):
                 stuck = "in deletion" if obj.metadata.deletionTimestamp else "never deleted"
                 self.violate(
@@ -277,8 +323,11 @@ class Checker:
                     f"(finalizers {obj.metadata.finalizers})",
                 )
 
-    def check_foreign(self, state: State, sources: dict[tuple[str, str], Secret]) -> None:
+    def check_foreign(
+        self, state: State, after: State, sources: dict[tuple[str, str], Secret]
+    ) -> None:
         for (ns, tenant), (_child, present, _t) in state.tenants.items():
+            present = present and after.tenants.get((ns, tenant), ("", False, 0.0))[1]
             name = (
                 state.sets[ns]["pattern"].replace("{{tenant}}", tenant) if ns in state.sets else ""
             )
@@ -313,11 +362,13 @@ class Checker:
         sources: dict[tuple[str, str], Secret],
         parent_text: str,
     ) -> None:
-        assert state.quiet_at is not None
         sentinels = {(e["cluster"], e["ns"], e["name"]) for e in state.sentinels}
         parent_identity = kubeconfig_identity(parent_text)
         for key, found in state.landings.items():
-            if key in self.converged or not self.expected_ready(state, found):
+            seen = self.converged.get(key)
+            if (seen is not None and seen[0] == found.since) or not self.expected_ready(
+                state, found
+            ):
                 continue
             obj = landings.get(key)
             if obj is None or not _current(obj):
@@ -330,7 +381,9 @@ class Checker:
                     found, landed, sources, parent_identity
                 )
             if ok:
-                self.converged[key] = max(0.0, now - max(state.quiet_at, found.since))
+                self.converged[key] = (found.since, now)
+            else:
+                self.converged.pop(key, None)
 
     def _content_right(
         self,
@@ -344,28 +397,34 @@ class Checker:
             return False
         if (secret.metadata.annotations or {}).get(OWNER) != f"{found.ns}/{found.name}":
             return False
-        values = decode(secret.data)
         if found.child_to_parent:
             source = sources.get((found.ns, found.spec["kubeconfigSecretName"]))
             if source is None:
                 return False
-            want = kubeconfig_identity(decode(source.data).get("value", ""))
-            if (found.spec.get("output") or {}).get("format") == "ArgoCD":
-                return argocd_identity(values) == want
-            return kubeconfig_identity(values.get("value", "")) == want
-        have = kubeconfig_identity(values.get("value", ""))
+            want = self._identity(source)
+            argocd = (found.spec.get("output") or {}).get("format") == "ArgoCD"
+            return self._identity(secret, argocd) == want
+        have = self._identity(secret)
         if found.minted() is not None:
             return have[0] == parent_identity[0] and bool(have[1]) and have[1] != parent_identity[1]
         return have == parent_identity
 
     # -- resources -----------------------------------------------------------------------------
 
+    async def sample_forever(self, path: Path) -> None:
+        """Every second: each live controller's peak RSS (VmHWM: the kernel's own peak, so
+        nothing between samples is missed) and its established connections."""
+        while True:
+            self.sample_resources(fold(read_log(path)))
+            await asyncio.sleep(1.0)
+
     def sample_resources(self, state: State) -> None:
+        established = _established_inodes()
         for pid in state.live_pids():
             rss = _rss_mb(pid)
             if rss is None:
                 continue
-            conns = _established(pid)
+            conns = _established(pid, established)
             self.peak_rss[pid] = max(self.peak_rss.get(pid, 0.0), rss)
             self.peak_conns[pid] = max(self.peak_conns.get(pid, 0), conns)
             name = state.controllers[pid]["name"]
@@ -389,16 +448,14 @@ class Checker:
                 if attempt == 9:
                     self.violate("checker", ("final",), f"could not read the clusters: {err!r}")
                 await asyncio.sleep(3)
-        assert state.quiet_at is not None
-        for key, found in state.landings.items():
-            if self.expected_ready(state, found) and key not in self.converged:
-                self.report.unconverged.append("/".join(key))
-                self.violate(
-                    "convergence",
-                    ("Landing", *key),
-                    f"not Ready with the right content {self.opts.converge_bound:.0f}s after "
-                    "the last fault",
-                )
+        for key in self.pending(state):
+            self.report.unconverged.append("/".join(key))
+            self.violate(
+                "convergence",
+                ("Landing", *key),
+                f"not Ready with the right content {self.opts.converge_bound:.0f}s after "
+                "the last fault",
+            )
 
     async def check_leases(self, state: State) -> None:
         host = socket.gethostname()
@@ -459,9 +516,25 @@ class Checker:
                 return
 
     def summarize(self, state: State) -> None:
-        times = list(self.converged.values())
+        # From the end of the last fault (or the Landing's last write, if later) until the
+        # first poll that saw it Ready with the right content: resolution one poll.
+        last_end = max((e for _k, _s, e in state.faults.values() if e is not None), default=0.0)
+        times = [
+            max(0.0, seen - max(last_end, since, self.started))
+            for key, (since, seen) in self.converged.items()
+            if key in state.landings and state.landings[key].since == since
+        ]
+        slow = [t for t in times if t > self.opts.converge_bound]
+        if slow:
+            self.violate(
+                "convergence",
+                ("slow",),
+                f"{len(slow)} Landings Ready only {max(slow):.0f}s after the last fault",
+            )
         self.report.convergence = {
             "landings": len(times),
+            # A Landing is seen converged at a poll: the figures are that coarse.
+            "resolution_s": round(percentile(self.poll_seconds, 0.5) + self.opts.interval, 1),
             "p50_s": round(percentile(times, 0.5), 2),
             "p99_s": round(percentile(times, 0.99), 2),
             "max_s": round(max(times, default=0.0), 2),
@@ -526,12 +599,24 @@ def _rss_mb(pid: int) -> float | None:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
     return int(found.group(1)) / 1024 if found else None
 
 
-def _established(pid: int) -> int:
-    """TCP connections of ``pid`` in state ESTABLISHED (its socket inodes in /proc/net/tcp)."""
+def _established_inodes() -> set[str]:
+    """Socket inodes of every ESTABLISHED TCP connection on the machine."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01":
+                    found.add(fields[9])
+    return found
+
+
+def _established(pid: int, established: set[str]) -> int:
+    """TCP connections of ``pid`` in state ESTABLISHED."""
     inodes = set()
     with contextlib.suppress(OSError):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -539,14 +624,7 @@ def _established(pid: int) -> int:
                 target = fd.readlink().name
                 if target.startswith("socket:["):
                     inodes.add(target[8:-1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "01" and fields[9] in inodes:
-                    count += 1
-    return count
+    return len(inodes & established)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

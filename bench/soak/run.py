@@ -462,6 +462,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "schedule stays as it is)",
     )
     p.add_argument("--fault-scale", type=float, default=1.0, help="multiplies fault lengths")
+    p.add_argument(
+        "--short",
+        action="store_true",
+        help="the profile `make test` runs: schedule.SHORT's sizes and lengths (its other "
+        "flags still apply)",
+    )
     p.add_argument("--print-schedule", action="store_true", help="print the schedule and exit")
     return p.parse_args(argv)
 
@@ -471,13 +477,17 @@ async def main(argv: list[str] | None = None) -> int:
     # The 429 proxy's upstream restarts mid-request by design: no tracebacks for that.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1 << 31)
-    profile = schedule.Profile(
-        landings=opts.landings,
-        duration=opts.duration,
-        children=opts.children,
-        op_interval=opts.op_interval,
-        fault_gap=opts.fault_gap,
-        fault_scale=opts.fault_scale,
+    profile = (
+        schedule.SHORT
+        if opts.short
+        else schedule.Profile(
+            landings=opts.landings,
+            duration=opts.duration,
+            children=opts.children,
+            op_interval=opts.op_interval,
+            fault_gap=opts.fault_gap,
+            fault_scale=opts.fault_scale,
+        )
     )
     events = schedule.build(profile, seed, frozenset(opts.without))
     print(f"soak: seed {seed}, {profile}", flush=True)

@@ -68,7 +68,10 @@ class Oplog:
         self._file = path.open("a", buffering=1)
 
     def write(self, op: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"t": time.time(), "op": op, **fields}) + "\n")
+        self.append({"t": time.time(), "op": op, **fields})
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
 
     def close(self) -> None:
