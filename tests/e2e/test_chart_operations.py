@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from prometheus_client import generate_latest
 
 from moonlander.api.reasons import Reason
 from moonlander.controller.metrics import ClusterHealth, Metrics, Snapshot
+from moonlander_dev.clusters import ClusterSpec, ControlPlane, ControlPlaneError
 
 from ..conftest import Plane
 from .test_packaging import (
@@ -687,3 +689,143 @@ def test_chart_readme_is_generated_from_values(
         values_file.read_text().replace("# -- Secrets to pull", "# -- Drifted: secrets to pull")
     )
     assert helm_docs(chart_tools["helm-docs"], chart_copy) != committed
+
+
+# -- CRDs as templates on a fresh API server: install, keep, take over ------------------------
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A control plane of its own (kube-apiserver and etcd, no CRD installed), for what the
+    session's shared clusters cannot show: a first install, an uninstall that deletes the
+    release's objects, CRDs that exist without Helm's marks. Yields its admin kubeconfig."""
+    control = ControlPlane(tmp_path_factory.mktemp("fresh"), [ClusterSpec("fresh")])
+    try:
+        control.start()
+    except ControlPlaneError as err:
+        pytest.fail(f"the control plane did not start: {err}", pytrace=False)
+    try:
+        yield control.clusters["fresh"].kubeconfig
+    finally:
+        control.stop()
+
+
+def helm_on(
+    tools: dict[str, str], kubeconfig: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tools["helm"], f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def crd_meta(tools: dict[str, str], kubeconfig: Path) -> dict[str, dict[str, Any]]:
+    out = run(tools["kubectl"], f"--kubeconfig={kubeconfig}", "get", "crd", "-o", "json")
+    return {
+        c["metadata"]["name"]: c["metadata"]
+        for c in json.loads(out)["items"]
+        if c["spec"]["group"] == "moons.kingdon.ci"
+    }
+
+
+def create_when_served(kubectl: list[str], obj: dict[str, Any]) -> None:
+    """kubectl create, tried again while the API server has the CRD but does not serve
+    its kind yet (a second or so after it is Established)."""
+    deadline = time.monotonic() + 30
+    while True:
+        proc = subprocess.run(
+            [*kubectl, "create", "-f", "-"], input=json.dumps(obj), capture_output=True, text=True
+        )
+        if proc.returncode == 0:
+            return
+        assert "There can be a delay" in proc.stderr and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.5)
+
+
+def test_crds_installed_kept_and_taken_over(tools: dict[str, str], fresh: Path) -> None:
+    """On a real API server: a first install creates the CRDs from the templates; uninstall
+    leaves them (crds.keep); CRDs that exist without Helm's marks (as 0.1.0's crds/ or a
+    kubectl apply left them) make helm upgrade refuse, and --take-ownership (docs/install.md,
+    "Upgrades") adopts them."""
+    kubectl = [tools["kubectl"], f"--kubeconfig={fresh}"]
+    ns = ["-n", "moonlander-system", "--create-namespace"]
+    installed = helm_on(tools, fresh, "install", "moonlander", str(CHART), *ns)
+    assert installed.returncode == 0, installed.stderr
+    metas = crd_meta(tools, fresh)
+    assert sorted(metas) == [
+        "landingpolicies.moons.kingdon.ci",
+        "landings.moons.kingdon.ci",
+        "landingsets.moons.kingdon.ci",
+    ]
+    for meta in metas.values():
+        assert meta["annotations"]["meta.helm.sh/release-name"] == "moonlander"
+        assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
+    run(*kubectl, "wait", "--for=condition=Established", "crd", *metas)
+    # A Landing survives the uninstall with its CRD.
+    landing = {
+        "apiVersion": "moons.kingdon.ci/v1alpha1",
+        "kind": "Landing",
+        "metadata": {"name": "kept", "namespace": "default"},
+        "spec": {"direction": "ChildToParent"},
+    }
+    create_when_served(kubectl, landing)
+    uninstalled = helm_on(tools, fresh, "uninstall", "moonlander", "-n", "moonlander-system")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    assert "kept due to the resource policy" in uninstalled.stdout + uninstalled.stderr
+    assert sorted(crd_meta(tools, fresh)) == sorted(metas)
+    kept = json.loads(run(*kubectl, "-n", "default", "get", "landing", "kept", "-o", "json"))
+    # No controller runs here to release it: its finalizer (the chart's admission policy put
+    # it there) would hold the CRD's deletion below.
+    if kept["metadata"].get("finalizers"):
+        run(*kubectl, "-n", "default", "patch", "landing", "kept", "--type=merge",
+            "-p", '{"metadata": {"finalizers": null}}')  # fmt: skip
+    run(*kubectl, "-n", "default", "delete", "landing", "kept")
+
+    # As 0.1.0 left them: the CRDs applied without Helm's marks, the release without them.
+    run(*kubectl, "delete", "crd", *metas)
+    run(*kubectl, "apply", "--server-side", "-f", str(ROOT / "config" / "crd" / "bases"))
+    for meta in crd_meta(tools, fresh).values():
+        assert "meta.helm.sh/release-name" not in (meta.get("annotations") or {})
+    old = helm_on(
+        tools, fresh, "install", "moonlander", str(CHART), *ns, "--set", "crds.enabled=false"
+    )
+    assert old.returncode == 0, old.stderr
+    # (crds.enabled=true: the value set above would be reused; 0.1.0 had no such value.)
+    upgrade = ["upgrade", "moonlander", str(CHART), "-n", "moonlander-system", "--set"]
+    upgrade += ["crds.enabled=true"]
+    refused = helm_on(tools, fresh, *upgrade, "--reset-then-reuse-values")
+    assert refused.returncode != 0
+    assert "invalid ownership metadata" in refused.stderr, refused.stderr
+    adopted = helm_on(tools, fresh, *upgrade, "--reset-then-reuse-values", "--take-ownership")
+    assert adopted.returncode == 0, adopted.stderr
+    for meta in crd_meta(tools, fresh).values():
+        assert meta["annotations"]["meta.helm.sh/release-name"] == "moonlander"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    helm_on(tools, fresh, "uninstall", "moonlander", "-n", "moonlander-system")
+
+
+def test_first_install_with_policies_takes_two_steps(tools: dict[str, str], fresh: Path) -> None:
+    """`policies` on a cluster without the CRDs: Helm builds every object of a release
+    before it creates any, so a LandingPolicy cannot come with its CRD in one install
+    (Helm's own error). Installing, then upgrading with the policies works
+    (docs/install.md says so)."""
+    kubectl = [tools["kubectl"], f"--kubeconfig={fresh}"]
+    run(*kubectl, "delete", "crd", "--ignore-not-found", "landingpolicies.moons.kingdon.ci",
+        "landings.moons.kingdon.ci", "landingsets.moons.kingdon.ci")  # fmt: skip
+    policies = ["--set", "policies[0].name=p", "--set", "policies[0].spec.namespaces.names[0]=a"]
+    # (Its own mint namespace: moonlander-minted is kept from the release above.)
+    release = ["first", str(CHART), "-n", "first", "--set", "minting.namespaces={first-minted}"]
+    proc = helm_on(tools, fresh, "install", *release, "--create-namespace", *policies)
+    assert proc.returncode != 0
+    assert 'no matches for kind "LandingPolicy"' in proc.stderr, proc.stderr
+    assert not crd_meta(tools, fresh)  # nothing was created
+    installed = helm_on(tools, fresh, "install", *release, "--create-namespace")
+    assert installed.returncode == 0, installed.stderr
+    run(*kubectl, "wait", "--for=condition=Established", "crd/landingpolicies.moons.kingdon.ci")
+    upgraded = helm_on(tools, fresh, "upgrade", *release, "--reuse-values", *policies)
+    assert upgraded.returncode == 0, upgraded.stderr
+    policy = json.loads(run(*kubectl, "get", "landingpolicy", "p", "-o", "json"))
+    assert policy["spec"]["namespaces"]["names"] == ["a"]
+    helm_on(tools, fresh, "uninstall", "first", "-n", "first")

@@ -729,8 +729,13 @@ def ready(pod: dict[str, Any]) -> bool:
 
 
 def test_kustomize_config_default(env: NodeEnv) -> None:
-    env.run("helm", "uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
+    out = env.run("helm", "uninstall", RELEASE, "-n", NS, "--wait", "--timeout=120s")
     wait(lambda: not env.pods(), 120, "the Helm release's pods gone")
+    # crds.keep: the CRDs, and so the Landings, outlive the release.
+    assert "kept due to the resource policy" in out
+    crd = env.get("crd", "landings.moons.kingdon.ci")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert env.get("landing", "-n", "harvey-system", "talos-root-access")
     overlay = env.work / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
