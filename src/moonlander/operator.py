@@ -191,6 +191,7 @@ async def run(options: Options) -> None:
     holder["controller"] = Controller(reconciler, options.timing, metrics)
     ctl = controller()
     reconciler.source_version = ctl.source_version
+    reconciler.ctx.sources.held = ctl.held
     sets = LandingSets(local, events)
 
     def secret_event(event_type: str, meta: Mapping[str, Any]) -> None:

@@ -39,17 +39,13 @@ def _parent_to_child_set(namespace: str) -> Any:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="soak finding 1 (/tmp/changelog/soak-bugs.md): removing a tenant Secret deletes its "
-    "ParentToChild Landing, whose finalizer then needs that Secret to reach the child: the "
-    "Landing stays in deletion (SourceSecretNotFound) and the parent credential stays landed",
-)
 async def test_tenant_removed_from_a_parent_to_child_set_is_revoked(
     env: Env, namespace: str
 ) -> None:
     """A tenant Secret removed from a ParentToChild LandingSet: its generated Landing goes
-    and so does the parent credential it landed in the tenant's cluster."""
+    and so does the parent credential it landed in the tenant's cluster. Fixed by the
+    Landing's hold on its source Secret (controller.holds): the Secret stays readable, being
+    deleted, until the Landing's finalizer has revoked through it; then it goes too."""
     local, child = env.local, env.admin["child-b"]
     await local.create(
         secret_with(namespace, "tenant-acme-kubeconfig", {"value": env.kubeconfig_text("child-b")})
@@ -74,6 +70,7 @@ async def test_tenant_removed_from_a_parent_to_child_set_is_revoked(
     async def revoked() -> bool:
         assert not await exists(local, LandingResource, "set-acme"), "the Landing is still there"
         assert not await exists(child, Secret, "acme-parent"), "the landed Secret is still there"
+        assert not await exists(local, Secret, "tenant-acme-kubeconfig"), "the source is held"
         return True
 
     await eventually(revoked, timeout=20, what="the Landing and its landed Secret gone")

@@ -155,6 +155,8 @@ class FakeStore(Store):
         self.revoked: list[tuple[str, str]] = []
         self.succeeded_targets: list[str] = []
         self.companion_kinds: set[str] = set()  # ProviderConfig kinds whose CRD exists
+        # Source Secrets' finalizer patches (controller.holds): (namespace, name, metadata).
+        self.finalizer_patches: list[tuple[str, str, dict[str, Any]]] = []
         self._rv = itertools.count(1)
 
     # -- setting the scene ---------------------------------------------------------------
@@ -238,6 +240,25 @@ class FakeStore(Store):
         if self.objects.pop((target.key, "Secret", namespace, name), None) is None:
             raise api_error(404)
         self.writes.append(("delete", target.key, "Secret", namespace, name))
+
+    async def _patch_local_secret(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """A strategic merge of finalizers: added to, or deleted from, the list."""
+        self._call(LOCAL)
+        found = self.objects.get((LOCAL, "Secret", namespace, name))
+        if found is None:
+            raise api_error(404)
+        meta = found.setdefault("metadata", {})
+        have = list(meta.get("finalizers") or ())
+        wanted = patch["metadata"]
+        for name_ in wanted.get("finalizers", ()):
+            if name_ not in have:
+                have.append(name_)
+        gone = set(wanted.get("$deleteFromPrimitiveList/finalizers", ()))
+        meta["finalizers"] = [f for f in have if f not in gone]
+        meta["resourceVersion"] = str(next(self._rv))
+        self.finalizer_patches.append((namespace, name, dict(wanted)))
 
     async def _namespace_exists(self, target: Target, namespace: str) -> bool:
         self._call(target.key)

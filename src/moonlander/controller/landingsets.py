@@ -95,7 +95,9 @@ class LandingSets:
     def secret_event(self, event_type: str, meta: Mapping[str, Any]) -> None:
         namespace = str(meta.get("namespace", ""))
         name = str(meta.get("name", ""))
-        if event_type == "DELETED":
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            # Being deleted is gone: its Landing is deleted while the Secret, still held by
+            # that Landing (controller.holds), lets it revoke what it landed.
             self._secrets[namespace].pop(name, None)
         else:
             self._secrets[namespace][name] = {

@@ -28,7 +28,7 @@ from typing import Any
 
 from moonlander import api
 from moonlander.api.reasons import Outcome, Reason, Retry
-from moonlander.controller import plan
+from moonlander.controller import holds, plan
 from moonlander.controller.authorize import labels_of
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.reconcile import Reconciler
@@ -117,6 +117,10 @@ class Controller:
         # The cross-namespace grant annotation of Secrets that carry one, as last seen: a
         # grant taken back (or the Secret deleted) wakes the Landings it had granted.
         self._grants: dict[tuple[str, str], dict[str, str]] = {}
+        # Which Landings (by uid) hold which Secrets (controller.holds), from the finalizers
+        # the metadata watch sees: what a Landing lets go of when it no longer needs it.
+        self._holds: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self._holders: dict[tuple[str, str], set[str]] = {}
         self._attempts = Attempts(base=timing.backoff_base, cap=timing.backoff_cap)
         self._workers = Workers(self.queue, timing.workers, self._dispatch, lambda: self.shards)
         self.last_outcomes: dict[str, Outcome] = {}
@@ -212,6 +216,7 @@ class Controller:
         ref = (meta.get("namespace", ""), meta.get("name", ""))
         before = self._grants.pop(ref, None)
         after: dict[str, str] | None = None
+        self._index_holds(ref, () if event_type == "DELETED" else meta.get("finalizers") or ())
         if event_type == "DELETED":
             self._source_versions.pop(ref, None)
             self.reconciler.forget_source(ref)
@@ -230,6 +235,23 @@ class Controller:
             echo = self.reconciler.is_echo("local", *ref, str(meta.get("resourceVersion", "")))
             if owner in self.landings and not echo:
                 self.queue.add(owner)
+
+    def held(self, uid: str) -> set[tuple[str, str]]:
+        """The Secrets the Landing of ``uid`` holds, as last seen."""
+        return set(self._holds.get(uid, ()))
+
+    def _index_holds(self, ref: tuple[str, str], finalizers: Iterable[str]) -> None:
+        now = holds.holders(finalizers)
+        for uid in self._holders.get(ref, set()) - now:
+            self._holds[uid].discard(ref)
+            if not self._holds[uid]:
+                del self._holds[uid]
+        for uid in now:
+            self._holds[uid].add(ref)
+        if now:
+            self._holders[ref] = now
+        else:
+            self._holders.pop(ref, None)
 
     def _may_see(
         self,

@@ -194,7 +194,9 @@ class Reconciler:
         # When an undisclosed failure is told must say no more than what is told: a closed
         # port fails at once, a silent one after the connect timeout.
         not_before = started + UNREACHABLE_AFTER if is_undisclosed(outcome) else None
-        await self.status.write(landing, outcome, run.landed or previous, not_before=not_before)
+        await self.status.write(
+            landing, outcome, run.landed or previous, not_before=not_before, revoked=withdrawn
+        )
         if withdrawn and previous is None:
             # Revoked (or nothing landed), as the status now says: no hold is needed.
             await self._release(landing, run.source_secret)
@@ -261,7 +263,7 @@ class Reconciler:
         if isinstance(landing, Landing) and secret is not None and holds.is_held(secret, uid):
             refs.add(landing.source_ref)
         try:
-            await steps.release(self.ctx, uid, refs)
+            await steps.release(self.ctx, landing.metadata.namespace, uid, refs)
         except API_ERRORS as err:
             log.info("%s: hold on its source Secret not released: %s", landing.key, _name(err))
             return False

@@ -39,7 +39,8 @@ async def get_metadata(client: AsyncClient, namespace: str, name: str) -> Mappin
 
 
 async def list_labels(client: AsyncClient, namespace: str) -> dict[str, dict[str, str]]:
-    """The Secrets of ``namespace`` by name, with their labels (metadata only, no data)."""
+    """The Secrets of ``namespace`` by name, with their labels (metadata only, no data);
+    a Secret being deleted is not among them (it is going, only kept for a finalizer)."""
     response = await http_of(client).get(
         _secrets_path(namespace), headers={"Accept": METADATA_LIST}
     )
@@ -47,6 +48,8 @@ async def list_labels(client: AsyncClient, namespace: str) -> dict[str, dict[str
     found = {}
     for item in response.json().get("items") or []:
         meta = item.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue
         found[str(meta.get("name"))] = {
             str(k): str(v) for k, v in (meta.get("labels") or {}).items()
         }

@@ -329,6 +329,7 @@ def test_the_order_is_the_reconcile() -> None:
         "credentials",
         "render",
         "verify",
+        "hold",
         "write",
         "companions",
     ]

@@ -46,6 +46,7 @@ class LandingRun:
     landing: Landing
     source_key: str = ""
     source: Credentials | None = None  # the source Secret's kubeconfig, validated
+    source_secret: Mapping[str, Any] | None = None  # that Secret as read (for its hold)
     source_policy: Policy | None = None
     # What grants access (the parent credential or the tenant's source) and its policy.
     payload: Credentials | None = None

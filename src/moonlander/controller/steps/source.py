@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpcore2
@@ -13,7 +13,7 @@ from lightkube import ApiError
 from moonlander import api
 from moonlander.api import Landing
 from moonlander.api.reasons import LandingProblem, Reason, Retry
-from moonlander.controller import memo, plan, profiles
+from moonlander.controller import holds, memo, plan, profiles
 from moonlander.controller.errors import problem_from_error
 from moonlander.controller.steps.run import Context, LandingRun
 from moonlander.credentials import Credentials, KubeconfigError, Policy, check_server
@@ -29,6 +29,8 @@ class SourceCache:
 
     def __init__(self) -> None:
         self.version: Callable[[str, str], str | None] = lambda _ns, _name: None
+        # The Secrets a Landing (by uid) holds, as the metadata watch sees their finalizers.
+        self.held: Callable[[str], Iterable[tuple[str, str]]] = lambda _uid: ()
         self._kept: dict[tuple[str, str], tuple[str, Secret]] = {}
 
     def get(self, ref: tuple[str, str]) -> Secret | None:
@@ -46,11 +48,35 @@ class SourceCache:
         self._kept.pop(ref, None)
 
 
+class SourceDeleting(LandingProblem):
+    """The source Secret the Landing holds is being deleted: the tenant's access is going
+    away, so what the Landing landed is revoked (while the Secret still reads) and the hold
+    released."""
+
+    def __init__(self, landing: Landing) -> None:
+        namespace, name = landing.source_ref
+        super().__init__(
+            Reason.SOURCE_SECRET_NOT_FOUND,
+            f"source Secret {namespace}/{name} is being deleted",
+            Retry.BACKOFF,
+        )
+
+
 async def read_source(run: LandingRun, ctx: Context) -> None:
-    run.source_key, run.source = await source_credentials(run.landing, ctx)
+    seen: list[Secret] = []
+    run.source_key, run.source = await source_credentials(run.landing, ctx, seen)
+    run.source_secret = seen[0] if seen else None
+    if (
+        run.source_secret is not None
+        and holds.wanted(run.landing) == run.landing.source_ref
+        and holds.is_deleting(run.source_secret)
+    ):
+        raise SourceDeleting(run.landing)
 
 
-async def source_credentials(landing: Landing, ctx: Context) -> tuple[str, Credentials]:
+async def source_credentials(
+    landing: Landing, ctx: Context, seen: list[Secret] | None = None
+) -> tuple[str, Credentials]:
     """The source Secret's key and its validated kubeconfig.
 
     ChildToParent: the source is both what is landed and the cluster the controller talks
@@ -63,6 +89,8 @@ async def source_credentials(landing: Landing, ctx: Context) -> tuple[str, Crede
     if landing.spec.cluster_profile_name is not None:
         return await _profile_source(landing, ctx)
     source = await _read(landing, ctx)
+    if seen is not None:
+        seen.append(source)  # the Secret as read, for its hold (controller.holds)
     policy = ctx.source_policy(landing)
     data = source.get("data") or {}
     wanted = landing.spec.kubeconfig_secret_key

@@ -28,9 +28,11 @@ class StatusWriter:
         landed: LandedStatus | None,
         *,
         not_before: float | None = None,
+        revoked: bool = False,
     ) -> None:
         """Writes the status (and the Event of a transition) when it changed; with
-        ``not_before`` (monotonic time), no sooner."""
+        ``not_before`` (monotonic time), no sooner; ``revoked`` (or NotPermitted) with
+        ``landed`` None: what was landed is gone."""
         meta = landing.metadata
 
         def decide() -> StatusUpdate | None:
@@ -41,7 +43,7 @@ class StatusWriter:
                 target=landing.target if isinstance(landing, Landing) else None,
                 landed=landed,
                 now=now_rfc3339(),
-                revoked=outcome.reason is Reason.NOT_PERMITTED and landed is None,
+                revoked=(revoked or outcome.reason is Reason.NOT_PERMITTED) and landed is None,
             )
 
         update = decide()
