@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 # Revoking on deletion makes a few calls, each within the request deadline; past this the
 # Landing says why it is not released yet (and that deletionPolicy Orphan releases it).
 FINALIZE_DEADLINE = 20.0
+REVOKED = "what it had landed was revoked"
 
 
 class Reconciler:
@@ -191,6 +192,8 @@ class Reconciler:
             # The grant it was landed under is gone, or the tenant's access (its source
             # Secret, held for this) is going: what it landed goes too.
             outcome, previous = await self._withdraw(landing, outcome)
+        elif deleting:  # revoked already (or nothing landed): said as when it was revoked
+            outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
         # When an undisclosed failure is told must say no more than what is told: a closed
         # port fails at once, a silent one after the connect timeout.
         not_before = started + UNREACHABLE_AFTER if is_undisclosed(outcome) else None
@@ -249,7 +252,7 @@ class Reconciler:
             return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_of(landing)
         self.drift.release(landing.key)
         self.token_expiry.pop(landing.key, None)
-        return replace(refusal, message=f"{refusal.message}; what it had landed was revoked"), None
+        return replace(refusal, message=f"{refusal.message}; {REVOKED}"), None
 
     async def _release(
         self, landing: Landing | InvalidLanding, secret: Mapping[str, Any] | None
