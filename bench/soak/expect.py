@@ -152,7 +152,10 @@ def _landing(state: State, entry: dict[str, Any], t: float) -> None:
 
 def _tenant(state: State, entry: dict[str, Any], t: float) -> None:
     ns, tenant = entry["ns"], entry["tenant"]
-    state.tenants[(ns, tenant)] = (entry["child"], bool(entry["present"]), t)
+    # A removal names no child: the tenant's is the one it was added with.
+    child = entry["child"] or state.tenants.get((ns, tenant), ("", False, 0.0))[0]
+    entry = {**entry, "child": child}
+    state.tenants[(ns, tenant)] = (child, bool(entry["present"]), t)
     template = state.sets.get(ns)
     if template is None:
         return

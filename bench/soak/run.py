@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from bench.soak import schedule
 from bench.soak.world import Oplog, World
 from lightkube import ApiError
@@ -340,6 +341,47 @@ class Runner:
                 self.oplog.write(
                     "op-failed", kind=event.kind, args=event.args, error=(message or "")[:300]
                 )
+                await self.settle(event)
+
+    async def settle(self, event: schedule.Event) -> None:
+        """After a failed call the outcome is unknown (a server may have applied it and
+        lost the answer): read back what the cluster has and log that, so the log says
+        what was done. Retried while the cluster does not answer (bounded)."""
+        a, local = event.args, self.world.local
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if event.kind in ("create", "delete", "edit-target", "edit-suspend"):
+                    await self._settle_landing(a["ns"], a["name"])
+                elif event.kind == "edit-direction":
+                    await self._settle_landing(a["ns"], a["replaces"])
+                    await self._settle_landing(a["ns"], a["name"])
+                elif event.kind in ("policy-withdraw", "policy-grant"):
+                    granted = await _exists(local, LandingPolicyResource, f"soak-{a['ns']}", None)
+                    self.oplog.write("policy", ns=a["ns"], granted=granted, settled=True)
+                elif event.kind in ("tenant-add", "tenant-remove"):
+                    name = TENANT_PATTERN.replace("{{tenant}}", a["tenant"])
+                    present = await _exists(local, Secret, name, a["ns"])
+                    child = a.get("child", "")
+                    self.oplog.write(
+                        "tenant", ns=a["ns"], tenant=a["tenant"], child=child, present=present
+                    )
+                return
+            except (ApiError, OSError, httpx2.HTTPError):
+                await asyncio.sleep(2)
+        self.oplog.write("settle-failed", kind=event.kind, args=event.args)
+
+    async def _settle_landing(self, ns: str, name: str) -> None:
+        try:
+            obj = await self.world.local.get(LandingResource, name, namespace=ns)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+            obj = None
+        if obj is None or obj.metadata.deletionTimestamp:
+            self.oplog.write("landing-delete", ns=ns, name=name, settled=True)
+        else:
+            self.oplog.write("landing", ns=ns, name=name, spec=obj.spec, settled=True)
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -427,6 +469,16 @@ class Runner:
             await end()
         if tasks:
             await asyncio.wait(tasks, timeout=120)
+
+
+async def _exists(client: Any, kind: Any, name: str, namespace: str | None) -> bool:
+    try:
+        await client.get(kind, name, namespace=namespace)
+    except ApiError as err:
+        if err.status.code == 404:
+            return False
+        raise
+    return True
 
 
 def _sync(call: Callable[[], None]) -> Callable[[], Awaitable[None]]:
@@ -538,9 +590,9 @@ async def main(argv: list[str] | None = None) -> int:
     if code != 0:
         print(f"soak: FAILED (checker exit {code}); seed {seed}; schedule:")
         print("\n".join(e.describe() for e in events))
-        print(
-            f"soak: replay with --seed {seed} --landings {opts.landings} --duration {opts.duration}"
-        )
+        given = argv if argv is not None else sys.argv[1:]
+        rest = " ".join(a for a in given if not a.startswith("--seed"))
+        print(f"soak: replay with --seed {seed} {rest}")
     return code
 
 
