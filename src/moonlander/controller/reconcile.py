@@ -220,14 +220,27 @@ class Reconciler:
     async def _suspended(self, landing: Landing) -> Outcome:
         """Nothing is landed, refreshed or repaired; but the grant is checked all the same,
         and what a Landing no longer permitted had landed is revoked: suspending must not
-        keep a credential past its grant."""
+        keep a credential past its grant. Nor past its source: a held source Secret being
+        deleted is revoked through and released as when not suspended."""
+        source: Mapping[str, Any] | None = None
         try:
             await steps.authorize(steps.LandingRun(landing), self.ctx)
+            source = await self._held_source_deleting(landing)
+            if source is not None:
+                raise steps.SourceDeleting(landing)
         except LandingProblem as problem:
             outcome, previous = problem.outcome, landed_of(landing)
             if previous is not None:
                 outcome, previous = await self._withdraw(landing, outcome)
-            await self.status.write(landing, outcome, previous)
+            elif isinstance(problem, steps.SourceDeleting):
+                outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
+            await self.status.write(landing, outcome, previous, revoked=True)
+            if previous is None:
+                await self._release(landing, source)
+            return outcome
+        except API_ERRORS as err:
+            outcome = problem_from_error(err, "source Secret").outcome
+            await self.status.write(landing, outcome, landed_of(landing))
             return outcome
         outcome = Outcome(False, Reason.SUSPENDED, "reconciliation is suspended", Retry.ON_CHANGE)
         await self.status.write(landing, outcome, landed_of(landing))
@@ -367,6 +380,17 @@ class Reconciler:
         self.drift.release(key)
         await self.store.remove_finalizer(landing.metadata)
         return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
+
+    async def _held_source_deleting(self, landing: Landing) -> Mapping[str, Any] | None:
+        """The metadata of the source Secret this Landing holds, when it is being deleted
+        (read only when the Secret watch says it is held)."""
+        ref = holds.wanted(landing)
+        if ref is None or ref not in self.ctx.sources.held(landing.metadata.uid):
+            return None
+        meta = await self.store.source_metadata(*ref)
+        if meta is None or not holds.is_deleting(meta):
+            return None
+        return meta
 
     async def _source_meta(self, landing: Landing | InvalidLanding) -> Mapping[str, Any] | None:
         """The metadata of a Landing's source Secret of its own namespace (the one it may

@@ -156,3 +156,49 @@ async def test_a_child_to_parent_landing_that_does_not_mint_holds_nothing() -> N
     s.source(asked)
     await reconciler(s).reconcile(asked)
     assert s.store.finalizer_patches == []
+
+
+async def test_a_suspended_landing_revokes_through_a_held_source_being_deleted() -> None:
+    s = scene()
+    s.grant(parentCredential=True)
+    asked = landing()
+    s.source(asked)
+    rec = reconciler(s)
+    await rec.reconcile(asked)
+    rec.ctx.sources.held = lambda uid: {asked.source_ref} if uid == "uid-1" else set()
+    suspended = await rec.reconcile(stored(s, suspend=True))
+    assert suspended.reason is Reason.SUSPENDED
+    assert s.store.get(CHILD_SERVER, "tenant-a", "remote-kubeconfig") is not None
+    s.store.objects[(LOCAL, "Secret", *asked.source_ref)]["metadata"]["deletionTimestamp"] = "t"
+    outcome = await rec.reconcile(stored(s, suspend=True))
+    assert outcome.reason is Reason.SOURCE_SECRET_NOT_FOUND
+    assert "being deleted" in outcome.message and "revoked" in outcome.message
+    assert s.store.get(CHILD_SERVER, "tenant-a", "remote-kubeconfig") is None
+    assert s.store.landings[("tenant-a", "l")]["status"].get("landed") is None
+    assert _source(s, asked)["finalizers"] == []
+
+
+def test_the_watch_view_says_which_secrets_a_landing_holds() -> None:
+    from moonlander.controller.loop import Controller
+
+    ctl = Controller(reconciler(scene()))
+    one, two = holds.finalizer("uid-1"), holds.finalizer("uid-2")
+    ctl.secret_event("ADDED", {"namespace": "a", "name": "s", "finalizers": [one, two, "x/y"]})
+    ctl.secret_event("ADDED", {"namespace": "a", "name": "t", "finalizers": [one]})
+    assert ctl.held("uid-1") == {("a", "s"), ("a", "t")}
+    assert ctl.held("uid-2") == {("a", "s")}
+    ctl.secret_event("MODIFIED", {"namespace": "a", "name": "s", "finalizers": [two]})
+    assert ctl.held("uid-1") == {("a", "t")}
+    ctl.secret_event("DELETED", {"namespace": "a", "name": "s", "finalizers": [two]})
+    assert ctl.held("uid-2") == set()
+    assert ctl.held("x") == set()
+
+
+def test_a_landingset_takes_a_secret_being_deleted_for_gone() -> None:
+    from moonlander.controller.landingsets import LandingSets
+
+    sets = LandingSets(cast(Any, None), cast(Any, None))
+    sets.secret_event("ADDED", {"namespace": "a", "name": "s", "labels": {"k": "v"}})
+    assert "s" in sets._secrets["a"]
+    sets.secret_event("MODIFIED", {"namespace": "a", "name": "s", "deletionTimestamp": "t"})
+    assert "s" not in sets._secrets["a"]
