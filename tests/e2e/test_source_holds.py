@@ -109,6 +109,37 @@ async def test_a_deleted_source_is_revoked_through_then_goes(env: Env, namespace
     )
 
 
+async def test_a_suspended_landing_revokes_through_a_source_being_deleted(
+    env: Env, namespace: str
+) -> None:
+    """Suspended keeps nothing past its source: the Secret deleted, what was landed is
+    revoked and the Secret goes, the Landing still suspended."""
+    local, child = env.local, env.admin["child-a"]
+    await local.create(
+        secret_with(namespace, "paused-child", {"value": env.kubeconfig_text("child-a")})
+    )
+    await _landed(env, local, namespace, "paused", "paused-child")
+    await local.patch(
+        LandingResource,
+        "paused",
+        {"spec": {"suspend": True}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    await wait_reason(local, namespace, "paused", "Suspended", timeout=20)
+    started = time.monotonic()
+    await local.delete(Secret, "paused-child", namespace=namespace)
+
+    async def gone() -> bool:
+        assert await _absent(child, Secret, "paused-kubeconfig", namespace)
+        assert await _absent(local, Secret, "paused-child", namespace)
+        return True
+
+    await eventually(gone, timeout=20, interval=0.05, what="revoked and the Secret gone")
+    measure("source Secret deleted -> Secret gone (suspended)", time.monotonic() - started)
+    await wait_reason(local, namespace, "paused", "Suspended", timeout=20)
+
+
 async def _has(client: AsyncClient, namespace: str, name: str, finalizer: str) -> bool:
     assert finalizer in await _finalizers(client, namespace, name)
     return True
