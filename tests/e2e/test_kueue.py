@@ -2,12 +2,20 @@
 
 The parent is Kueue's manager cluster (Moonlander runs there too) and child-a its worker.
 Kueue's manager (cmd/kueue, built from ``hack/consumers/kueue``) runs out of cluster against
-each, as that cluster's admin (tests/e2e/kueue_consumer.py). Moonlander lands the worker's
-access into the manager's Kueue namespace with a ChildToParent Landing that mints, in the
-worker, a ServiceAccount holding only MultiKueue's rights there (Kueue's own docs create
-such a ServiceAccount by hand). The MultiKueueCluster reads the kubeconfig Secret Moonlander
-landed. A Job submitted to the manager is created in the worker; the operator withdraws the
-LandingPolicy grant and the MultiKueueCluster turns inactive.
+each, as that cluster's admin (tests/e2e/kueue_consumer.py). One ChildToParent Landing mints,
+in the worker, a ServiceAccount holding only MultiKueue's rights there (Kueue's docs create
+such a ServiceAccount by hand) and writes into the manager's Kueue namespace both ways a
+MultiKueueCluster can reach a worker:
+
+- ``kubeconfig``: the landed kubeconfig Secret, named by ``spec.clusterSource.kubeConfig``;
+- ``profile``: a ClusterProfile (``output.clusterProfile``) named by ``clusterProfileRef``,
+  resolved by Kueue (feature gate ``MultiKueueClusterProfile``) through the secretreader
+  credential plugin (built from cluster-inventory-api at the version Kueue requires), which
+  reads the token Secret Moonlander wrote beside the profile with a Role of its own.
+
+Each path has its own MultiKueueConfig, AdmissionCheck, ClusterQueue and LocalQueue. A Job
+submitted to the manager is created in the worker; the operator withdraws the LandingPolicy
+grant and both MultiKueueClusters turn inactive.
 
 The worker has no kubelet: the Job object created in the worker by MultiKueue is the proof
 (the issue's "runs in (is created in) the worker cluster").
@@ -63,9 +71,13 @@ MultiKueueCluster = create_global_resource(
 )
 LocalQueue = create_namespaced_resource(GROUP, VERSION, "LocalQueue", "localqueues")
 Workload = create_namespaced_resource(GROUP, VERSION, "Workload", "workloads")
+PROFILE = create_namespaced_resource(
+    "multicluster.x-k8s.io", "v1alpha1", "ClusterProfile", "clusterprofiles"
+)
 
 WORKER = "child-a"
 KUBECONFIG_PATH = "kubeconfig"  # the access path through the landed kubeconfig Secret
+PROFILE_PATH = "profile"  # the access path through the ClusterProfile and secretreader
 LANDED_SECRET = "worker-kubeconfig"
 MINT_NAMESPACE = "moonlander-minted"
 ORIGIN_LABEL = "kueue.x-k8s.io/multikueue-origin"
@@ -203,12 +215,14 @@ def _local_queue(namespace: str, name: str, cluster_queue: str) -> Any:
 
 
 def _policy(name: str, tenant: str, kueue_ns: str) -> Any:
-    """The operator's grant: the tenant's Landings may write into Kueue's namespace and mint
-    the MultiKueue identity (cluster-wide inline rules) in the worker."""
+    """The operator's grant: the tenant's Landings may write into Kueue's namespace (a
+    Secret, a ClusterProfile) and mint the MultiKueue identity (cluster-wide inline rules)
+    in the worker."""
     return landing_policy(
         name,
         namespaces={"names": [tenant]},
         targetNamespaces=[kueue_ns],
+        outputs={"clusterProfiles": {"namespaces": [kueue_ns]}},
         sourceNetworks=["127.0.0.0/8", "::1/128"],
         mint={
             "inlineRules": True,
@@ -227,6 +241,9 @@ def _landing(w: World) -> Any:
         direction="ChildToParent",
         targetNamespace=w.kueue_ns,
         writeKubeconfigSecretName=LANDED_SECRET,
+        # The ClusterProfile Kueue's clusterProfileRef names, and the token Secret of the
+        # same name the secretreader plugin reads.
+        output={"clusterProfile": {"name": w.cluster_name(PROFILE_PATH)}},
         serviceAccount={
             "name": f"multikueue-{w.suffix}",
             "namespace": MINT_NAMESPACE,
@@ -321,11 +338,27 @@ async def world(env: Env, tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         PLANTED.append(token)
 
         await _queues(w, KUBECONFIG_PATH)
+        await _queues(w, PROFILE_PATH)
         yield w
     finally:
         for proc in (manager, worker):
             code = proc.stop()
             print(f"\n{proc.name} exited with {code}; log: {proc.log_path}")
+
+
+async def _check_state(w: World, job: str, check: str) -> dict[str, Any]:
+    """The state of admission check ``check`` on the manager's Workload for ``job``."""
+    w.alive()
+    local = await w.parent.get(Job, job, namespace=w.jobs_ns)
+    owned = [
+        x
+        async for x in w.parent.list(Workload, namespace=w.jobs_ns)
+        if any(o.uid == local.metadata.uid for o in x.metadata.ownerReferences or [])
+    ]
+    assert len(owned) == 1, owned
+    states = {s["name"]: s for s in (owned[0].status or {}).get("admissionChecks", [])}
+    assert check in states, states
+    return dict(states[check])
 
 
 async def _dispatch(w: World, path: str) -> float:
@@ -344,21 +377,13 @@ async def _dispatch(w: World, path: str) -> float:
     assert labels.get(PREBUILT_LABEL), labels
     assert created.spec.managedBy is None  # handed to the worker's Job controller
 
-    async def check_ready() -> bool:
-        local = await w.parent.get(Job, name, namespace=w.jobs_ns)
-        wl = [
-            x
-            async for x in w.parent.list(Workload, namespace=w.jobs_ns)
-            if any(o.uid == local.metadata.uid for o in x.metadata.ownerReferences or [])
-        ]
-        assert len(wl) == 1, wl
-        states = {s["name"]: s for s in (wl[0].status or {}).get("admissionChecks", [])}
-        state = states.get(queue)
-        assert state is not None and state["state"] == "Ready", states
+    async def ready() -> bool:
+        state = await _check_state(w, name, queue)
+        assert state["state"] == "Ready", state
         assert w.cluster_name(path) in state.get("message", ""), state
         return True
 
-    await eventually(check_ready, timeout=30, what=f"{name}'s MultiKueue check Ready")
+    await eventually(ready, timeout=30, what=f"{name}'s MultiKueue check Ready")
     return elapsed
 
 
@@ -373,26 +398,70 @@ async def test_job_runs_in_worker_through_landed_kubeconfig(world: World) -> Non
     print(f"\nJob submitted -> created in the worker (landed kubeconfig): {elapsed:.2f}s")
 
 
-async def test_withdrawn_grant_makes_the_cluster_inactive(world: World) -> None:
-    """The operator withdraws the LandingPolicy: Moonlander revokes what it landed and the
-    MultiKueueCluster is no longer Active; a new Job is not dispatched."""
+async def test_job_runs_in_worker_through_cluster_profile(world: World) -> None:
+    """The MultiKueueCluster's clusterProfileRef names the ClusterProfile Moonlander wrote in
+    Kueue's namespace; Kueue execs the secretreader plugin (built from the module), which
+    reads the token Secret Moonlander wrote beside it: Active, and a Job is created in the
+    worker."""
     w = world
-    await w.wait_active(KUBECONFIG_PATH, "True")
+    profile = await w.parent.get(PROFILE, w.cluster_name(PROFILE_PATH), namespace=w.kueue_ns)
+    assert profile.spec["clusterManager"]["name"] == "moonlander", profile.spec
+    providers = {p["name"] for p in profile.status.get("accessProviders", [])}
+    assert kq.SECRETREADER in providers, profile.status
+    cond = await w.wait_active(PROFILE_PATH, "True")
+    assert cond["reason"] == "Active", cond
+    elapsed = await _dispatch(w, PROFILE_PATH)
+    measure("kueue: Job submitted->created in worker (ClusterProfile)", elapsed)
+    print(f"\nJob submitted -> created in the worker (ClusterProfile): {elapsed:.2f}s")
+
+
+async def test_withdrawn_grant_makes_the_clusters_inactive(world: World) -> None:
+    """The operator withdraws the LandingPolicy: Moonlander revokes what it landed (the
+    kubeconfig Secret, the ClusterProfile and its token Secret, the minted identity in the
+    worker) and both MultiKueueClusters are no longer Active; a new Job is not dispatched."""
+    w = world
+    await asyncio.gather(
+        w.wait_active(KUBECONFIG_PATH, "True"), w.wait_active(PROFILE_PATH, "True")
+    )
     started = time.monotonic()
     await w.parent.delete(LandingPolicyResource, w.policy)
-    cond = await w.wait_active(KUBECONFIG_PATH, "False")
-    elapsed = time.monotonic() - started
-    measure("kueue: grant withdrawn->MultiKueueCluster inactive (landed kubeconfig)", elapsed)
-    print(f"\ngrant withdrawn -> MultiKueueCluster inactive: {elapsed:.2f}s ({cond['reason']})")
-    assert cond["reason"] == "BadKubeConfig", cond
-    await wait_reason(w.parent, w.tenant, "kueue-worker", "NotPermitted")
-    with pytest.raises(ApiError) as gone:
-        await w.parent.get(Secret, LANDED_SECRET, namespace=w.kueue_ns)
-    assert gone.value.status.code == 404
 
-    # Nothing reaches the worker any more.
-    await w.parent.create(
-        Job.from_dict(kq.job(w.jobs_ns, "job-after", f"{KUBECONFIG_PATH}-{w.suffix}"))
+    async def inactive(path: str) -> tuple[dict[str, Any], float]:
+        cond = await w.wait_active(path, "False")
+        return cond, time.monotonic() - started
+
+    (by_secret, t_secret), (by_profile, t_profile) = await asyncio.gather(
+        inactive(KUBECONFIG_PATH), inactive(PROFILE_PATH)
     )
+    measure("kueue: grant withdrawn->MultiKueueCluster inactive (landed kubeconfig)", t_secret)
+    measure("kueue: grant withdrawn->MultiKueueCluster inactive (ClusterProfile)", t_profile)
+    print(
+        f"\ngrant withdrawn -> MultiKueueCluster inactive: landed kubeconfig {t_secret:.2f}s"
+        f" ({by_secret['reason']}), ClusterProfile {t_profile:.2f}s ({by_profile['reason']})"
+    )
+    assert by_secret["reason"] == "BadKubeConfig", by_secret
+    assert by_profile["reason"] == "BadClusterProfile", by_profile
+    await wait_reason(w.parent, w.tenant, "kueue-worker", "NotPermitted")
+    for kind, name in (
+        (Secret, LANDED_SECRET),
+        (Secret, w.cluster_name(PROFILE_PATH)),
+        (PROFILE, w.cluster_name(PROFILE_PATH)),
+    ):
+        with pytest.raises(ApiError) as gone:
+            await w.parent.get(kind, name, namespace=w.kueue_ns)
+        assert gone.value.status.code == 404, (kind, name)
+
+    # Kueue still takes Jobs, but has no cluster to send them to.
+    for path in (KUBECONFIG_PATH, PROFILE_PATH):
+        queue = f"{path}-{w.suffix}"
+        await w.parent.create(Job.from_dict(kq.job(w.jobs_ns, f"after-{path}", queue)))
+        await eventually(
+            lambda: _check_state(w, f"after-{path}", queue),  # noqa: B023 - awaited here
+            timeout=30,
+            what=f"after-{path}'s Workload",
+        )
     await asyncio.sleep(5)
-    assert await w.worker_job("job-after") is None
+    for path in (KUBECONFIG_PATH, PROFILE_PATH):
+        state = await _check_state(w, f"after-{path}", f"{path}-{w.suffix}")
+        assert state["state"] == "Pending", state
+        assert await w.worker_job(f"after-{path}") is None
