@@ -265,10 +265,14 @@ class Checker:
             revoked, found, why = self._revoked_at(
                 state, owner, notes.get(f"{OWNER}-uid", ""), landings
             )
-            if revoked is None and found is not None and found.target() != where:
-                moves = [m for m in state.moved.get((found.ns, found.name), []) if m[:3] == where]
-                revoked = moves[-1][3] if moves else found.since
-                why = "not the Landing's target (moved)"
+            if (
+                revoked is None
+                and found is not None
+                and found.target() != where
+                and not found.spec.get("suspend")  # suspended: nothing is touched, by design
+            ):
+                # Due from the Landing's last write (a move while suspended is done on resume).
+                revoked, why = found.since, "not the Landing's target (moved)"
             if revoked is not None:
                 self.awaiting[("Secret", *where)] = self._deadline(state, revoked)
             if revoked is not None and now > self._deadline(state, revoked):
