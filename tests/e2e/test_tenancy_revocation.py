@@ -277,13 +277,22 @@ async def test_editing_the_landing_keeps_no_minted_identity(env: Env, tenant: Te
     source Secret (revoking in the child needs it) and drops serviceAccount from the spec
     (still permitted: the policy grants parentCredential too). The ServiceAccount and binding
     in the parent still go when the grant is withdrawn (as the status recorded them), and
-    the token stops working."""
+    the token stops working. The Landing holds its source Secret (docs/api.md): deleting it
+    would revoke everything at once, so the tenant, who may patch its Secrets, drops the hold
+    first."""
     ns = tenant.namespace
     robot = _Minted(env, tenant, "sly")
     try:
         await robot.land(parentCredential=True)
         await _suspend(tenant, "sly")
         await wait_reason(env.local, ns, "sly", "Suspended")
+        await tenant.client.patch(
+            Secret,
+            "sly-child",
+            {"metadata": {"finalizers": None}},
+            namespace=ns,
+            patch_type=PatchType.MERGE,
+        )
         await tenant.client.delete(Secret, "sly-child", namespace=ns)
         await tenant.client.patch(
             LandingResource,
