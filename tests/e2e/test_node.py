@@ -10,9 +10,11 @@ the node: install, land, scrape, upgrade, fail over, then the kustomize install.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -596,8 +598,9 @@ def leading_pods(env: NodeEnv) -> tuple[str, str]:
 def test_two_replicas_the_standby_takes_over(env: NodeEnv) -> None:
     """The chart's default two replicas: the leader's pod deleted (SIGTERM: it releases the
     Lease, the standby takes it) and then the new leader's process killed outright
-    (SIGKILL: nothing is released). Each time, a Landing change made right after the kill is
-    reconciled by whoever leads next. The times are from the kill."""
+    (SIGKILL: nothing is released), then the leader's process stopped (SIGSTOP: the Lease
+    must expire). Each time, a Landing change made right after is reconciled by whoever
+    leads next. The times are from the signal."""
     figures: list[tuple[str, str, str, float | None, float]] = []
     leader, standby = leading_pods(env)
     # Cordoned, the node takes no replacement pod: the standby is the only one who can lead.
@@ -621,7 +624,7 @@ def test_two_replicas_the_standby_takes_over(env: NodeEnv) -> None:
     [pod] = [p for p in env.pods() if p["metadata"]["name"] == leader]
     container = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     started = time.monotonic()
-    os.kill(process_of(env, container), 9)
+    os.kill(process_of(env, container), signal.SIGKILL)
     generation = change_landing(env)
     try:
         # The kubelet restarts the killed container, whose identity (pod name and pid 1) is
@@ -636,11 +639,35 @@ def test_two_replicas_the_standby_takes_over(env: NodeEnv) -> None:
     figures.append(("process killed", leader, holder, None, change))
     assert landing_ready(env)
     wait(lambda: len(env.pods()) == 2 and all(ready(p) for p in env.pods()), 120, "two pods")
+
+    # A leader that hangs (SIGSTOP: no renewal, no release, no exit, as on a partitioned
+    # node): the standby takes the Lease once it expires (15 s); the old leader, resumed,
+    # finds the Lease gone and exits.
+    leader, standby = leading_pods(env)
+    [pod] = [p for p in env.pods() if p["metadata"]["name"] == leader]
+    container = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    pid = process_of(env, container)
+    started = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        generation = change_landing(env)
+        wait(lambda: standby in lease_holder(env), 90, f"{standby} leading", interval=0.1)
+        takeover = time.monotonic() - started
+        wait(lambda: reconciled(env, generation), 60, "the change reconciled", interval=0.1)
+        figures.append(("process hung", leader, standby, takeover, time.monotonic() - started))
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{diagnose(env)}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    assert landing_ready(env)
+    wait(lambda: len(env.pods()) == 2 and all(ready(p) for p in env.pods()), 180, "two pods")
+    assert standby in lease_holder(env)
     for how, old, new, lease, change in figures:
-        held = f" {lease:.1f}s after the kill" if lease is not None else ""
+        held = f" {lease:.1f}s after the signal" if lease is not None else ""
         print(
             f"\nfailover ({how}, was {old}): {new} holds the Lease{held}; a Landing change "
-            f"made then was reconciled {change:.1f}s after the kill"
+            f"made then was reconciled {change:.1f}s after the signal"
         )
 
 
