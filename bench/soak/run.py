@@ -38,6 +38,7 @@ from tests.e2e.harness import ROOT, install_crd, secret_with
 
 from moonlander import api
 from moonlander.kube.resources import LandingPolicyResource, LandingResource, LandingSetResource
+from moonlander.kube.transport import MAX_CONNECTIONS
 
 TENANT_PATTERN = "tenant-{{tenant}}-kubeconfig"
 SET_LANDING, SET_WRITE = "set-{{tenant}}", "{{tenant}}-parent"
@@ -501,7 +502,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--converge-bound", type=float, default=300.0, help="checker's bound (s)")
     p.add_argument("--revoke-bound", type=float, default=60.0, help="checker's bound (s)")
     p.add_argument("--rss-limit-mb", type=float, default=600.0)
-    p.add_argument("--conn-limit", type=int, default=150)
+    p.add_argument(
+        "--conn-limit",
+        type=int,
+        help="established connections per controller (default: the design bound, "
+        "MAX_CONNECTIONS per credential: 8 x (children x (namespaces + 1)) + 16)",
+    )
     p.add_argument("--log-level", default="INFO", help="the controllers' log level")
     p.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir)")
     p.add_argument("--out", type=Path, help="the checker's report (JSON)")
@@ -547,6 +553,10 @@ async def main(argv: list[str] | None = None) -> int:
     if opts.print_schedule:
         print("\n".join(e.describe() for e in events))
         return 0
+    # Every source Secret of a namespace rotates to a credential of its own, and each
+    # credential has a pool of at most MAX_CONNECTIONS (docs/operations.md); plus the parent.
+    credentials = profile.children * (len(profile.namespace_names()) + 1)
+    conn_limit = opts.conn_limit or MAX_CONNECTIONS * credentials + 16
     workdir = opts.workdir or Path(tempfile.mkdtemp(prefix="soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
     out = opts.out or workdir / "report.json"
@@ -569,11 +579,12 @@ async def main(argv: list[str] | None = None) -> int:
                 f"--converge-bound={opts.converge_bound}",
                 f"--revoke-bound={opts.revoke_bound}",
                 f"--rss-limit-mb={opts.rss_limit_mb}",
-                f"--conn-limit={opts.conn_limit}",
+                f"--conn-limit={conn_limit}",
             ],
             cwd=ROOT,
         )
         await runner.setup(schedule.initial(profile, seed), opts.log_level)
+        oplog.write("seeded")
         print(f"soak: seeded in {time.monotonic() - began:.1f}s; playing", flush=True)
         await runner.play(events, time.monotonic())
         oplog.write("quiet", done=runner.done, failed=runner.failed)
