@@ -11,15 +11,30 @@ from typing import Any
 
 import pytest
 from lightkube import ApiError, AsyncClient
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+)
+from lightkube.resources.core_v1 import Secret, ServiceAccount
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
 from moonlander import api
 from moonlander.kube.resources import LandingResource, LandingSetResource
 
 from .conftest import Env
-from .harness import eventually, measure, secret_with, wait_reason
+from .harness import (
+    eventually,
+    landing,
+    landing_gone,
+    measure,
+    ready_condition,
+    secret_with,
+    wait_reason,
+)
 
 pytestmark = pytest.mark.e2e
+
+MINT_NS = "moonlander-minted"
 
 
 def _parent_to_child_set(namespace: str) -> Any:
@@ -37,6 +52,16 @@ def _parent_to_child_set(namespace: str) -> Any:
             },
         }
     )
+
+
+async def exists(client: AsyncClient, kind: Any, name: str, namespace: str | None) -> bool:
+    try:
+        await client.get(kind, name, namespace=namespace)
+    except ApiError as err:
+        if err.status.code == 404:
+            return False
+        raise
+    return True
 
 
 async def test_tenant_removed_from_a_parent_to_child_set_is_revoked(
@@ -58,22 +83,125 @@ async def test_tenant_removed_from_a_parent_to_child_set_is_revoked(
     started = time.monotonic()
     await local.delete(Secret, "tenant-acme-kubeconfig", namespace=namespace)
 
-    async def exists(client: AsyncClient, kind: Any, name: str) -> bool:
-        try:
-            await client.get(kind, name, namespace=namespace)
-        except ApiError as err:
-            if err.status.code == 404:
-                return False
-            raise
-        return True
-
     async def revoked() -> bool:
-        assert not await exists(local, LandingResource, "set-acme"), "the Landing is still there"
-        assert not await exists(child, Secret, "acme-parent"), "the landed Secret is still there"
-        assert not await exists(local, Secret, "tenant-acme-kubeconfig"), "the source is held"
+        assert not await exists(local, LandingResource, "set-acme", namespace), (
+            "the Landing is left"
+        )
+        assert not await exists(child, Secret, "acme-parent", namespace), "its Secret is left"
+        assert not await exists(local, Secret, "tenant-acme-kubeconfig", namespace), (
+            "the source is held"
+        )
         return True
 
     await eventually(revoked, timeout=20, what="the Landing and its landed Secret gone")
     measure(
         "soak regression: tenant removed -> parent credential revoked", time.monotonic() - started
+    )
+
+
+async def test_a_landing_deleted_before_its_first_landing_revokes_what_it_minted(
+    env: Env, namespace: str
+) -> None:
+    """Soak finding 2: a minting Landing mints its ServiceAccount (and binding) in the parent
+    before it reaches the child; deleted before anything was landed (the child unreachable
+    here: an admission policy refuses the Secret; in the soak, a connection reset), its finalizer found
+    no status.landed, revoked nothing, and the ServiceAccount with its ClusterRoleBinding
+    outlived the Landing."""
+    local, child = env.local, env.admin["child-b"]
+    # The child refuses the landed Secret at admission (RBAC allows the write, so the
+    # controller's checks pass): the Landing mints in the parent and then cannot land, and
+    # nothing is ever recorded as landed.
+    name = f"refuse-{namespace}"
+    await child.create(
+        ValidatingAdmissionPolicy.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [""],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["secrets"],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": f"object.metadata.namespace != '{namespace}'",
+                            "message": "no Secrets here",
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    await child.create(
+        ValidatingAdmissionPolicyBinding.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]},
+            }
+        )
+    )
+
+    async def in_force() -> bool:
+        try:
+            await child.create(secret_with(namespace, "probe", {"value": "x"}), dry_run=True)
+        except ApiError as err:
+            return "no Secrets here" in (err.status.message or "")
+        raise AssertionError("admitted: the policy is not in force yet")
+
+    await eventually(in_force, timeout=30, what="the child refuses Secrets there")
+    await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-b")}))
+    account = f"{namespace}-early"
+    await local.create(
+        landing(
+            namespace,
+            "early",
+            kubeconfigSecretName="src",
+            serviceAccount={"name": account, "clusterRole": "view", "expirationSeconds": 3600},
+        )
+    )
+
+    async def refused() -> bool:
+        cond = await ready_condition(local, namespace, "early")
+        assert cond is not None and cond["reason"] not in ("Synced", "Progressing"), cond
+        return True
+
+    await eventually(refused, timeout=60, what="the landing refused")
+
+    async def minted() -> bool:
+        return bool(await local.get(ServiceAccount, account, namespace=MINT_NS))
+
+    await eventually(minted, timeout=30, what="the ServiceAccount minted")
+    started = time.monotonic()
+    await local.delete(LandingResource, "early", namespace=namespace)
+    await eventually(
+        lambda: landing_gone(local, namespace, "early"), timeout=30, what="the Landing gone"
+    )
+
+    async def revoked() -> bool:
+        assert not await exists(local, ServiceAccount, account, MINT_NS), "the account is left"
+        owner = f"{namespace}/early"
+        left = [
+            b.metadata.name
+            async for b in local.list(
+                ClusterRoleBinding, labels={api.MANAGED_BY_LABEL: api.MANAGED_BY}
+            )
+            if (b.metadata.annotations or {}).get(api.OWNER_ANNOTATION) == owner
+        ]
+        assert left == [], left
+        return True
+
+    try:
+        await eventually(revoked, timeout=20, what="the minted ServiceAccount and binding revoked")
+    finally:
+        await child.delete(ValidatingAdmissionPolicyBinding, name)
+        await child.delete(ValidatingAdmissionPolicy, name)
+    measure(
+        "soak regression: deleted before landing -> minted identity revoked",
+        time.monotonic() - started,
     )

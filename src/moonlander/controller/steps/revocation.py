@@ -34,11 +34,13 @@ async def revoke(landing: Landing, ctx: Context) -> None:
     spec = landing.spec
     owner = landing.key
     landed = landing.landed
+    # Minting comes before landing: a Landing deleted in between minted an identity that
+    # its status never recorded (soak finding 2), so that goes even when nothing landed.
+    await revoke_parent_identity(landing, ctx)
     if landed is None:
         return  # nothing was ever landed
     store = ctx.store
     minted = minted_ref(spec.service_account, landed.service_account)
-    await revoke_parent_identity(landing, ctx)
     if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
         # Made in the tenant's child with its own credential: removed there too.
         _, child_creds = await source_credentials(landing, ctx)
@@ -79,9 +81,7 @@ async def revoke_parent_identity(landing: Landing, ctx: Context) -> None:
     the ServiceAccount or flipped the direction since (every object marked for this
     Landing goes, whatever its name; for a ChildToParent mint there is none)."""
     landed = landing.landed
-    if landed is None:
-        return
-    minted = minted_ref(landing.spec.service_account, landed.service_account)
+    minted = minted_ref(landing.spec.service_account, landed.service_account if landed else None)
     if minted is not None:
         await _revoke_identity(landing, minted, ctx.parent.current(), ctx.policy, ctx)
 
