@@ -69,5 +69,9 @@ image: ## the Dockerfile with buildah for amd64 and arm64, as one OCI archive in
 bench: setup ## the benchmark of docs/performance.md (about 20 minutes; the shards case is separate)
 	$(BIN)/python bench/run.py --out _out/bench.json
 
+.PHONY: soak
+soak: setup ## N Landings (2000) under DURATION s (1200) of churn and faults, judged by an independent checker; SEED= replays (bench/soak)
+	$(BIN)/python -m bench.soak.run --landings $(or $(N),2000) --duration $(or $(DURATION),1200) $(if $(SEED),--seed $(SEED)) --out _out/soak.json $(SOAK_FLAGS)
+
 clean:
 	rm -rf $(VENV) .demo .dev-clusters build dist src/*.egg-info devtools/build devtools/src/*.egg-info
