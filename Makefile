@@ -66,6 +66,10 @@ test: setup lint typecheck ## lint, types, unit and end-to-end tests on real API
 image: ## the Dockerfile with buildah for amd64 and arm64, as one OCI archive in _out/image (no registry)
 	bash hack/image/build.sh
 
+.PHONY: release
+release: ## REGISTRY=host[:port][/prefix] VERSION=x.y.z: image index and chart to an OCI registry, signed with COSIGN_KEY, SBOM attached (docs/release.md)
+	REGISTRY="$(REGISTRY)" VERSION="$(VERSION)" bash hack/release/release.sh
+
 bench: setup ## the benchmark of docs/performance.md (about 20 minutes; the shards case is separate)
 	$(BIN)/python bench/run.py --out _out/bench.json
 
