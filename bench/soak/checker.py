@@ -271,8 +271,16 @@ class Checker:
                 and found.target() != where
                 and not found.spec.get("suspend")  # suspended: nothing is touched, by design
             ):
-                # Due from the Landing's last write (a move while suspended is done on resume).
-                revoked, why = found.since, "not the Landing's target (moved)"
+                old = [m[:3] for m in state.moved.get((found.ns, found.name), [])]
+                if where in old:
+                    # An old target: due from the Landing's last write (a move made while
+                    # suspended is done on resume).
+                    revoked, why = found.since, "not the Landing's target (moved)"
+                else:
+                    # A target the log does not name (yet: the edit is applied before the
+                    # runner hears back and logs it): due from first sight.
+                    revoked = self.first_seen.setdefault(("target", *where), now)
+                    why = "not a target the log names"
             if revoked is not None:
                 self.awaiting[("Secret", *where)] = self._deadline(state, revoked)
             if revoked is not None and now > self._deadline(state, revoked):
