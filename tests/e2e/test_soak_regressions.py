@@ -6,6 +6,7 @@ the mark comes off (the diagnoses: /tmp/changelog/soak-bugs.md while unfixed).""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from lightkube.resources.admissionregistration_v1 import (
 )
 from lightkube.resources.core_v1 import Secret, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
+from lightkube.types import PatchType
 
 from moonlander import api
 from moonlander.kube.resources import LandingResource, LandingSetResource
@@ -204,4 +206,91 @@ async def test_a_landing_deleted_before_its_first_landing_revokes_what_it_minted
     measure(
         "soak regression: deleted before landing -> minted identity revoked",
         time.monotonic() - started,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="soak finding 3 (/tmp/changelog/soak-bugs.md): a Landing releases its hold on the "
+    "source Secret after revoking but before its finalizer is gone; when that last write "
+    "fails, the retry must revoke again through a Secret that no longer exists "
+    "(SourceSecretNotFound) and the Landing stays in deletion",
+)
+async def test_a_deletion_whose_last_write_failed_still_completes(env: Env, namespace: str) -> None:
+    """Source Secret and Landing deleted together (a tenant removed from a LandingSet) while
+    the parent refuses the Landing's writes for a moment (an API server restarting in the
+    soak; an admission policy here): once the parent takes writes again, the Landing goes."""
+    local, child = env.local, env.admin["child-b"]
+    await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(landing(namespace, "gone", kubeconfigSecretName="src"))
+    await wait_reason(local, namespace, "gone", "Synced", timeout=60)
+    name = f"freeze-{namespace}"
+    await local.create(
+        ValidatingAdmissionPolicy.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [api.GROUP],
+                                "apiVersions": ["*"],
+                                "operations": ["UPDATE"],
+                                "resources": ["landings", "landings/status"],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": f"object.metadata.namespace != '{namespace}'",
+                            "message": "the parent refuses Landing writes for now",
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    await local.create(
+        ValidatingAdmissionPolicyBinding.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]},
+            }
+        )
+    )
+    try:
+
+        async def frozen() -> bool:
+            try:
+                await local.patch(
+                    LandingResource,
+                    "gone",
+                    {"metadata": {"labels": {"probe": "x"}}},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                    dry_run=True,
+                )
+            except ApiError as err:
+                message = err.status.message or ""
+            else:
+                message = "admitted: the policy is not in force yet"
+            assert "refuses Landing writes" in message, message
+            return True
+
+        await eventually(frozen, timeout=30, what="the parent refuses Landing writes")
+        await local.delete(Secret, "src", namespace=namespace)
+        await local.delete(LandingResource, "gone", namespace=namespace)
+
+        async def revoked() -> bool:
+            assert not await exists(child, Secret, "remote-kubeconfig", namespace)
+            return True
+
+        await eventually(revoked, timeout=60, what="the landed Secret revoked")
+        await asyncio.sleep(5)  # the controller tries to finish, and cannot
+    finally:
+        await local.delete(ValidatingAdmissionPolicyBinding, name)
+        await local.delete(ValidatingAdmissionPolicy, name)
+    await eventually(
+        lambda: landing_gone(local, namespace, "gone"), timeout=45, what="the Landing gone"
     )
