@@ -76,7 +76,9 @@ echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$policy"
 
 # --- the image index ----------------------------------------------------------------------
 log "building the image index (hack/image/build.sh)"
+t0=$(date +%s)
 IMAGE_OUT=$out/image bash "$root/hack/image/build.sh" >&2
+image_took=$(( $(date +%s) - t0 ))
 archive=$out/image/moonlander-$src_version.oci.tar
 [[ -f "$archive" ]] || die "no $archive"
 log "pushing $image:$VERSION"
@@ -171,4 +173,4 @@ log "signing $chart_repo/moonlander@$chart_digest"
 echo "image index: $image:$VERSION@$digest"
 echo "chart:       oci://$chart_repo/moonlander:$VERSION@$chart_digest"
 for c in "${counts[@]}"; do echo "SBOM:        ${c#* } packages (${c%% *}, SPDX JSON)"; done
-echo "released $VERSION to $REGISTRY in $(( $(date +%s) - started ))s"
+echo "released $VERSION to $REGISTRY in $(( $(date +%s) - started ))s (the image build ${image_took}s)"
