@@ -209,13 +209,6 @@ async def test_a_landing_deleted_before_its_first_landing_revokes_what_it_minted
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="soak finding 3 (/tmp/changelog/soak-bugs.md): a Landing releases its hold on the "
-    "source Secret after revoking but before its finalizer is gone; when that last write "
-    "fails, the retry must revoke again through a Secret that no longer exists "
-    "(SourceSecretNotFound) and the Landing stays in deletion",
-)
 async def test_a_deletion_whose_last_write_failed_still_completes(env: Env, namespace: str) -> None:
     """Source Secret and Landing deleted together (a tenant removed from a LandingSet) while
     the parent refuses the Landing's writes for a moment (an API server restarting in the

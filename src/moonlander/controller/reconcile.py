@@ -367,6 +367,22 @@ class Reconciler:
             log.info("%s: source Secret not read: %s", key, _name(err))
             source, released = None, False
         else:
+            if (
+                revoke is steps.revoke
+                and isinstance(landing, Landing)
+                and landing.landed
+                and source is not None
+                and holds.is_held(source, landing.metadata.uid)
+            ):
+                # Recorded before the hold goes: a retry after a failed write below (the
+                # finalizer's removal) has nothing left to revoke, so it never waits on a
+                # source that is gone once released (soak finding 3).
+                await self.status.write(
+                    landing,
+                    Outcome(False, Reason.DELETING, REVOKED, Retry.ON_CHANGE),
+                    None,
+                    revoked=True,
+                )
             released = await self._release(landing, source)
         if not released:
             outcome = Outcome(

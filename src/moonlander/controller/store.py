@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.authentication_v1 import SelfSubjectReview
@@ -364,13 +365,34 @@ class Store:
         self.count("Landing", "finalizer")
 
     async def remove_finalizer(self, meta: api.ObjectMeta) -> None:
-        finalizers = [f for f in meta.finalizers if f != api.FINALIZER]
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.resource_version}}
-        try:
-            await self._patch_landing(meta, patch, status=False)
-        except ApiError as err:
-            if err.status.code != 404:
+        """Removes Moonlander's finalizer, the others as they are: conditional on the
+        resourceVersion, read again once when the Landing changed since (the finalizer's own
+        status write changes it)."""
+        for attempt in range(2):
+            finalizers = [f for f in meta.finalizers if f != api.FINALIZER]
+            version = meta.resource_version
+            patch = {"metadata": {"finalizers": finalizers, "resourceVersion": version}}
+            try:
+                await self._patch_landing(meta, patch, status=False)
+                return
+            except ApiError as err:
+                if err.status.code == 404:
+                    return
+                if err.status.code != 409 or attempt:
+                    raise
+            try:
+                current = await self.local.get(LANDING, meta.name, namespace=meta.namespace)
+            except ApiError as err:
+                if err.status.code == 404:
+                    return
                 raise
+            meta = msgspec.structs.replace(
+                meta,
+                resource_version=current.metadata.resourceVersion or "",
+                finalizers=tuple(current.metadata.finalizers or ()),
+            )
+            if api.FINALIZER not in meta.finalizers:
+                return
 
     async def patch_status(self, meta: api.ObjectMeta, status: Mapping[str, Any]) -> None:
         """Merge-patches a Landing's status; a Landing deleted meanwhile needs none."""
