@@ -20,6 +20,9 @@ from moonlander import api
 from moonlander.api import Landing
 
 PREFIX = f"landing.{api.GROUP}/"
+# The store's own-writes key of a hold taken or let go (never a cluster's key): the Secret
+# watch's echo of that write wakes no Landing.
+ECHO = "hold"
 
 
 def finalizer(uid: str) -> str:

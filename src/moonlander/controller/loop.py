@@ -225,6 +225,10 @@ class Controller:
             granted = (meta.get("annotations") or {}).get(api.ALLOWED_NAMESPACES_ANNOTATION)
             if granted is not None:
                 after = self._grants[ref] = {api.ALLOWED_NAMESPACES_ANNOTATION: str(granted)}
+        # A hold a Landing took or let go on its source: nothing for any Landing to read.
+        version = str(meta.get("resourceVersion", ""))
+        if event_type != "DELETED" and self.reconciler.is_echo(holds.ECHO, *ref, version):
+            return
         for key in self._by_source.get(ref, ()):
             if self._may_see(key, ref, before, after):
                 self.queue.add(key)
@@ -232,7 +236,7 @@ class Controller:
         labels = meta.get("labels") or {}
         if labels.get(api.MANAGED_BY_LABEL) == api.MANAGED_BY:
             owner = (meta.get("annotations") or {}).get(api.OWNER_ANNOTATION)
-            echo = self.reconciler.is_echo("local", *ref, str(meta.get("resourceVersion", "")))
+            echo = self.reconciler.is_echo("local", *ref, version)
             if owner in self.landings and not echo:
                 self.queue.add(owner)
 

@@ -26,7 +26,7 @@ from lightkube.types import PatchType
 from moonlander import api, minting
 from moonlander.api import ownership as own
 from moonlander.api.reasons import LandingProblem
-from moonlander.controller import companions, inventory, plan
+from moonlander.controller import companions, holds, inventory, plan
 from moonlander.controller.errors import API_ERRORS, target_problem
 from moonlander.controller.metrics import Metrics
 from moonlander.controller.minted import Minter
@@ -438,9 +438,15 @@ class Store:
     async def _patch_local_secret(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> None:
-        await self.local.patch(
+        written = await self.local.patch(
             Secret, name, dict(patch), namespace=namespace, patch_type=PatchType.STRATEGIC
         )
+        # A hold taken or let go changes nothing a Landing reads: the Secret watch's echo of
+        # it wakes no Landing (is_echo with holds.ECHO), or every first landing would
+        # reconcile twice.
+        version = written.metadata.resourceVersion if written.metadata else None
+        if version:
+            self.own_writes.add((holds.ECHO, namespace, name, version))
 
     async def _namespace_exists(self, target: Target, namespace: str) -> bool:
         try:

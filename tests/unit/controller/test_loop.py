@@ -12,6 +12,7 @@ import pytest
 
 from moonlander import api
 from moonlander.api.reasons import Outcome, Reason, Retry
+from moonlander.controller import holds
 from moonlander.controller.loop import Controller, Timing
 
 SYNCED = Outcome(True, Reason.SYNCED, "landed", Retry.RESYNC)
@@ -211,6 +212,39 @@ async def _woken(ctl: Controller) -> set[str]:
         ctl.queue.done(key)
         keys.add(key)
     return keys
+
+
+class _Holds(_Sources):
+    """A store that took a hold on b/s, written at resourceVersion 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.own = {(holds.ECHO, "b", "s", "2")}
+
+    def is_echo(self, *write: Any) -> bool:
+        if write in self.own:
+            self.own.discard(write)
+            return True
+        return False
+
+
+async def test_a_hold_on_a_source_wakes_no_landing() -> None:
+    """The watch's echo of a hold the controller put on a source Secret is no change of the
+    source: it wakes no Landing (each first landing reconciled twice before); the next
+    change of the Secret does."""
+    ctl = Controller(_Holds(), Timing())  # type: ignore[arg-type]
+    own = body("b", "own")
+    own["spec"] = {"kubeconfigSecretName": "s"}
+    ctl.landing_event("ADDED", own)
+    assert await _woken(ctl) == {"b/own"}
+    ctl.secret_event("ADDED", _secret("b", "s", 1))
+    assert await _woken(ctl) == {"b/own"}
+    held = {**_secret("b", "s", 2), "finalizers": [holds.finalizer("uid-1")]}
+    ctl.secret_event("MODIFIED", held)
+    assert await _woken(ctl) == set()
+    assert ctl.held("uid-1") == {("b", "s")}  # the hold is still seen
+    ctl.secret_event("MODIFIED", {**held, "resourceVersion": "3"})
+    assert await _woken(ctl) == {"b/own"}
 
 
 async def test_a_secret_wakes_only_landings_that_may_read_it() -> None:
