@@ -112,10 +112,12 @@ async def quiet_writes(env: Env) -> dict[tuple[str, str], float]:
         last = now
 
 
-async def test_a_new_landing_costs_three_writes(env: Env, namespace: str) -> None:
-    """Its create, the landed Secret and its status: the finalizer comes with the create
-    (config/admission), and a first landing is told by the status, not an Event. Should the
-    finalizer go missing, the controller puts it back itself."""
+async def test_a_new_landing_costs_four_writes(env: Env, namespace: str) -> None:
+    """Its create, the hold on its source Secret (a ParentToChild Landing revokes through
+    it), the landed Secret and its status: the finalizer comes with the create
+    (config/admission), the hold's echo wakes nothing, and a first landing is told by the
+    status, not an Event. Should the finalizer go missing, the controller puts it back
+    itself."""
     local = env.local
     await local.create(
         secret_with(
@@ -129,6 +131,7 @@ async def test_a_new_landing_costs_three_writes(env: Env, namespace: str) -> Non
     after = await quiet_writes(env)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after.keys() | before.keys()}
     assert {k: v for k, v in delta.items() if v} == {
+        ("Secret", "held"): 1,
         ("Secret", "created"): 1,
         ("Landing", "status"): 1,
     }
