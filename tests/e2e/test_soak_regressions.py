@@ -287,3 +287,155 @@ async def test_a_deletion_whose_last_write_failed_still_completes(env: Env, name
     await eventually(
         lambda: landing_gone(local, namespace, "gone"), timeout=45, what="the Landing gone"
     )
+
+
+def _refuse_status(name: str, namespace: str) -> tuple[Any, Any]:
+    """An admission policy by which the parent refuses every Landing status write in
+    ``namespace``: the controller writes its target and cannot record it, as a controller
+    stopped between its write and its status leaves it."""
+    policy = ValidatingAdmissionPolicy.from_dict(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [api.GROUP],
+                            "apiVersions": ["*"],
+                            "operations": ["UPDATE"],
+                            "resources": ["landings/status"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": f"object.metadata.namespace != '{namespace}'",
+                        "message": "the parent refuses Landing status writes for now",
+                    }
+                ],
+            },
+        }
+    )
+    binding = ValidatingAdmissionPolicyBinding.from_dict(
+        {"metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
+    )
+    return policy, binding
+
+
+async def _landed_unrecorded(env: Env, namespace: str, name: str) -> str:
+    """A ParentToChild Landing ``name`` whose Secret is in child-b while its status records
+    nothing (every status write refused); the policy's name, to take it away."""
+    local, child = env.local, env.admin["child-b"]
+    policy_name = f"mute-{namespace}"
+    policy, binding = _refuse_status(policy_name, namespace)
+    await local.create(policy)
+    await local.create(binding)
+    await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-b")}))
+
+    probe = landing(namespace, "probe", kubeconfigSecretName="nothing", suspend=True)
+    await local.create(probe)
+
+    async def in_force() -> bool:
+        try:
+            await local.patch(
+                LandingResource.Status,
+                "probe",
+                {"status": {"observedGeneration": 1}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                dry_run=True,
+            )
+        except ApiError as err:
+            message = err.status.message or ""
+        else:
+            message = "admitted: the policy is not in force yet"
+        assert "refuses Landing status writes" in message, message
+        return True
+
+    await eventually(in_force, timeout=30, what="the parent refuses Landing status writes")
+    await local.delete(LandingResource, "probe", namespace=namespace)
+    await local.create(landing(namespace, name, kubeconfigSecretName="src"))
+
+    async def landed() -> bool:
+        secret = await child.get(Secret, "remote-kubeconfig", namespace=namespace)
+        assert (secret.metadata.annotations or {}).get(api.OWNER_ANNOTATION) == (
+            f"{namespace}/{name}"
+        )
+        return True
+
+    await eventually(landed, timeout=60, what="the Secret landed in child-b")
+    current = await local.get(LandingResource, name, namespace=namespace)
+    assert not (current.to_dict().get("status") or {}).get("landed"), "its status recorded it"
+    return policy_name
+
+
+async def _lift(env: Env, policy_name: str) -> None:
+    await env.local.delete(ValidatingAdmissionPolicyBinding, policy_name)
+    await env.local.delete(ValidatingAdmissionPolicy, policy_name)
+
+
+async def test_a_landing_deleted_before_its_status_recorded_the_landing_revokes_it(
+    env: Env, namespace: str
+) -> None:
+    """Soak finding 5: the leader was killed after it wrote a Landing's Secret and before it
+    recorded it in the status; the Landing was deleted meanwhile, and the next leader's
+    finalizer, trusting status.landed, revoked nothing: the credential outlived its Landing.
+    The Landing holds its source from before its first write, and that hold is what its
+    finalizer goes by when the status records nothing."""
+    local, child = env.local, env.admin["child-b"]
+    policy_name = await _landed_unrecorded(env, namespace, "quiet")
+    try:
+        started = time.monotonic()
+        await local.delete(LandingResource, "quiet", namespace=namespace)
+
+        async def revoked() -> bool:
+            assert not await exists(child, Secret, "remote-kubeconfig", namespace), "left"
+            assert await landing_gone(local, namespace, "quiet"), "the Landing is left"
+            source = await local.get(Secret, "src", namespace=namespace)
+            assert not [f for f in source.metadata.finalizers or () if "landing." in f], (
+                "its hold is left"
+            )
+            return True
+
+        await eventually(revoked, timeout=30, what="the unrecorded Secret revoked")
+        measure("soak regression: unrecorded landing revoked on delete", time.monotonic() - started)
+    finally:
+        await _lift(env, policy_name)
+
+
+async def test_a_source_deleted_before_the_status_recorded_the_landing_revokes_it(
+    env: Env, namespace: str
+) -> None:
+    """Finding 5 by the other way out: the source Secret (the tenant's access) is deleted
+    while what the Landing wrote is not recorded. The Landing revokes it through its hold,
+    and keeps holding the source until its status can say so."""
+    local, child = env.local, env.admin["child-b"]
+    policy_name = await _landed_unrecorded(env, namespace, "quiet")
+    lifted = False
+    try:
+        await local.delete(Secret, "src", namespace=namespace)
+
+        async def revoked() -> bool:
+            assert not await exists(child, Secret, "remote-kubeconfig", namespace), "left"
+            return True
+
+        await eventually(revoked, timeout=30, what="the unrecorded Secret revoked")
+        await asyncio.sleep(2)
+        assert await exists(local, Secret, "src", namespace), "released before its status said so"
+        await _lift(env, policy_name)
+        lifted = True
+        await eventually(
+            lambda: _gone(local, Secret, "src", namespace), timeout=45, what="the source released"
+        )
+        current = await local.get(LandingResource, "quiet", namespace=namespace)
+        assert not (current.to_dict().get("status") or {}).get("landed"), current.to_dict()
+        assert not await exists(child, Secret, "remote-kubeconfig", namespace), "landed again"
+    finally:
+        if not lifted:
+            await _lift(env, policy_name)
+
+
+async def _gone(client: AsyncClient, kind: Any, name: str, namespace: str) -> bool:
+    assert not await exists(client, kind, name, namespace)
+    return True

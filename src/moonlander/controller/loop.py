@@ -152,8 +152,9 @@ class Controller:
                 # A policy that cannot be read grants nothing (its schema makes this rare).
                 store.policies.pop(name, None)
                 log.warning("LandingPolicy %s grants nothing: %s", name, err)
-        for name in store.policies:
-            self.queue.add(POLICY_KEY + name)
+        for other in store.policies:
+            self.queue.add(POLICY_KEY + other)
+        log.debug("LandingPolicy %s %s: every Landing woken", name, event_type)
         self.wake(list(self.landings))
 
     def namespace_event(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -194,10 +195,12 @@ class Controller:
             return
         previous = self.landings.get(key)
         if previous is not None and not _newer(landing.metadata, previous.metadata):
+            log.debug("%s: %s event older than what is known", key, event_type)
             return  # an event older than our own write, which observe() already recorded
         self.landings[key] = landing
         self._index_source(key, landing)
         if previous is None or _wakes(_trigger_view(previous), _trigger_view(landing)):
+            log.debug("%s: %s wakes it", key, event_type)
             self.queue.add(key)
             self._supersede(key)
 
@@ -381,6 +384,11 @@ class Controller:
         self._busy += 1
         self._idle.clear()
         task = asyncio.create_task(self._run(key))
+        # Its end is handled by a callback, not by the coroutine: a task cancelled (by a
+        # new spec or a deletion) before its first step never runs its body, and the key
+        # would stay taken, every later change of it queued behind a reconcile that never
+        # ends (soak finding 4).
+        task.add_done_callback(lambda ended: self._ended(key, ended))
         self._running[key] = task
         done, _ = await asyncio.wait({task}, timeout=self.timing.slow_after)
         namespace = _namespace(key)
@@ -406,21 +414,24 @@ class Controller:
         except Exception:
             log.exception("reconcile of %s failed unexpectedly", key)
             self.queue.add_after(key, self._attempts.next_delay(key))
-        finally:
-            if self._running.get(key) is asyncio.current_task():
-                del self._running[key]
-            namespace = _namespace(key)
-            if namespace is not None and key in self._slow.get(namespace, ()):
-                self._slow[namespace].discard(key)
-                if not self._slow[namespace]:
-                    del self._slow[namespace]
-                # A slot is free: the parked keys try again (and park again if it is taken).
-                for parked in self._parked.pop(namespace, {}):
-                    self.queue.add(parked)
-            self._busy -= 1
-            if not self._busy:
-                self._idle.set()
-            self.queue.done(key)
+
+    def _ended(self, key: str, task: asyncio.Task[None]) -> None:
+        """A reconcile's task is done (finished, failed or cancelled, even before it ran):
+        its key is free again, and a change that came meanwhile is queued."""
+        if self._running.get(key) is task:
+            del self._running[key]
+        namespace = _namespace(key)
+        if namespace is not None and key in self._slow.get(namespace, ()):
+            self._slow[namespace].discard(key)
+            if not self._slow[namespace]:
+                del self._slow[namespace]
+            # A slot is free: the parked keys try again (and park again if it is taken).
+            for parked in self._parked.pop(namespace, {}):
+                self.queue.add(parked)
+        self._busy -= 1
+        if not self._busy:
+            self._idle.set()
+        self.queue.done(key)
 
     async def process(self, key: str) -> Outcome | None:
         if key.startswith(POLICY_KEY):

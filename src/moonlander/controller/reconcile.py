@@ -188,19 +188,23 @@ class Reconciler:
             self.store.succeeded(run.target)
         previous = landed_of(landing)
         withdrawn = deleting or outcome.reason is Reason.NOT_PERMITTED
-        if withdrawn and previous is not None:
+        if withdrawn and (previous is not None or self._holds_source(landing)):
             # The grant it was landed under is gone, or the tenant's access (its source
-            # Secret, held for this) is going: what it landed goes too.
-            outcome, previous = await self._withdraw(landing, outcome)
-        elif deleting:  # revoked already (or nothing landed): said as when it was revoked
-            outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
+            # Secret, held for this) is going: what it landed goes too. Its hold says it
+            # may have landed what its status does not record yet (a controller stopped
+            # between the write and the status).
+            outcome, previous, revoked = await self._withdraw(landing, outcome)
+        else:
+            revoked = True
+            if deleting:  # revoked already (or nothing landed): said as when it was revoked
+                outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
         # When an undisclosed failure is told must say no more than what is told: a closed
         # port fails at once, a silent one after the connect timeout.
         not_before = started + UNREACHABLE_AFTER if is_undisclosed(outcome) else None
         await self.status.write(
             landing, outcome, run.landed or previous, not_before=not_before, revoked=withdrawn
         )
-        if withdrawn and previous is None:
+        if withdrawn and previous is None and revoked:
             # Revoked (or nothing landed), as the status now says: no hold is needed.
             await self._release(landing, run.source_secret)
         if outcome.reason in (Reason.CLUSTER_UNREACHABLE, Reason.INVALID_RESPONSE):
@@ -230,12 +234,13 @@ class Reconciler:
                 raise steps.SourceDeleting(landing)
         except LandingProblem as problem:
             outcome, previous = problem.outcome, landed_of(landing)
-            if previous is not None:
-                outcome, previous = await self._withdraw(landing, outcome)
+            revoked = True
+            if previous is not None or self._holds_source(landing):
+                outcome, previous, revoked = await self._withdraw(landing, outcome)
             elif isinstance(problem, steps.SourceDeleting):
                 outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
             await self.status.write(landing, outcome, previous, revoked=True)
-            if previous is None:
+            if previous is None and revoked:
                 await self._release(landing, source)
             return outcome
         except API_ERRORS as err:
@@ -248,9 +253,10 @@ class Reconciler:
 
     async def _withdraw(
         self, landing: Landing, refusal: Outcome
-    ) -> tuple[Outcome, LandedStatus | None]:
-        """Revokes what a Landing landed when it is no longer permitted to; the outcome, and
-        what the status should still say was landed (nothing once revoked)."""
+    ) -> tuple[Outcome, LandedStatus | None, bool]:
+        """Revokes what a Landing landed when it is no longer permitted to; the outcome,
+        what the status should still say was landed (nothing once revoked), and whether it
+        was revoked (until it was, its hold stays)."""
         try:
             await steps.revoke(landing, self.ctx)
         except LandingProblem as problem:
@@ -258,14 +264,16 @@ class Reconciler:
                 f"{refusal.message}; what it landed could not be revoked yet: "
                 f"{problem.outcome.message}"
             )
-            return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_of(landing)
+            outcome = Outcome(False, refusal.reason, message, Retry.BACKOFF)
+            return outcome, landed_of(landing), False
         except API_ERRORS as err:
             message = f"{refusal.message}; revoking what it landed failed; retrying"
             log.info("%s: revoking after a withdrawn grant: %s", landing.key, type(err).__name__)
-            return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_of(landing)
+            outcome = Outcome(False, refusal.reason, message, Retry.BACKOFF)
+            return outcome, landed_of(landing), False
         self.drift.release(landing.key)
         self.token_expiry.pop(landing.key, None)
-        return replace(refusal, message=f"{refusal.message}; {REVOKED}"), None
+        return replace(refusal, message=f"{refusal.message}; {REVOKED}"), None, True
 
     async def _release(
         self, landing: Landing | InvalidLanding, secret: Mapping[str, Any] | None
@@ -396,6 +404,11 @@ class Reconciler:
         self.drift.release(key)
         await self.store.remove_finalizer(landing.metadata)
         return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
+
+    def _holds_source(self, landing: Landing) -> bool:
+        """Whether the Secret watch sees this Landing's hold on the source it holds."""
+        ref = holds.wanted(landing)
+        return ref is not None and ref in self.ctx.sources.held(landing.metadata.uid)
 
     async def _held_source_deleting(self, landing: Landing) -> Mapping[str, Any] | None:
         """The metadata of the source Secret this Landing holds, when it is being deleted

@@ -115,6 +115,29 @@ async def test_deleting_cancels_a_stuck_reconcile_and_finalizes_at_once(
     assert stub.cancelled  # the ones in flight were cut off, not waited for
 
 
+async def test_a_change_that_cuts_off_a_reconcile_before_it_ran_is_still_reconciled() -> None:
+    """Soak finding 4: a worker had started a Landing's reconcile task, and the watch
+    delivered the Landing's deletion in the same turn of the event loop, before the task ran
+    its first step. Cancelled unstarted, the task never ran its body (where the key was given
+    back), so the key stayed taken and the deletion was never reconciled."""
+    stub = StubReconciler()
+    ctl = Controller(stub, Timing(workers=2, slow_after=0.2, reconcile_deadline=30))  # type: ignore[arg-type]
+    ctl.landing_event("ADDED", body("ns", "a"))
+    key = await ctl.queue.get()
+    dispatch = asyncio.create_task(ctl._dispatch(key))
+    await asyncio.sleep(0)  # the dispatch has created the reconcile's task; it has not run
+    task = ctl._running[key]
+    ctl.landing_event("MODIFIED", body("ns", "a", 2, deletionTimestamp="2026-01-01T00:00:00Z"))
+    await dispatch
+    assert task.cancelled() and "ns/a" not in stub.done  # cut off before its first step
+    ctl.start()
+    try:
+        await until(lambda: "ns/a" in stub.done)
+        assert key not in ctl._running and ctl._idle.is_set()
+    finally:
+        await ctl.stop()
+
+
 async def test_an_unexpected_exception_still_ends_with_a_status(
     controller: tuple[Controller, StubReconciler],
 ) -> None:

@@ -326,10 +326,10 @@ def test_the_order_is_the_reconcile() -> None:
         "choose_target",
         "relocate",
         "read_landed",
+        "hold",
         "credentials",
         "render",
         "verify",
-        "hold",
         "write",
         "companions",
     ]

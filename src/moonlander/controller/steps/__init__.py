@@ -2,7 +2,7 @@
 
 ``LANDING`` is the order: authorize, read the source, choose the target, then (each call to
 the target's API a ``target`` problem when it fails) move a relocated Secret, read what is
-landed, credentials (minted or passed on), render, verify, hold the source Secret, write,
+landed, hold the source Secret, credentials (minted or passed on), render, verify, write,
 companions; ``track``, then ``cluster_profile`` once the landing is recorded. Each step is a
 small function of ``(run, ctx)`` that fills the run or raises ``LandingProblem``; none sees
 a client: every write goes through ``ctx.store``.
@@ -62,10 +62,10 @@ LANDING: tuple[Step, ...] = (authorize, read_source, choose_target)
 ON_TARGET: tuple[Step, ...] = (
     relocate,
     read_landed,
+    hold,
     credentials,
     render,
     verify,
-    hold,
     write,
     companions,
 )

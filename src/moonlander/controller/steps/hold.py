@@ -1,5 +1,6 @@
-"""Step before the write: the Landing holds the source Secret its revocation needs
-(``controller.holds``), and lets go of any other it held (its spec names another now)."""
+"""Step before anything is minted or written: the Landing holds the source Secret its
+revocation needs (``controller.holds``), and lets go of any other it held (its spec names
+another now)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from moonlander.controller.steps.run import Context, LandingRun
 
 
 async def hold(run: LandingRun, ctx: Context) -> None:
-    """Before anything is written: a Secret deleted after the write and before the hold
-    would leave the landed copy with no way to revoke it. Written only when the Secret as
-    read lacks the hold, so a converged Landing costs no write."""
+    """Before anything is minted or written: a Secret deleted after the write (or a mint in
+    the child) and before the hold would leave what was landed with no way to revoke it;
+    and a Landing deleted before its status records the landing is revoked on the strength
+    of this hold (``revocation.revoke``). Written only when the Secret as read lacks the
+    hold, so a converged Landing costs no write."""
     landing = run.landing
     uid = landing.metadata.uid
     ref = holds.wanted(landing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from moonlander import api, minting
 from moonlander.api import Landing
+from moonlander.controller import holds
 from moonlander.controller.errors import API_ERRORS, fail_fast
 from moonlander.controller.steps.run import Context
 from moonlander.controller.steps.source import source_credentials
@@ -37,10 +38,10 @@ async def revoke(landing: Landing, ctx: Context) -> None:
     # Minting comes before landing: a Landing deleted in between minted an identity that
     # its status never recorded (soak finding 2), so that goes even when nothing landed.
     await revoke_parent_identity(landing, ctx)
-    if landed is None:
+    if landed is None and not await _may_have_landed(landing, ctx):
         return  # nothing was ever landed
     store = ctx.store
-    minted = minted_ref(spec.service_account, landed.service_account)
+    minted = minted_ref(spec.service_account, landed.service_account if landed else None)
     if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
         # Made in the tenant's child with its own credential: removed there too.
         _, child_creds = await source_credentials(landing, ctx)
@@ -53,13 +54,16 @@ async def revoke(landing: Landing, ctx: Context) -> None:
         fail_fast(target)  # known not to answer: say so now rather than wait on it
     try:
         await store.delete_if_ours(target, landing.target_namespace, landing.write_name, owner)
-        if landed.cluster == target.server:
-            await store.delete_if_ours(target, landed.namespace, landed.name, owner)
-            if landed.provider_configs:
+        if landed is None or landed.cluster == target.server:
+            if landed is not None:
+                await store.delete_if_ours(target, landed.namespace, landed.name, owner)
+            if (landed is not None and landed.provider_configs) or (
+                landed is None and spec.output.crossplane is not None
+            ):
                 await store.prune_companions(target, owner, keep=())
             # As recorded, and as the spec names it (a first write may have stopped short
             # of recording it); only what carries this Landing's marks goes.
-            profiles = {landed.cluster_profile} if landed.cluster_profile else set()
+            profiles = {landed.cluster_profile} if landed and landed.cluster_profile else set()
             if landing.cluster_profile_name:
                 profiles.add(f"{landing.target_namespace}/{landing.cluster_profile_name}")
             for profile in sorted(profiles):
@@ -73,6 +77,21 @@ async def revoke(landing: Landing, ctx: Context) -> None:
         "Revoked",
         f"deleted Secret {landing.target} from {target.server}",
     )
+
+
+async def _may_have_landed(landing: Landing, ctx: Context) -> bool:
+    """With nothing recorded in its status, whether the Landing may still have written (or
+    minted in the child) before it could record it: its status is written after the write,
+    so a controller stopped in between leaves a Secret the status does not name (soak
+    finding 5). A Landing that holds its source holds it from before its first mint or
+    write; a ChildToParent one that holds none wrote (if at all) to the local cluster,
+    always reachable, where only what carries its marks goes. Nothing else can have
+    landed: a Landing that never got that far is released without calling its target."""
+    ref = holds.wanted(landing)
+    if ref is None:
+        return landing.spec.direction is api.Direction.CHILD_TO_PARENT
+    meta = await ctx.store.source_metadata(*ref)
+    return meta is not None and holds.is_held(meta, landing.metadata.uid)
 
 
 async def revoke_parent_identity(landing: Landing, ctx: Context) -> None:
