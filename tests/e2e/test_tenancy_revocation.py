@@ -415,6 +415,63 @@ async def test_orphan_keeps_no_minted_identity(env: Env, tenant: Tenant) -> None
         await robot.close()
 
 
+class _Listener:
+    """A loopback port that counts the connections made to it and answers none."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def test_a_forged_hold_makes_no_refused_landing_call_out(env: Env, tenant: Tenant) -> None:
+    """The controller revokes what a Landing may have landed before its status recorded it
+    on the strength of the Landing's hold on its source Secret (soak finding 5); a tenant can
+    put that finalizer on its own Secret by hand. A Landing refused its grant (ParentToChild
+    with no parentCredential) whose source carries a forged hold, its source then deleted
+    and then itself: the cluster its source names is never called, and both go."""
+    ns = tenant.namespace
+    listener = _Listener()
+    await listener.start()
+    try:
+        url = f"https://127.0.0.1:{listener.port}"
+        source = kubeconfig_with_server(env.kubeconfig_text("child-a"), url)
+        await tenant.client.create(secret_with(ns, "forged-src", {"value": source}))
+        await tenant.client.create(landing(ns, "forged", kubeconfigSecretName="forged-src"))
+        await wait_reason(env.local, ns, "forged", "NotPermitted")
+        uid = (await _landing(env, ns, "forged")).metadata.uid
+        await tenant.client.patch(
+            Secret,
+            "forged-src",
+            {"metadata": {"finalizers": [f"landing.{api.GROUP}/{uid}"]}},
+            namespace=ns,
+            patch_type=PatchType.MERGE,
+        )
+        await tenant.client.delete(Secret, "forged-src", namespace=ns)
+        await asyncio.sleep(2.0)  # the Landing, woken by its source going, reconciles
+        await tenant.client.delete(LandingResource, "forged", namespace=ns)
+        await eventually(lambda: landing_gone(env.local, ns, "forged"), timeout=30, what="gone")
+        await eventually(
+            lambda: _absent(env.local, Secret, "forged-src", ns), timeout=30, what="released"
+        )
+        await asyncio.sleep(1.0)  # anything sent off the reconcile would have been by now
+        assert listener.connections == 0
+    finally:
+        await listener.close()
+
+
 # -- finding 6: no wake oracle on other namespaces' Secrets ------------------------------------
 
 

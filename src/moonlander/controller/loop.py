@@ -152,9 +152,8 @@ class Controller:
                 # A policy that cannot be read grants nothing (its schema makes this rare).
                 store.policies.pop(name, None)
                 log.warning("LandingPolicy %s grants nothing: %s", name, err)
-        for other in store.policies:
-            self.queue.add(POLICY_KEY + other)
-        log.debug("LandingPolicy %s %s: every Landing woken", name, event_type)
+        for name in store.policies:
+            self.queue.add(POLICY_KEY + name)
         self.wake(list(self.landings))
 
     def namespace_event(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -195,12 +194,10 @@ class Controller:
             return
         previous = self.landings.get(key)
         if previous is not None and not _newer(landing.metadata, previous.metadata):
-            log.debug("%s: %s event older than what is known", key, event_type)
             return  # an event older than our own write, which observe() already recorded
         self.landings[key] = landing
         self._index_source(key, landing)
         if previous is None or _wakes(_trigger_view(previous), _trigger_view(landing)):
-            log.debug("%s: %s wakes it", key, event_type)
             self.queue.add(key)
             self._supersede(key)
 

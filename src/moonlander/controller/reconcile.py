@@ -101,6 +101,8 @@ class Reconciler:
         self.token_expiry: dict[str, float] = {}
         # LandingPolicy name -> the status last written, so that nothing is written twice.
         self._policy_status: dict[str, dict[str, Any]] = {}
+        # Revocations of what was landed unrecorded, running off their reconciles.
+        self._background: set[asyncio.Task[None]] = set()
 
     # What the loop and the operator reach: the policies it keeps, the source versions the
     # metadata watch reports, the deferral of routine status writes, echoes of our writes.
@@ -188,23 +190,21 @@ class Reconciler:
             self.store.succeeded(run.target)
         previous = landed_of(landing)
         withdrawn = deleting or outcome.reason is Reason.NOT_PERMITTED
-        if withdrawn and (previous is not None or self._holds_source(landing)):
+        if withdrawn and previous is not None:
             # The grant it was landed under is gone, or the tenant's access (its source
-            # Secret, held for this) is going: what it landed goes too. Its hold says it
-            # may have landed what its status does not record yet (a controller stopped
-            # between the write and the status).
-            outcome, previous, revoked = await self._withdraw(landing, outcome)
-        else:
-            revoked = True
-            if deleting:  # revoked already (or nothing landed): said as when it was revoked
-                outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
+            # Secret, held for this) is going: what it landed goes too.
+            outcome, previous = await self._withdraw(landing, outcome)
+        elif deleting:  # revoked already (or nothing landed): said as when it was revoked
+            outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
+            # Its source going may have carried a write the status never recorded.
+            await self._revoke_unrecorded(landing)
         # When an undisclosed failure is told must say no more than what is told: a closed
         # port fails at once, a silent one after the connect timeout.
         not_before = started + UNREACHABLE_AFTER if is_undisclosed(outcome) else None
         await self.status.write(
             landing, outcome, run.landed or previous, not_before=not_before, revoked=withdrawn
         )
-        if withdrawn and previous is None and revoked:
+        if withdrawn and previous is None:
             # Revoked (or nothing landed), as the status now says: no hold is needed.
             await self._release(landing, run.source_secret)
         if outcome.reason in (Reason.CLUSTER_UNREACHABLE, Reason.INVALID_RESPONSE):
@@ -234,13 +234,13 @@ class Reconciler:
                 raise steps.SourceDeleting(landing)
         except LandingProblem as problem:
             outcome, previous = problem.outcome, landed_of(landing)
-            revoked = True
-            if previous is not None or self._holds_source(landing):
-                outcome, previous, revoked = await self._withdraw(landing, outcome)
+            if previous is not None:
+                outcome, previous = await self._withdraw(landing, outcome)
             elif isinstance(problem, steps.SourceDeleting):
                 outcome = replace(outcome, message=f"{outcome.message}; {REVOKED}")
+                await self._revoke_unrecorded(landing)
             await self.status.write(landing, outcome, previous, revoked=True)
-            if previous is None and revoked:
+            if previous is None:
                 await self._release(landing, source)
             return outcome
         except API_ERRORS as err:
@@ -253,10 +253,9 @@ class Reconciler:
 
     async def _withdraw(
         self, landing: Landing, refusal: Outcome
-    ) -> tuple[Outcome, LandedStatus | None, bool]:
-        """Revokes what a Landing landed when it is no longer permitted to; the outcome,
-        what the status should still say was landed (nothing once revoked), and whether it
-        was revoked (until it was, its hold stays)."""
+    ) -> tuple[Outcome, LandedStatus | None]:
+        """Revokes what a Landing landed when it is no longer permitted to; the outcome, and
+        what the status should still say was landed (nothing once revoked)."""
         try:
             await steps.revoke(landing, self.ctx)
         except LandingProblem as problem:
@@ -264,16 +263,14 @@ class Reconciler:
                 f"{refusal.message}; what it landed could not be revoked yet: "
                 f"{problem.outcome.message}"
             )
-            outcome = Outcome(False, refusal.reason, message, Retry.BACKOFF)
-            return outcome, landed_of(landing), False
+            return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_of(landing)
         except API_ERRORS as err:
             message = f"{refusal.message}; revoking what it landed failed; retrying"
             log.info("%s: revoking after a withdrawn grant: %s", landing.key, type(err).__name__)
-            outcome = Outcome(False, refusal.reason, message, Retry.BACKOFF)
-            return outcome, landed_of(landing), False
+            return Outcome(False, refusal.reason, message, Retry.BACKOFF), landed_of(landing)
         self.drift.release(landing.key)
         self.token_expiry.pop(landing.key, None)
-        return replace(refusal, message=f"{refusal.message}; {REVOKED}"), None, True
+        return replace(refusal, message=f"{refusal.message}; {REVOKED}"), None
 
     async def _release(
         self, landing: Landing | InvalidLanding, secret: Mapping[str, Any] | None
@@ -329,10 +326,13 @@ class Reconciler:
         revoke: Callable[[Landing, steps.Context], Awaitable[None]] | None = None
         release = "set spec.deletionPolicy to Orphan to release the Landing without it"
         what = "the landed Secret"
+        permitted_now = isinstance(landing, Landing) and permitted(
+            steps.LandingRun(landing), self.ctx
+        )
         if isinstance(landing, Landing):
             if landing.spec.deletion_policy is api.DeletionPolicy.DELETE:
                 revoke = steps.revoke
-            elif not permitted(steps.LandingRun(landing), self.ctx):
+            elif not permitted_now:
                 revoke = steps.revoke
                 release = "its grant is withdrawn, so deletionPolicy Orphan does not keep it"
             elif minted_any(landing):
@@ -368,6 +368,8 @@ class Reconciler:
                 )
                 await self.status.write(landing, outcome, landed_of(landing))
                 return outcome
+        if revoke is steps.revoke and isinstance(landing, Landing) and permitted_now:
+            await self._revoke_unrecorded(landing)
         # Revoked, or kept by Orphan: either way the Landing holds its source no longer.
         try:
             source = await self._source_meta(landing)
@@ -405,10 +407,16 @@ class Reconciler:
         await self.store.remove_finalizer(landing.metadata)
         return Outcome(True, Reason.DELETING, "deleted", Retry.ON_CHANGE)
 
-    def _holds_source(self, landing: Landing) -> bool:
-        """Whether the Secret watch sees this Landing's hold on the source it holds."""
-        ref = holds.wanted(landing)
-        return ref is not None and ref in self.ctx.sources.held(landing.metadata.uid)
+    async def _revoke_unrecorded(self, landing: Landing) -> None:
+        """Deletes, off the reconcile and telling nothing, what the Landing may have landed
+        without its status recording it (``steps.unrecorded``); only for a Landing
+        permitted to land it, so that a forged hold makes no refused Landing call out."""
+        run = await steps.unrecorded(landing, self.ctx)
+        if run is None:
+            return
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _held_source_deleting(self, landing: Landing) -> Mapping[str, Any] | None:
         """The metadata of the source Secret this Landing holds, when it is being deleted

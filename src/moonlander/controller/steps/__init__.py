@@ -26,7 +26,7 @@ from moonlander.controller.steps.on_target import (
 )
 from moonlander.controller.steps.permission import authorize
 from moonlander.controller.steps.profile import cluster_profile, report_unreachable
-from moonlander.controller.steps.revocation import revoke
+from moonlander.controller.steps.revocation import revoke, unrecorded
 from moonlander.controller.steps.run import Context, LandingRun
 from moonlander.controller.steps.source import (
     SourceCache,
@@ -52,6 +52,7 @@ __all__ = [
     "report_unreachable",
     "revoke",
     "source_credentials",
+    "unrecorded",
 ]
 
 Step = Callable[[LandingRun, Context], Awaitable[None]]

@@ -3,6 +3,11 @@ Landing landed, its minted identity and its companions; never what is not its ow
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from moonlander import api, minting
 from moonlander.api import Landing
 from moonlander.controller import holds
@@ -10,6 +15,12 @@ from moonlander.controller.errors import API_ERRORS, fail_fast
 from moonlander.controller.steps.run import Context
 from moonlander.controller.steps.source import source_credentials
 from moonlander.credentials import Credentials, Policy
+from moonlander.kube.clusters import Target
+
+log = logging.getLogger(__name__)
+
+# How long the deletion of what a Landing may have landed unrecorded may take.
+UNRECORDED_DEADLINE = 20.0
 
 
 def minted_ref(spec: api.ServiceAccountSpec | None, landed: str | None) -> minting.ObjectRef | None:
@@ -38,32 +49,24 @@ async def revoke(landing: Landing, ctx: Context) -> None:
     # Minting comes before landing: a Landing deleted in between minted an identity that
     # its status never recorded (soak finding 2), so that goes even when nothing landed.
     await revoke_parent_identity(landing, ctx)
-    if landed is None and not await _may_have_landed(landing, ctx):
-        return  # nothing was ever landed
+    if landed is None:
+        return  # nothing recorded: see ``unrecorded``
     store = ctx.store
-    minted = minted_ref(spec.service_account, landed.service_account if landed else None)
+    minted = minted_ref(spec.service_account, landed.service_account)
     if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
         # Made in the tenant's child with its own credential: removed there too.
         _, child_creds = await source_credentials(landing, ctx)
         await _revoke_identity(landing, minted, child_creds, ctx.source_policy(landing), ctx)
-    if spec.direction is api.Direction.CHILD_TO_PARENT:
-        target = ctx.local_target
-    else:
-        _, child_creds = await source_credentials(landing, ctx)
-        target = store.target(child_creds, ctx.source_policy(landing))
-        fail_fast(target)  # known not to answer: say so now rather than wait on it
+    target = await _target(landing, ctx)
     try:
         await store.delete_if_ours(target, landing.target_namespace, landing.write_name, owner)
-        if landed is None or landed.cluster == target.server:
-            if landed is not None:
-                await store.delete_if_ours(target, landed.namespace, landed.name, owner)
-            if (landed is not None and landed.provider_configs) or (
-                landed is None and spec.output.crossplane is not None
-            ):
+        if landed.cluster == target.server:
+            await store.delete_if_ours(target, landed.namespace, landed.name, owner)
+            if landed.provider_configs:
                 await store.prune_companions(target, owner, keep=())
             # As recorded, and as the spec names it (a first write may have stopped short
             # of recording it); only what carries this Landing's marks goes.
-            profiles = {landed.cluster_profile} if landed and landed.cluster_profile else set()
+            profiles = {landed.cluster_profile} if landed.cluster_profile else set()
             if landing.cluster_profile_name:
                 profiles.add(f"{landing.target_namespace}/{landing.cluster_profile_name}")
             for profile in sorted(profiles):
@@ -79,19 +82,67 @@ async def revoke(landing: Landing, ctx: Context) -> None:
     )
 
 
-async def _may_have_landed(landing: Landing, ctx: Context) -> bool:
-    """With nothing recorded in its status, whether the Landing may still have written (or
-    minted in the child) before it could record it: its status is written after the write,
-    so a controller stopped in between leaves a Secret the status does not name (soak
-    finding 5). A Landing that holds its source holds it from before its first mint or
-    write; a ChildToParent one that holds none wrote (if at all) to the local cluster,
-    always reachable, where only what carries its marks goes. Nothing else can have
-    landed: a Landing that never got that far is released without calling its target."""
+async def _target(landing: Landing, ctx: Context) -> Target:
+    """Where the Landing writes: the local cluster (ChildToParent), else the child its
+    source Secret reaches."""
+    if landing.spec.direction is api.Direction.CHILD_TO_PARENT:
+        return ctx.local_target
+    _, child_creds = await source_credentials(landing, ctx)
+    target = ctx.store.target(child_creds, ctx.source_policy(landing))
+    fail_fast(target)  # known not to answer: say so now rather than wait on it
+    return target
+
+
+async def unrecorded(
+    landing: Landing, ctx: Context
+) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    """What a Landing whose status records nothing may still have landed: its status is
+    written after its write, so a controller stopped in between leaves a Secret the status
+    does not name (soak finding 5). A Landing holds its source from before its first mint
+    or write, so a held source (or a ChildToParent Landing, which writes to this cluster)
+    says there may be one. Read now, while the source is still held: the credentials to
+    reach it. Returned: the deletion of what carries the Landing's marks there, to run off
+    the reconcile. It is best effort and tells nothing: a tenant can forge the hold, and
+    whether a cluster it names answers must show in no status, Event or timing. None when
+    nothing can have landed."""
+    if landing.landed is not None:
+        return None
+    spec, owner, store = landing.spec, landing.key, ctx.store
     ref = holds.wanted(landing)
-    if ref is None:
-        return landing.spec.direction is api.Direction.CHILD_TO_PARENT
-    meta = await ctx.store.source_metadata(*ref)
-    return meta is not None and holds.is_held(meta, landing.metadata.uid)
+    if ref is None and spec.direction is not api.Direction.CHILD_TO_PARENT:
+        return None
+    try:
+        if ref is not None:
+            meta = await store.source_metadata(*ref)
+            if meta is None or not holds.is_held(meta, landing.metadata.uid):
+                return None
+        target = await _target(landing, ctx)
+        minted = minted_ref(spec.service_account, None)
+        child: Credentials | None = None
+        if minted is not None and spec.direction is api.Direction.CHILD_TO_PARENT:
+            _, child = await source_credentials(landing, ctx)
+    except Exception as err:  # whatever it was, nothing to say of it
+        log.debug("%s: nothing unrecorded revoked: %s", owner, type(err).__name__)
+        return None
+
+    async def run() -> None:
+        try:
+            async with asyncio.timeout(UNRECORDED_DEADLINE):
+                if minted is not None and child is not None:
+                    policy = ctx.source_policy(landing)
+                    await _revoke_identity(landing, minted, child, policy, ctx)
+                await store.delete_if_ours(
+                    target, landing.target_namespace, landing.write_name, owner
+                )
+                if spec.output.crossplane is not None:
+                    await store.prune_companions(target, owner, keep=())
+                if landing.cluster_profile_name:
+                    name = landing.cluster_profile_name
+                    await store.delete_profile(target, landing.target_namespace, name, owner)
+        except Exception as err:  # best effort, and silent (see above)
+            log.debug("%s: unrecorded landing not revoked: %s", owner, type(err).__name__)
+
+    return run
 
 
 async def revoke_parent_identity(landing: Landing, ctx: Context) -> None:
