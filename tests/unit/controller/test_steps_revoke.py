@@ -113,3 +113,30 @@ async def test_a_minted_identity_goes_first_even_without_the_source() -> None:
         await steps.revoke(gone, s.ctx)
     assert caught.value.outcome.reason is Reason.SOURCE_SECRET_NOT_FOUND
     assert s.store.revoked == [(PARENT_SERVER, "tenant-a/l")]
+
+
+async def test_what_was_landed_unrecorded_goes_on_the_strength_of_the_hold() -> None:
+    """Soak finding 5: written, then the controller stopped before the status recorded it;
+    the Landing's hold on its source says there may be a Secret, and it goes, silently."""
+    s = scene()
+    s.grant(parentCredential=True)
+    asked = landing()
+    s.source(asked)
+    await steps.land(LandingRun(asked), s.ctx)  # landed; its status never written
+    assert s.store.get(CHILD_SERVER, "tenant-a", "remote-kubeconfig") is not None
+    await steps.revoke(asked, s.ctx)  # the status records nothing: revoke leaves it
+    assert s.store.get(CHILD_SERVER, "tenant-a", "remote-kubeconfig") is not None
+    run = await steps.unrecorded(asked, s.ctx)
+    assert run is not None
+    await run()
+    assert s.store.get(CHILD_SERVER, "tenant-a", "remote-kubeconfig") is None
+    assert s.store.fake_events.reasons() == []  # it tells nothing
+
+
+async def test_nothing_is_unrecorded_without_a_hold() -> None:
+    s = scene()
+    asked = landing()
+    s.source(asked)  # never landed, so never held
+    s.store.put(CHILD_SERVER, secret("tenant-a", "remote-kubeconfig", {"value": "theirs"}))
+    assert await steps.unrecorded(asked, s.ctx) is None
+    assert s.store.writes == []
