@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -509,7 +510,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "MAX_CONNECTIONS per credential: 8 x (children x (namespaces + 1)) + 16)",
     )
     p.add_argument("--log-level", default="INFO", help="the controllers' log level")
-    p.add_argument("--workdir", type=Path, help="keep everything here (default: a temp dir)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep everything here (default: a temp dir, removed after a clean run)",
+    )
     p.add_argument("--out", type=Path, help="the checker's report (JSON)")
     p.add_argument(
         "--without",
@@ -598,6 +603,10 @@ async def main(argv: list[str] | None = None) -> int:
         await world.close(oplog)
         oplog.close()
     print(f"soak: wall {time.monotonic() - began:.1f}s; report {out}", flush=True)
+    if opts.workdir is None and code == 0 and not out.is_relative_to(workdir):
+        shutil.rmtree(workdir, ignore_errors=True)  # a clean run's logs and etcd: not kept
+    elif opts.workdir is None:
+        print(f"soak: logs, oplog and etcd kept in {workdir}", flush=True)
     if code != 0:
         print(f"soak: FAILED (checker exit {code}); seed {seed}; schedule:")
         print("\n".join(e.describe() for e in events))
