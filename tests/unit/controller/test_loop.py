@@ -133,7 +133,7 @@ async def test_a_change_that_cuts_off_a_reconcile_before_it_ran_is_still_reconci
     ctl.start()
     try:
         await until(lambda: "ns/a" in stub.done)
-        assert key not in ctl._running and ctl._idle.is_set()
+        await until(lambda: key not in ctl._running and ctl._idle.is_set())
     finally:
         await ctl.stop()
 
