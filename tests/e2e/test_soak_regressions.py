@@ -439,3 +439,97 @@ async def test_a_source_deleted_before_the_status_recorded_the_landing_revokes_i
 async def _gone(client: AsyncClient, kind: Any, name: str, namespace: str) -> bool:
     assert not await exists(client, kind, name, namespace)
     return True
+
+
+async def test_a_finalizer_whose_last_write_failed_does_not_record_the_landing_again(
+    env: Env, namespace: str
+) -> None:
+    """Soak finding 6: a Landing and its source deleted together; the finalizer revoked,
+    recorded it, released the source (which went) and then failed to remove itself (the
+    parent answered 500). The failure's status was written over the Landing as the reconcile
+    began, recording the landing again, and every retry then tried to revoke through the
+    source it had let go. Here the parent refuses the finalizer's removal (an admission policy
+    on the Landing itself, not its status) until the policy goes."""
+    local, child = env.local, env.admin["child-b"]
+    await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-b")}))
+    await local.create(landing(namespace, "again", kubeconfigSecretName="src"))
+    await wait_reason(local, namespace, "again", "Synced", timeout=60)
+    name = f"keep-{namespace}"
+    await local.create(
+        ValidatingAdmissionPolicy.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [api.GROUP],
+                                "apiVersions": ["*"],
+                                "operations": ["UPDATE"],
+                                "resources": ["landings"],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": f"object.metadata.namespace != '{namespace}'",
+                            "message": "the parent refuses Landing updates for now",
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    await local.create(
+        ValidatingAdmissionPolicyBinding.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]},
+            }
+        )
+    )
+    lifted = False
+    try:
+
+        async def in_force() -> bool:
+            try:
+                await local.patch(
+                    LandingResource,
+                    "again",
+                    {"metadata": {"labels": {"probe": "x"}}},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                    dry_run=True,
+                )
+            except ApiError as err:
+                message = err.status.message or ""
+            else:
+                message = "admitted: the policy is not in force yet"
+            assert "refuses Landing updates" in message, message
+            return True
+
+        await eventually(in_force, timeout=30, what="the parent refuses Landing updates")
+        await local.delete(Secret, "src", namespace=namespace)
+        await local.delete(LandingResource, "again", namespace=namespace)
+
+        async def released() -> bool:
+            assert not await exists(child, Secret, "remote-kubeconfig", namespace), "not revoked"
+            assert not await exists(local, Secret, "src", namespace), "the source is held"
+            return True
+
+        await eventually(released, timeout=60, what="revoked, and the source let go")
+        await asyncio.sleep(3)  # the finalizer fails to remove itself, and reports it
+        current = await local.get(LandingResource, "again", namespace=namespace)
+        status = current.to_dict().get("status") or {}
+        assert not status.get("landed"), status  # what it revoked is not recorded again
+        await local.delete(ValidatingAdmissionPolicyBinding, name)
+        await local.delete(ValidatingAdmissionPolicy, name)
+        lifted = True
+        await eventually(
+            lambda: landing_gone(local, namespace, "again"), timeout=45, what="the Landing gone"
+        )
+    finally:
+        if not lifted:
+            await local.delete(ValidatingAdmissionPolicyBinding, name)
+            await local.delete(ValidatingAdmissionPolicy, name)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from moonlander import api
 from moonlander.api.reasons import Outcome, Reason, Retry
 from moonlander.controller import holds, plan
@@ -479,7 +481,13 @@ class Controller:
         return outcome
 
     async def _report(self, landing: api.ParsedLanding, outcome: Outcome) -> None:
-        """The status of a reconcile that could not write it itself, if it can be written."""
+        """The status of a reconcile that could not write it itself, if it can be written:
+        over the Landing as its own writes left it, not as the reconcile began (a finalizer
+        that recorded its revoke and then failed must not record the landing again, or its
+        retry would revoke through a source it has let go: soak finding 6)."""
+        current = self.landings.get(landing.key)
+        if current is not None:
+            landing = msgspec.structs.replace(landing, status=current.status)
         try:
             await self.reconciler.report(landing, outcome)
         except Exception as err:
