@@ -65,6 +65,7 @@ from lightkube.types import PatchType
 
 from moonlander import api
 from moonlander.controller import plan
+from moonlander.kube import internals
 from moonlander.kube.resources import LandingPolicyResource, LandingResource
 from moonlander_dev.clusters import ClusterSpec, ControlPlane, free_port
 
@@ -819,7 +820,7 @@ class Bench:
         await asyncio.gather(*(rewrite(i) for i in range(n)))
         rewrite_s = time.monotonic() - started
         for client in remote.values():
-            await client._client.close()
+            await internals.close(client)
         return elapsed, rewrite_s
 
 

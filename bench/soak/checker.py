@@ -57,6 +57,7 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Secret, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
+from moonlander.kube import internals
 from moonlander.kube.resources import LandingPolicyResource, LandingResource, LandingSetResource
 
 MANAGED = {"app.kubernetes.io/managed-by": "moonlander"}
@@ -147,9 +148,11 @@ class Checker:
             sampler.cancel()
             for client in self.clients.values():
                 with contextlib.suppress(Exception):
-                    await client._client.close()
+                    await internals.close(client)
         self.summarize(state)
-        Path(self.opts.out).write_text(json.dumps(self.report.__dict__, indent=2, default=str))
+        out = Path(self.opts.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.report.__dict__, indent=2, default=str))
         print(f"checker: {len(self.report.violations)} violations; report {self.opts.out}")
         return 1 if self.report.violations else 0
 

@@ -611,9 +611,23 @@ async def main(argv: list[str] | None = None) -> int:
         print(f"soak: FAILED (checker exit {code}); seed {seed}; schedule:")
         print("\n".join(e.describe() for e in events))
         given = argv if argv is not None else sys.argv[1:]
-        rest = " ".join(a for a in given if not a.startswith("--seed"))
+        rest = " ".join(_without_seed(given))
         print(f"soak: replay with --seed {seed} {rest}")
     return code
+
+
+def _without_seed(args: list[str]) -> list[str]:
+    """The arguments without ``--seed N`` or ``--seed=N``."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--seed":
+            skip = True
+        elif not arg.startswith("--seed="):
+            kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":

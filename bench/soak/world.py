@@ -23,6 +23,7 @@ from lightkube.resources.coordination_v1 import Lease
 from tests.e2e.harness import FaultProxy, kubeconfig_with_server, mint_token_kubeconfig
 from tests.e2e.test_faults import ThrottlingProxy, compact_under_every_watch, wait_ready
 
+from moonlander.kube import internals
 from moonlander_dev import pki
 from moonlander_dev.clusters import (
     WEBHOOK_CLIENT_NAME,
@@ -310,5 +311,5 @@ class World:
             await self.throttle.close()
         for client in self.admin.values():
             with contextlib.suppress(Exception):
-                await client._client.close()
+                await internals.close(client)
         await asyncio.to_thread(self.plane.stop)
