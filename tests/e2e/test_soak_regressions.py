@@ -66,6 +66,60 @@ async def exists(client: AsyncClient, kind: Any, name: str, namespace: str | Non
     return True
 
 
+async def refuse(
+    client: AsyncClient,
+    name: str,
+    namespace: str,
+    *,
+    group: str,
+    resources: list[str],
+    message: str,
+    operations: tuple[str, ...] = ("UPDATE",),
+) -> None:
+    """An admission policy by which ``client``'s API server refuses these writes in
+    ``namespace`` with ``message`` (until ``lift``): a write failing as it would while a
+    server restarts, but for as long as the test needs."""
+    await client.create(
+        ValidatingAdmissionPolicy.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [group],
+                                "apiVersions": ["*"],
+                                "operations": list(operations),
+                                "resources": resources,
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": f"object.metadata.namespace != '{namespace}'",
+                            "message": message,
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    await client.create(
+        ValidatingAdmissionPolicyBinding.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]},
+            }
+        )
+    )
+
+
+async def lift(client: AsyncClient, name: str) -> None:
+    await client.delete(ValidatingAdmissionPolicyBinding, name)
+    await client.delete(ValidatingAdmissionPolicy, name)
+
+
 async def test_tenant_removed_from_a_parent_to_child_set_is_revoked(
     env: Env, namespace: str
 ) -> None:
@@ -114,39 +168,17 @@ async def test_a_landing_deleted_before_its_first_landing_revokes_what_it_minted
     # controller's checks pass): the Landing mints in the parent and then cannot land, and
     # nothing is ever recorded as landed.
     name = f"refuse-{namespace}"
-    await child.create(
-        ValidatingAdmissionPolicy.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "failurePolicy": "Fail",
-                    "matchConstraints": {
-                        "resourceRules": [
-                            {
-                                "apiGroups": [""],
-                                "apiVersions": ["v1"],
-                                "operations": ["CREATE", "UPDATE"],
-                                "resources": ["secrets"],
-                            }
-                        ]
-                    },
-                    "validations": [
-                        {
-                            "expression": f"object.metadata.namespace != '{namespace}'",
-                            "message": "no Secrets here",
-                        }
-                    ],
-                },
-            }
-        )
-    )
-    await child.create(
-        ValidatingAdmissionPolicyBinding.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {"policyName": name, "validationActions": ["Deny"]},
-            }
-        )
+    await refuse(
+        child,
+        name,
+        namespace,
+        group="",
+        resources=["secrets"],
+        message="no Secrets here",
+        operations=(
+            "CREATE",
+            "UPDATE",
+        ),
     )
 
     async def in_force() -> bool:
@@ -201,8 +233,7 @@ async def test_a_landing_deleted_before_its_first_landing_revokes_what_it_minted
     try:
         await eventually(revoked, timeout=20, what="the minted ServiceAccount and binding revoked")
     finally:
-        await child.delete(ValidatingAdmissionPolicyBinding, name)
-        await child.delete(ValidatingAdmissionPolicy, name)
+        await lift(child, name)
     measure(
         "soak regression: deleted before landing -> minted identity revoked",
         time.monotonic() - started,
@@ -218,39 +249,13 @@ async def test_a_deletion_whose_last_write_failed_still_completes(env: Env, name
     await local.create(landing(namespace, "gone", kubeconfigSecretName="src"))
     await wait_reason(local, namespace, "gone", "Synced", timeout=60)
     name = f"freeze-{namespace}"
-    await local.create(
-        ValidatingAdmissionPolicy.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "failurePolicy": "Fail",
-                    "matchConstraints": {
-                        "resourceRules": [
-                            {
-                                "apiGroups": [api.GROUP],
-                                "apiVersions": ["*"],
-                                "operations": ["UPDATE"],
-                                "resources": ["landings", "landings/status"],
-                            }
-                        ]
-                    },
-                    "validations": [
-                        {
-                            "expression": f"object.metadata.namespace != '{namespace}'",
-                            "message": "the parent refuses Landing writes for now",
-                        }
-                    ],
-                },
-            }
-        )
-    )
-    await local.create(
-        ValidatingAdmissionPolicyBinding.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {"policyName": name, "validationActions": ["Deny"]},
-            }
-        )
+    await refuse(
+        local,
+        name,
+        namespace,
+        group=api.GROUP,
+        resources=["landings", "landings/status"],
+        message="the parent refuses Landing writes for now",
     )
     try:
 
@@ -282,45 +287,10 @@ async def test_a_deletion_whose_last_write_failed_still_completes(env: Env, name
         await eventually(revoked, timeout=60, what="the landed Secret revoked")
         await asyncio.sleep(5)  # the controller tries to finish, and cannot
     finally:
-        await local.delete(ValidatingAdmissionPolicyBinding, name)
-        await local.delete(ValidatingAdmissionPolicy, name)
+        await lift(local, name)
     await eventually(
         lambda: landing_gone(local, namespace, "gone"), timeout=45, what="the Landing gone"
     )
-
-
-def _refuse_status(name: str, namespace: str) -> tuple[Any, Any]:
-    """An admission policy by which the parent refuses every Landing status write in
-    ``namespace``: the controller writes its target and cannot record it, as a controller
-    stopped between its write and its status leaves it."""
-    policy = ValidatingAdmissionPolicy.from_dict(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [api.GROUP],
-                            "apiVersions": ["*"],
-                            "operations": ["UPDATE"],
-                            "resources": ["landings/status"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": f"object.metadata.namespace != '{namespace}'",
-                        "message": "the parent refuses Landing status writes for now",
-                    }
-                ],
-            },
-        }
-    )
-    binding = ValidatingAdmissionPolicyBinding.from_dict(
-        {"metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}
-    )
-    return policy, binding
 
 
 async def _landed_unrecorded(env: Env, namespace: str, name: str) -> str:
@@ -328,9 +298,16 @@ async def _landed_unrecorded(env: Env, namespace: str, name: str) -> str:
     nothing (every status write refused); the policy's name, to take it away."""
     local, child = env.local, env.admin["child-b"]
     policy_name = f"mute-{namespace}"
-    policy, binding = _refuse_status(policy_name, namespace)
-    await local.create(policy)
-    await local.create(binding)
+    # Every status write refused: the controller writes its target and cannot record it, as
+    # a controller stopped between its write and its status leaves it.
+    await refuse(
+        local,
+        policy_name,
+        namespace,
+        group=api.GROUP,
+        resources=["landings/status"],
+        message="the parent refuses Landing status writes for now",
+    )
     await local.create(secret_with(namespace, "src", {"value": env.kubeconfig_text("child-b")}))
 
     probe = landing(namespace, "probe", kubeconfigSecretName="nothing", suspend=True)
@@ -370,11 +347,6 @@ async def _landed_unrecorded(env: Env, namespace: str, name: str) -> str:
     return policy_name
 
 
-async def _lift(env: Env, policy_name: str) -> None:
-    await env.local.delete(ValidatingAdmissionPolicyBinding, policy_name)
-    await env.local.delete(ValidatingAdmissionPolicy, policy_name)
-
-
 async def test_a_landing_deleted_before_its_status_recorded_the_landing_revokes_it(
     env: Env, namespace: str
 ) -> None:
@@ -401,7 +373,7 @@ async def test_a_landing_deleted_before_its_status_recorded_the_landing_revokes_
         await eventually(revoked, timeout=30, what="the unrecorded Secret revoked")
         measure("soak regression: unrecorded landing revoked on delete", time.monotonic() - started)
     finally:
-        await _lift(env, policy_name)
+        await lift(env.local, policy_name)
 
 
 async def test_a_source_deleted_before_the_status_recorded_the_landing_revokes_it(
@@ -423,7 +395,7 @@ async def test_a_source_deleted_before_the_status_recorded_the_landing_revokes_i
         await eventually(revoked, timeout=30, what="the unrecorded Secret revoked")
         await asyncio.sleep(2)
         assert await exists(local, Secret, "src", namespace), "released before its status said so"
-        await _lift(env, policy_name)
+        await lift(env.local, policy_name)
         lifted = True
         await eventually(
             lambda: _gone(local, Secret, "src", namespace), timeout=45, what="the source released"
@@ -433,7 +405,7 @@ async def test_a_source_deleted_before_the_status_recorded_the_landing_revokes_i
         assert not await exists(child, Secret, "remote-kubeconfig", namespace), "landed again"
     finally:
         if not lifted:
-            await _lift(env, policy_name)
+            await lift(env.local, policy_name)
 
 
 async def _gone(client: AsyncClient, kind: Any, name: str, namespace: str) -> bool:
@@ -455,39 +427,13 @@ async def test_a_finalizer_whose_last_write_failed_does_not_record_the_landing_a
     await local.create(landing(namespace, "again", kubeconfigSecretName="src"))
     await wait_reason(local, namespace, "again", "Synced", timeout=60)
     name = f"keep-{namespace}"
-    await local.create(
-        ValidatingAdmissionPolicy.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "failurePolicy": "Fail",
-                    "matchConstraints": {
-                        "resourceRules": [
-                            {
-                                "apiGroups": [api.GROUP],
-                                "apiVersions": ["*"],
-                                "operations": ["UPDATE"],
-                                "resources": ["landings"],
-                            }
-                        ]
-                    },
-                    "validations": [
-                        {
-                            "expression": f"object.metadata.namespace != '{namespace}'",
-                            "message": "the parent refuses Landing updates for now",
-                        }
-                    ],
-                },
-            }
-        )
-    )
-    await local.create(
-        ValidatingAdmissionPolicyBinding.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {"policyName": name, "validationActions": ["Deny"]},
-            }
-        )
+    await refuse(
+        local,
+        name,
+        namespace,
+        group=api.GROUP,
+        resources=["landings"],
+        message="the parent refuses Landing updates for now",
     )
     lifted = False
     try:
@@ -523,13 +469,11 @@ async def test_a_finalizer_whose_last_write_failed_does_not_record_the_landing_a
         current = await local.get(LandingResource, "again", namespace=namespace)
         status = current.to_dict().get("status") or {}
         assert not status.get("landed"), status  # what it revoked is not recorded again
-        await local.delete(ValidatingAdmissionPolicyBinding, name)
-        await local.delete(ValidatingAdmissionPolicy, name)
+        await lift(local, name)
         lifted = True
         await eventually(
             lambda: landing_gone(local, namespace, "again"), timeout=45, what="the Landing gone"
         )
     finally:
         if not lifted:
-            await local.delete(ValidatingAdmissionPolicyBinding, name)
-            await local.delete(ValidatingAdmissionPolicy, name)
+            await lift(local, name)
