@@ -115,6 +115,23 @@ async def refuse(
     )
 
 
+async def refuses(
+    client: AsyncClient, kind: Any, name: str, namespace: str, patch: dict[str, Any], phrase: str
+) -> bool:
+    """Whether ``client``'s API server refuses this merge patch (dry run) saying ``phrase``:
+    that an admission policy of ``refuse`` is in force."""
+    try:
+        await client.patch(
+            kind, name, patch, namespace=namespace, patch_type=PatchType.MERGE, dry_run=True
+        )
+    except ApiError as err:
+        message = err.status.message or ""
+    else:
+        message = "admitted: the policy is not in force yet"
+    assert phrase in message, message
+    return True
+
+
 async def lift(client: AsyncClient, name: str) -> None:
     await client.delete(ValidatingAdmissionPolicyBinding, name)
     await client.delete(ValidatingAdmissionPolicy, name)
@@ -258,25 +275,18 @@ async def test_a_deletion_whose_last_write_failed_still_completes(env: Env, name
         message="the parent refuses Landing writes for now",
     )
     try:
-
-        async def frozen() -> bool:
-            try:
-                await local.patch(
-                    LandingResource,
-                    "gone",
-                    {"metadata": {"labels": {"probe": "x"}}},
-                    namespace=namespace,
-                    patch_type=PatchType.MERGE,
-                    dry_run=True,
-                )
-            except ApiError as err:
-                message = err.status.message or ""
-            else:
-                message = "admitted: the policy is not in force yet"
-            assert "refuses Landing writes" in message, message
-            return True
-
-        await eventually(frozen, timeout=30, what="the parent refuses Landing writes")
+        await eventually(
+            lambda: refuses(
+                local,
+                LandingResource,
+                "gone",
+                namespace,
+                {"metadata": {"labels": {"probe": "x"}}},
+                "refuses Landing writes",
+            ),
+            timeout=30,
+            what="the parent refuses Landing writes",
+        )
         await local.delete(Secret, "src", namespace=namespace)
         await local.delete(LandingResource, "gone", namespace=namespace)
 
@@ -313,24 +323,18 @@ async def _landed_unrecorded(env: Env, namespace: str, name: str) -> str:
     probe = landing(namespace, "probe", kubeconfigSecretName="nothing", suspend=True)
     await local.create(probe)
 
-    async def in_force() -> bool:
-        try:
-            await local.patch(
-                LandingResource.Status,
-                "probe",
-                {"status": {"observedGeneration": 1}},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-                dry_run=True,
-            )
-        except ApiError as err:
-            message = err.status.message or ""
-        else:
-            message = "admitted: the policy is not in force yet"
-        assert "refuses Landing status writes" in message, message
-        return True
-
-    await eventually(in_force, timeout=30, what="the parent refuses Landing status writes")
+    await eventually(
+        lambda: refuses(
+            local,
+            LandingResource.Status,
+            "probe",
+            namespace,
+            {"status": {"observedGeneration": 1}},
+            "refuses Landing status writes",
+        ),
+        timeout=30,
+        what="the parent refuses Landing status writes",
+    )
     await local.delete(LandingResource, "probe", namespace=namespace)
     await local.create(landing(namespace, name, kubeconfigSecretName="src"))
 
@@ -437,25 +441,18 @@ async def test_a_finalizer_whose_last_write_failed_does_not_record_the_landing_a
     )
     lifted = False
     try:
-
-        async def in_force() -> bool:
-            try:
-                await local.patch(
-                    LandingResource,
-                    "again",
-                    {"metadata": {"labels": {"probe": "x"}}},
-                    namespace=namespace,
-                    patch_type=PatchType.MERGE,
-                    dry_run=True,
-                )
-            except ApiError as err:
-                message = err.status.message or ""
-            else:
-                message = "admitted: the policy is not in force yet"
-            assert "refuses Landing updates" in message, message
-            return True
-
-        await eventually(in_force, timeout=30, what="the parent refuses Landing updates")
+        await eventually(
+            lambda: refuses(
+                local,
+                LandingResource,
+                "again",
+                namespace,
+                {"metadata": {"labels": {"probe": "x"}}},
+                "refuses Landing updates",
+            ),
+            timeout=30,
+            what="the parent refuses Landing updates",
+        )
         await local.delete(Secret, "src", namespace=namespace)
         await local.delete(LandingResource, "again", namespace=namespace)
 

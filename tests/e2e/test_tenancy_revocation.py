@@ -415,27 +415,6 @@ async def test_orphan_keeps_no_minted_identity(env: Env, tenant: Tenant) -> None
         await robot.close()
 
 
-class _Listener:
-    """A loopback port that counts the connections made to it and answers none."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-
 async def test_a_forged_hold_makes_no_refused_landing_call_out(env: Env, tenant: Tenant) -> None:
     """The controller revokes what a Landing may have landed before its status recorded it
     on the strength of the Landing's hold on its source Secret (soak finding 5); a tenant can
@@ -443,7 +422,7 @@ async def test_a_forged_hold_makes_no_refused_landing_call_out(env: Env, tenant:
     with no parentCredential) whose source carries a forged hold, its source then deleted
     and then itself: the cluster its source names is never called, and both go."""
     ns = tenant.namespace
-    listener = _Listener()
+    listener = _PlainHttp()
     await listener.start()
     try:
         url = f"https://127.0.0.1:{listener.port}"
@@ -656,10 +635,12 @@ async def test_a_refused_landing_reads_the_same_whether_the_secret_exists(
 
 
 class _PlainHttp:
-    """A plain-HTTP loopback server: answers anything with 400, as a web server would."""
+    """A plain-HTTP loopback server: answers anything with 400, as a web server would, and
+    counts the connections made to it."""
 
     def __init__(self) -> None:
         self.port = 0
+        self.connections = 0
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -667,6 +648,7 @@ class _PlainHttp:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         with contextlib.suppress(OSError):
             await reader.read(1024)
             writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
